@@ -1,0 +1,61 @@
+//! What the consensus layer hands the ledger with each block, and what it gets back.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Amount;
+use crate::crypto::{Address, Hash};
+use crate::error::TxError;
+use crate::event::Event;
+use crate::time::Timestamp;
+
+/// The block's context: the only source of time and randomness the ledger ever sees.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct BlockContext {
+    pub height: u64,
+    /// The proposer's timestamp, already checked by consensus to exceed the parent's.
+    pub time: Timestamp,
+    /// Randomness the proposer cannot choose alone (see ARCHITECTURE.md for what biases it today).
+    pub randomness: Hash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxOutcome {
+    Succeeded,
+    /// Admitted, paid its fee and used its nonce, but the message failed; nothing else changed.
+    Failed { error: TxError },
+    /// Refused at admission; nothing changed at all.
+    Rejected { error: TxError },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Receipt {
+    pub tx_hash: Hash,
+    /// `None` when the bytes could not even be decoded.
+    pub signer: Option<Address>,
+    pub outcome: TxOutcome,
+    pub fee_paid: Amount,
+    pub events: Vec<Event>,
+}
+
+impl Receipt {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome, TxOutcome::Succeeded)
+    }
+
+    pub fn error(&self) -> Option<&TxError> {
+        match &self.outcome {
+            TxOutcome::Succeeded => None,
+            TxOutcome::Failed { error } | TxOutcome::Rejected { error } => Some(error),
+        }
+    }
+}
+
+/// Everything a block produced: one receipt per transaction, and the block's events in order (those from
+/// deadlines reached at the start of the block first, then each transaction's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockOutcome {
+    pub receipts: Vec<Receipt>,
+    pub events: Vec<Event>,
+}

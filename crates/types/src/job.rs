@@ -1,0 +1,235 @@
+//! One-shot jobs (Golem/Nosana's model): a client posts a workload with a budget and a redundancy factor `k`;
+//! the `k` cheapest bids win; each winner commits to a hash of its result, then reveals it; agreeing results
+//! are paid; disagreement is a dispute with the funds held.
+
+use std::fmt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Amount;
+use crate::crypto::{Address, Hash};
+use crate::limits::{self, Malformed};
+use crate::resources::ResourceUnits;
+use crate::time::Timestamp;
+
+pub type JobId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    /// A WASI module run under fuel metering.
+    Wasm,
+    /// An OCI image run once to completion.
+    Container,
+    /// A JSONL file of inference requests against a model.
+    InferenceBatch,
+}
+
+/// What to run: content-addressed (blake3), with the runtime it needs so honest providers agree bit for bit.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    /// blake3 of the module, image archive or batch file.
+    pub hash: Hash,
+    /// The runtime and its version, e.g. `wasi-p1`.
+    pub runtime: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub workload: Workload,
+    /// Content hashes of the input files.
+    #[serde(default)]
+    pub inputs: Vec<Hash>,
+    pub resources: ResourceUnits,
+    /// The same fuel limit for every provider, so that running out of fuel is a deterministic result too.
+    pub max_fuel: u64,
+    /// How many providers run the job independently (k).
+    pub redundancy: u8,
+    /// The total for all k providers; each winner is paid its own bid, which must be at most `budget / k`.
+    pub budget: Amount,
+    pub bid_window_ms: u64,
+    /// How long a winner has, from its assignment, to commit to a result.
+    pub run_timeout_ms: u64,
+    /// How long winners have to reveal once every winner has committed.
+    pub reveal_window_ms: u64,
+}
+
+impl JobSpec {
+    /// The most one provider may bid: `⌊budget / k⌋`, so any k bids fit the budget.
+    pub fn max_bid(&self) -> Amount {
+        Amount(self.budget.0 / u128::from(self.redundancy.max(1)))
+    }
+
+    pub(crate) fn validate(&self, field: &str) -> Result<(), Malformed> {
+        limits::check_str(&format!("{field}.workload.runtime"), &self.workload.runtime, limits::MAX_NAME_LEN)?;
+        if self.workload.runtime.is_empty() {
+            return Err(Malformed::new(format!("{field}.workload.runtime"), "is empty"));
+        }
+        limits::check_len(&format!("{field}.workload.args"), self.workload.args.len(), limits::MAX_JOB_ARGS)?;
+        for (i, arg) in self.workload.args.iter().enumerate() {
+            limits::check_str(&format!("{field}.workload.args[{i}]"), arg, limits::MAX_JOB_ARG_LEN)?;
+        }
+        limits::check_len(&format!("{field}.inputs"), self.inputs.len(), limits::MAX_JOB_INPUTS)?;
+        self.resources.validate(&format!("{field}.resources"))?;
+        if self.max_fuel == 0 {
+            return Err(Malformed::new(format!("{field}.max_fuel"), "is zero"));
+        }
+        if self.redundancy == 0 {
+            return Err(Malformed::new(format!("{field}.redundancy"), "is zero; at least one provider must run it"));
+        }
+        if self.max_bid().is_zero() {
+            return Err(Malformed::new(
+                format!("{field}.budget"),
+                format!("{} split over {} providers leaves nothing to pay each", self.budget, self.redundancy),
+            ));
+        }
+        for (name, value) in [
+            ("bid_window_ms", self.bid_window_ms),
+            ("run_timeout_ms", self.run_timeout_ms),
+            ("reveal_window_ms", self.reveal_window_ms),
+        ] {
+            if value == 0 {
+                return Err(Malformed::new(format!("{field}.{name}"), "is zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The commitment a provider publishes before anyone reveals: `blake3(result_hash ‖ provider ‖ salt)`.
+/// Binding the provider's address stops a provider from copying another's commitment.
+pub fn result_commitment(result_hash: &Hash, provider: &Address, salt: &[u8; 32]) -> Hash {
+    Hash::of_parts(&[b"tensorgrid/job-commit", result_hash.as_bytes(), provider.as_bytes(), salt])
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobFailure {
+    /// Fewer valid bids than the redundancy asked for when the bidding window closed.
+    NotEnoughBids { got: u8, needed: u8 },
+    /// No assigned provider revealed a result.
+    NoResults,
+}
+
+impl fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobFailure::NotEnoughBids { got, needed } => {
+                write!(f, "{got} valid bids when the window closed; {needed} were needed")
+            }
+            JobFailure::NoResults => f.write_str("no assigned provider revealed a result"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Taking bids until `bid_deadline`.
+    Bidding,
+    /// Assigned providers are running it and committing.
+    Running,
+    /// Every assigned provider committed; reveals are due by `reveal_deadline`.
+    Revealing,
+    /// One result was revealed; the client may dispute it until `challenge_deadline`.
+    Challenge,
+    /// Results agreed (or went unchallenged) and providers were paid.
+    Completed,
+    /// Results disagreed or the client disputed: funds are held until a referee decides.
+    Disputed,
+    Failed { reason: JobFailure },
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_final(&self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed { .. } | JobState::Cancelled)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotState {
+    Running,
+    Committed,
+    Revealed,
+    /// Missed its commit deadline: deposit forfeited to the client, replaced by the next-cheapest bid.
+    MissedCommit,
+    /// Missed the reveal deadline: deposit forfeited to the client.
+    MissedReveal,
+    Paid,
+}
+
+impl SlotState {
+    /// Still part of the job's outcome (not replaced or dropped).
+    pub fn is_live(&self) -> bool {
+        matches!(self, SlotState::Running | SlotState::Committed | SlotState::Revealed | SlotState::Paid)
+    }
+}
+
+/// One provider's assignment.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct JobSlot {
+    pub provider: Address,
+    pub price: Amount,
+    pub assigned_at: Timestamp,
+    pub commit_deadline: Timestamp,
+    pub commitment: Option<Hash>,
+    pub result: Option<Hash>,
+    pub state: SlotState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub client: Address,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub created_at: Timestamp,
+    pub bid_deadline: Timestamp,
+    pub reveal_deadline: Option<Timestamp>,
+    pub challenge_deadline: Option<Timestamp>,
+    /// Assignments in order; replaced slots stay for the record.
+    pub slots: Vec<JobSlot>,
+    /// Open bids, at most `max_bids_per_job`: the winners come from here, and so do replacements.
+    pub live_bids: Vec<JobLiveBid>,
+    /// What the job still holds of its budget.
+    pub held: Amount,
+    /// What was paid to providers.
+    pub paid: Amount,
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct JobLiveBid {
+    pub provider: Address,
+    pub price: Amount,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobBidState {
+    Open,
+    /// Won a slot; the deposit is returned when the slot is paid.
+    Assigned,
+    /// Lost or outbid, or the job ended: deposit returned.
+    Returned,
+    /// Its slot missed a deadline: deposit paid to the client.
+    Forfeited,
+    /// Its slot is in a disputed job: the deposit is held with the funds.
+    Held,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct JobBid {
+    pub job: JobId,
+    pub provider: Address,
+    pub price: Amount,
+    pub deposit: Amount,
+    pub state: JobBidState,
+    pub created_at: Timestamp,
+}

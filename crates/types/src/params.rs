@@ -1,0 +1,119 @@
+//! Every duration, deposit and limit the ledger uses, in one place. Durations are milliseconds of block time;
+//! amounts are utgr.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Amount;
+use crate::limits::Malformed;
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    // --- transactions
+    /// Fee = `base_fee + fee_per_byte × encoded size`.
+    pub base_fee: Amount,
+    pub fee_per_byte: Amount,
+    /// Largest encoded transaction accepted.
+    pub max_tx_bytes: u32,
+    /// Validators reject a block whose timestamp is further ahead of their own clock than this.
+    pub max_clock_drift_ms: u64,
+
+    // --- providers
+    pub min_provider_stake: Amount,
+    pub unbonding_period_ms: u64,
+    pub max_unbonding_entries: u32,
+    /// How often a provider is expected to send a heartbeat.
+    pub heartbeat_interval_ms: u64,
+    /// Leases accrue up to `last heartbeat + heartbeat_grace_ms`; past it the provider's leases close.
+    pub heartbeat_grace_ms: u64,
+
+    // --- market
+    pub min_deployment_deposit: Amount,
+    pub bid_window_ms: u64,
+    pub max_bids_per_order: u32,
+    pub bid_deposit: Amount,
+    /// Highest price per hour a bid or order may name; keeps escrow arithmetic far from overflow.
+    pub max_price_per_hour: Amount,
+
+    // --- jobs
+    pub max_redundancy: u8,
+    pub max_bids_per_job: u32,
+    pub job_bid_deposit: Amount,
+    pub min_job_window_ms: u64,
+    pub max_job_window_ms: u64,
+    /// With one result there is nothing to compare: the client may dispute it for this long.
+    pub challenge_period_ms: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        const SECOND: u64 = 1_000;
+        const MINUTE: u64 = 60 * SECOND;
+        const DAY: u64 = 24 * 60 * MINUTE;
+        Params {
+            base_fee: Amount::utgr(100),
+            fee_per_byte: Amount::utgr(1),
+            max_tx_bytes: 64 * 1024,
+            max_clock_drift_ms: 500,
+
+            min_provider_stake: Amount::tgr(100),
+            unbonding_period_ms: 14 * DAY,
+            max_unbonding_entries: 7,
+            heartbeat_interval_ms: MINUTE,
+            heartbeat_grace_ms: 3 * MINUTE,
+
+            min_deployment_deposit: Amount::tgr(5),
+            bid_window_ms: 30 * SECOND,
+            max_bids_per_order: 20,
+            bid_deposit: Amount::tgr(5),
+            max_price_per_hour: Amount::tgr(1_000_000),
+
+            max_redundancy: 8,
+            max_bids_per_job: 32,
+            job_bid_deposit: Amount::tgr(1),
+            min_job_window_ms: SECOND,
+            max_job_window_ms: DAY,
+            challenge_period_ms: 10 * MINUTE,
+        }
+    }
+}
+
+impl Params {
+    /// Rejects params that would make the ledger misbehave (zero windows, an empty bid book, ...).
+    pub fn validate(&self) -> Result<(), Malformed> {
+        let positive = [
+            ("max_tx_bytes", u64::from(self.max_tx_bytes)),
+            ("unbonding_period_ms", self.unbonding_period_ms),
+            ("max_unbonding_entries", u64::from(self.max_unbonding_entries)),
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("heartbeat_grace_ms", self.heartbeat_grace_ms),
+            ("bid_window_ms", self.bid_window_ms),
+            ("max_bids_per_order", u64::from(self.max_bids_per_order)),
+            ("max_redundancy", u64::from(self.max_redundancy)),
+            ("max_bids_per_job", u64::from(self.max_bids_per_job)),
+            ("min_job_window_ms", self.min_job_window_ms),
+            ("challenge_period_ms", self.challenge_period_ms),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Malformed::new(format!("params.{name}"), "must be greater than zero"));
+            }
+        }
+        if self.max_job_window_ms < self.min_job_window_ms {
+            return Err(Malformed::new("params.max_job_window_ms", "is below min_job_window_ms"));
+        }
+        if self.max_bids_per_job < u32::from(self.max_redundancy) {
+            return Err(Malformed::new("params.max_bids_per_job", "is below max_redundancy"));
+        }
+        if self.max_price_per_hour.is_zero() || self.max_price_per_hour > Amount::tgr(1_000_000_000) {
+            return Err(Malformed::new("params.max_price_per_hour", "must be between 1utgr and 10^9 TGR"));
+        }
+        Ok(())
+    }
+
+    /// The fee for a transaction of `size` encoded bytes, `None` on overflow.
+    pub fn fee_for(&self, size: usize) -> Option<Amount> {
+        self.fee_per_byte.checked_mul(size as u128)?.checked_add(self.base_fee)
+    }
+}
