@@ -129,16 +129,15 @@ impl FromStr for Amount {
             return Err(AmountParseError::TooPrecise(s.to_string()));
         }
         let overflow = || AmountParseError::Overflow(s.to_string());
-        let int_value: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| overflow())?
-        };
-        let mut frac_value: u128 = if frac_part.is_empty() { 0 } else { frac_part.parse().map_err(|_| overflow())? };
+        let int_value: u128 =
+            if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| overflow())? };
+        let mut frac_value: u128 =
+            if frac_part.is_empty() { 0 } else { frac_part.parse().map_err(|_| overflow())? };
         for _ in frac_digits..max_frac {
             frac_value *= 10;
         }
-        let units = int_value.checked_mul(scale).and_then(|v| v.checked_add(frac_value)).ok_or_else(overflow)?;
+        let units =
+            int_value.checked_mul(scale).and_then(|v| v.checked_add(frac_value)).ok_or_else(overflow)?;
         Ok(Amount(units))
     }
 }

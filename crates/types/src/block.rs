@@ -24,9 +24,13 @@ pub struct BlockContext {
 pub enum TxOutcome {
     Succeeded,
     /// Admitted, paid its fee and used its nonce, but the message failed; nothing else changed.
-    Failed { error: TxError },
+    Failed {
+        error: TxError,
+    },
     /// Refused at admission; nothing changed at all.
-    Rejected { error: TxError },
+    Rejected {
+        error: TxError,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

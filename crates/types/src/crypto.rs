@@ -324,13 +324,15 @@ mod tests {
         let msgs: Vec<Vec<u8>> = (0..16u8).map(|i| vec![i; 40]).collect();
         let mut sigs: Vec<_> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
         let addrs: Vec<_> = keys.iter().map(SecretKey::address).collect();
-        let all_good = verify_batch(addrs.iter().zip(&msgs).zip(&sigs).map(|((a, m), s)| (a, &m[..], s)), rng);
+        let all_good =
+            verify_batch(addrs.iter().zip(&msgs).zip(&sigs).map(|((a, m), s)| (a, &m[..], s)), rng);
         assert!(all_good.iter().all(Result::is_ok));
 
         sigs[3].0[0] ^= 1;
         sigs[11] = keys[0].sign(&msgs[11]);
         let rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
-        let verdicts = verify_batch(addrs.iter().zip(&msgs).zip(&sigs).map(|((a, m), s)| (a, &m[..], s)), rng);
+        let verdicts =
+            verify_batch(addrs.iter().zip(&msgs).zip(&sigs).map(|((a, m), s)| (a, &m[..], s)), rng);
         for (i, v) in verdicts.iter().enumerate() {
             assert_eq!(v.is_ok(), i != 3 && i != 11, "item {i}");
             assert_eq!(*v, verify(&addrs[i], &msgs[i], &sigs[i]));

@@ -65,7 +65,11 @@ impl JobSpec {
     }
 
     pub(crate) fn validate(&self, field: &str) -> Result<(), Malformed> {
-        limits::check_str(&format!("{field}.workload.runtime"), &self.workload.runtime, limits::MAX_NAME_LEN)?;
+        limits::check_str(
+            &format!("{field}.workload.runtime"),
+            &self.workload.runtime,
+            limits::MAX_NAME_LEN,
+        )?;
         if self.workload.runtime.is_empty() {
             return Err(Malformed::new(format!("{field}.workload.runtime"), "is empty"));
         }
@@ -79,12 +83,18 @@ impl JobSpec {
             return Err(Malformed::new(format!("{field}.max_fuel"), "is zero"));
         }
         if self.redundancy == 0 {
-            return Err(Malformed::new(format!("{field}.redundancy"), "is zero; at least one provider must run it"));
+            return Err(Malformed::new(
+                format!("{field}.redundancy"),
+                "is zero; at least one provider must run it",
+            ));
         }
         if self.max_bid().is_zero() {
             return Err(Malformed::new(
                 format!("{field}.budget"),
-                format!("{} split over {} providers leaves nothing to pay each", self.budget, self.redundancy),
+                format!(
+                    "{} split over {} providers leaves nothing to pay each",
+                    self.budget, self.redundancy
+                ),
             ));
         }
         for (name, value) in [
@@ -141,7 +151,9 @@ pub enum JobState {
     Completed,
     /// Results disagreed or the client disputed: funds are held until a referee decides.
     Disputed,
-    Failed { reason: JobFailure },
+    Failed {
+        reason: JobFailure,
+    },
     Cancelled,
 }
 

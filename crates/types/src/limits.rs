@@ -54,7 +54,10 @@ pub(crate) fn check_len(field: &str, len: usize, max: usize) -> Result<(), Malfo
 
 pub(crate) fn check_str(field: &str, value: &str, max: usize) -> Result<(), Malformed> {
     if value.len() > max {
-        return Err(Malformed::new(field, format!("is {} bytes long; at most {max} are allowed", value.len())));
+        return Err(Malformed::new(
+            field,
+            format!("is {} bytes long; at most {max} are allowed", value.len()),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(Malformed::new(field, "contains control characters"));

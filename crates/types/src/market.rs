@@ -18,7 +18,17 @@ pub type Dseq = u64;
 
 /// One order per group: `dseq/gseq`, with `gseq` counting groups from 1 as Akash does.
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct OrderId {
     pub dseq: Dseq,
@@ -28,7 +38,17 @@ pub struct OrderId {
 /// A provider's bid on an order, named `dseq/gseq/provider` as in Akash. A lease keeps the id of the bid it
 /// came from.
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct BidId {
     pub dseq: Dseq,
@@ -124,11 +144,17 @@ pub struct GroupSpec {
 impl GroupSpec {
     pub(crate) fn validate(&self, field: &str) -> Result<(), Malformed> {
         limits::check_name(&format!("{field}.name"), &self.name)?;
-        resources::validate_attributes(&format!("{field}.requirements.attributes"), &self.requirements.attributes)?;
+        resources::validate_attributes(
+            &format!("{field}.requirements.attributes"),
+            &self.requirements.attributes,
+        )?;
         let auditors = self.requirements.signed_by.all_of.len() + self.requirements.signed_by.any_of.len();
         limits::check_len(&format!("{field}.requirements.signed_by"), auditors, limits::MAX_AUDITORS)?;
         if self.resources.is_empty() {
-            return Err(Malformed::new(format!("{field}.resources"), "is empty; a group needs at least one unit"));
+            return Err(Malformed::new(
+                format!("{field}.resources"),
+                "is empty; a group needs at least one unit",
+            ));
         }
         limits::check_len(&format!("{field}.resources"), self.resources.len(), limits::MAX_RESOURCE_UNITS)?;
         for (i, unit) in self.resources.iter().enumerate() {
@@ -141,7 +167,10 @@ impl GroupSpec {
             unit.resources.validate(&format!("{field}.resources[{i}].resources"))?;
         }
         if self.max_price.is_zero() {
-            return Err(Malformed::new(format!("{field}.max_price"), "is zero; no provider can bid below it"));
+            return Err(Malformed::new(
+                format!("{field}.max_price"),
+                "is zero; no provider can bid below it",
+            ));
         }
         Ok(())
     }
@@ -234,7 +263,10 @@ pub enum OrderState {
     Open,
     /// A bid won; the lease is running.
     Active,
-    Closed { reason: CloseReason, at: Timestamp },
+    Closed {
+        reason: CloseReason,
+        at: Timestamp,
+    },
 }
 
 /// A bid in an order's bounded book of live bids.
@@ -264,7 +296,10 @@ pub enum BidState {
     Open,
     /// The bid won; its lease is running.
     Active,
-    Closed { reason: CloseReason, at: Timestamp },
+    Closed {
+        reason: CloseReason,
+        at: Timestamp,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

@@ -45,19 +45,52 @@ pub enum Query {
     ChainInfo,
     Params,
     Supply,
-    Account { address: Address },
-    Provider { address: Address },
-    Providers { #[serde(default)] page: Page },
-    Deployment { dseq: Dseq },
-    DeploymentsByOwner { owner: Address, #[serde(default)] page: Page },
-    Order { order: OrderId },
-    OpenOrders { #[serde(default)] page: Page },
-    Bids { order: OrderId },
-    Lease { lease: LeaseId },
-    LeasesByProvider { provider: Address, #[serde(default)] page: Page },
-    Job { job: JobId },
-    JobBids { job: JobId },
-    OpenJobs { #[serde(default)] page: Page },
+    Account {
+        address: Address,
+    },
+    Provider {
+        address: Address,
+    },
+    Providers {
+        #[serde(default)]
+        page: Page,
+    },
+    Deployment {
+        dseq: Dseq,
+    },
+    DeploymentsByOwner {
+        owner: Address,
+        #[serde(default)]
+        page: Page,
+    },
+    Order {
+        order: OrderId,
+    },
+    OpenOrders {
+        #[serde(default)]
+        page: Page,
+    },
+    Bids {
+        order: OrderId,
+    },
+    Lease {
+        lease: LeaseId,
+    },
+    LeasesByProvider {
+        provider: Address,
+        #[serde(default)]
+        page: Page,
+    },
+    Job {
+        job: JobId,
+    },
+    JobBids {
+        job: JobId,
+    },
+    OpenJobs {
+        #[serde(default)]
+        page: Page,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

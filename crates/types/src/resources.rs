@@ -8,7 +8,19 @@ use crate::crypto::Address;
 use crate::limits::{self, Malformed};
 
 /// A key/value attribute, e.g. `region=eu-west` or `capabilities/gpu/vendor/nvidia/model/a100=true`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Attribute {
     pub key: String,
     pub value: String,
@@ -101,7 +113,10 @@ impl PlacementRequirements {
 impl ResourceUnits {
     pub(crate) fn validate(&self, field: &str) -> Result<(), Malformed> {
         if self.cpu_millis == 0 {
-            return Err(Malformed::new(format!("{field}.cpu_millis"), "must be at least 1 (a thousandth of a core)"));
+            return Err(Malformed::new(
+                format!("{field}.cpu_millis"),
+                "must be at least 1 (a thousandth of a core)",
+            ));
         }
         if self.memory_bytes == 0 {
             return Err(Malformed::new(format!("{field}.memory_bytes"), "must be at least 1 byte"));
@@ -123,7 +138,11 @@ impl ResourceUnits {
                 limits::check_str(&format!("{field}.gpu.models[{i}].model"), model, limits::MAX_NAME_LEN)?;
             }
             if let Some(interface) = &m.interface {
-                limits::check_str(&format!("{field}.gpu.models[{i}].interface"), interface, limits::MAX_NAME_LEN)?;
+                limits::check_str(
+                    &format!("{field}.gpu.models[{i}].interface"),
+                    interface,
+                    limits::MAX_NAME_LEN,
+                )?;
             }
         }
         Ok(())

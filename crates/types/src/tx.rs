@@ -29,11 +29,19 @@ pub const TX_SIGNING_DOMAIN: &[u8] = b"tensorgrid/tx\0";
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
     // --- bank
-    Send { to: Address, amount: Amount },
+    Send {
+        to: Address,
+        amount: Amount,
+    },
 
     // --- providers
     /// Registers the signer as a provider (or re-activates a deregistered one) and bonds `stake`.
-    RegisterProvider { host_uri: String, attributes: Vec<Attribute>, info: ProviderInfo, stake: Amount },
+    RegisterProvider {
+        host_uri: String,
+        attributes: Vec<Attribute>,
+        info: ProviderInfo,
+        stake: Amount,
+    },
     /// Changes any of the given fields.
     UpdateProvider {
         host_uri: Option<String>,
@@ -42,28 +50,68 @@ pub enum Msg {
     },
     /// Leaves the market: needs no active leases or job slots; all stake starts unbonding.
     DeregisterProvider,
-    Bond { amount: Amount },
-    Unbond { amount: Amount },
+    Bond {
+        amount: Amount,
+    },
+    Unbond {
+        amount: Amount,
+    },
     /// Proof of life covering all the provider's leases.
     Heartbeat,
 
     // --- market
-    CreateDeployment { groups: Vec<GroupSpec>, deposit: Amount, manifest_hash: Hash },
-    DepositDeployment { dseq: Dseq, amount: Amount },
-    CloseDeployment { dseq: Dseq },
-    CreateBid { order: OrderId, price: Amount },
-    CloseBid { bid: BidId },
-    AcceptBid { bid: BidId },
-    CloseLease { lease: LeaseId },
-    WithdrawLease { lease: LeaseId },
+    CreateDeployment {
+        groups: Vec<GroupSpec>,
+        deposit: Amount,
+        manifest_hash: Hash,
+    },
+    DepositDeployment {
+        dseq: Dseq,
+        amount: Amount,
+    },
+    CloseDeployment {
+        dseq: Dseq,
+    },
+    CreateBid {
+        order: OrderId,
+        price: Amount,
+    },
+    CloseBid {
+        bid: BidId,
+    },
+    AcceptBid {
+        bid: BidId,
+    },
+    CloseLease {
+        lease: LeaseId,
+    },
+    WithdrawLease {
+        lease: LeaseId,
+    },
 
     // --- jobs
-    SubmitJob { spec: JobSpec },
-    BidJob { job: JobId, price: Amount },
-    CommitResult { job: JobId, commitment: Hash },
-    RevealResult { job: JobId, result_hash: Hash, salt: [u8; 32] },
-    CancelJob { job: JobId },
-    DisputeJob { job: JobId },
+    SubmitJob {
+        spec: JobSpec,
+    },
+    BidJob {
+        job: JobId,
+        price: Amount,
+    },
+    CommitResult {
+        job: JobId,
+        commitment: Hash,
+    },
+    RevealResult {
+        job: JobId,
+        result_hash: Hash,
+        salt: [u8; 32],
+    },
+    CancelJob {
+        job: JobId,
+    },
+    DisputeJob {
+        job: JobId,
+    },
 }
 
 impl Msg {
@@ -135,7 +183,10 @@ impl Msg {
                 for (i, group) in groups.iter().enumerate() {
                     group.validate(&format!("groups[{i}]"))?;
                     if groups[..i].iter().any(|g| g.name == group.name) {
-                        return Err(Malformed::new(format!("groups[{i}].name"), "repeats an earlier group's name"));
+                        return Err(Malformed::new(
+                            format!("groups[{i}].name"),
+                            "repeats an earlier group's name",
+                        ));
                     }
                 }
                 nonzero("deposit", *deposit)
@@ -181,7 +232,15 @@ pub struct Tx {
 
 impl Tx {
     pub fn new(chain_id: impl Into<String>, signer: Address, nonce: u64, max_fee: Amount, msg: Msg) -> Self {
-        Tx { version: TX_VERSION, chain_id: chain_id.into(), signer, nonce, max_fee, memo: String::new(), msg }
+        Tx {
+            version: TX_VERSION,
+            chain_id: chain_id.into(),
+            signer,
+            nonce,
+            max_fee,
+            memo: String::new(),
+            msg,
+        }
     }
 
     /// The bytes the signature covers.
@@ -199,7 +258,10 @@ impl Tx {
     /// Stateless checks: version, field sizes and shapes.
     pub fn validate(&self) -> Result<(), Malformed> {
         if self.version != TX_VERSION {
-            return Err(Malformed::new("version", format!("{} is not supported; use {TX_VERSION}", self.version)));
+            return Err(Malformed::new(
+                "version",
+                format!("{} is not supported; use {TX_VERSION}", self.version),
+            ));
         }
         limits::check_str("chain_id", &self.chain_id, limits::MAX_CHAIN_ID_LEN)?;
         limits::check_str("memo", &self.memo, limits::MAX_MEMO_LEN)?;

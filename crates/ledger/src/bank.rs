@@ -1,0 +1,106 @@
+//! Balances and transfers. Funds held by the protocol (escrow, stake, deposits, job budgets, fees) sit in
+//! module accounts, so the total supply is always the plain sum of all balances.
+
+use tensorgrid_types::{Account, Address, Amount, Event, TxError};
+
+use crate::error::{invariant, ExecResult};
+use crate::keys;
+use crate::state::State;
+use crate::store::Store;
+
+/// The module accounts and what each holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Module {
+    /// Deployment escrows.
+    Escrow,
+    /// Provider stake, bonded and unbonding.
+    Bonds,
+    /// Order and job bid deposits.
+    BidDeposits,
+    /// Job budgets.
+    Jobs,
+    /// Transaction fees (shared with validators once staking exists).
+    Fees,
+}
+
+impl Module {
+    pub const ALL: [Module; 5] =
+        [Module::Escrow, Module::Bonds, Module::BidDeposits, Module::Jobs, Module::Fees];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Escrow => "escrow",
+            Module::Bonds => "bonds",
+            Module::BidDeposits => "bid-deposits",
+            Module::Jobs => "jobs",
+            Module::Fees => "fee-collector",
+        }
+    }
+
+    pub fn address(self) -> Address {
+        Address::module(self.name())
+    }
+}
+
+impl<S: Store + ?Sized> State<'_, S> {
+    pub(crate) fn account(&self, address: &Address) -> ExecResult<Option<Account>> {
+        Ok(self.get(&keys::account(address))?)
+    }
+
+    pub(crate) fn balance(&self, address: &Address) -> ExecResult<Amount> {
+        Ok(self.account(address)?.map(|a| a.balance).unwrap_or_default())
+    }
+
+    pub(crate) fn set_account(&mut self, address: &Address, account: &Account) {
+        self.put(keys::account(address), account);
+    }
+
+    fn debit(&mut self, from: &Address, amount: Amount) -> ExecResult<()> {
+        let mut account = self.account(from)?.unwrap_or_default();
+        account.balance = account.balance.checked_sub(amount).ok_or(TxError::InsufficientFunds {
+            account: *from,
+            needed: amount,
+            available: account.balance,
+        })?;
+        self.set_account(from, &account);
+        Ok(())
+    }
+
+    fn credit(&mut self, to: &Address, amount: Amount) -> ExecResult<()> {
+        let mut account = self.account(to)?.unwrap_or_default();
+        account.balance = account
+            .balance
+            .checked_add(amount)
+            .ok_or_else(|| invariant(format!("balance of {to} overflows: supply is fixed")))?;
+        self.set_account(to, &account);
+        Ok(())
+    }
+
+    /// Moves funds between accounts; fails with `InsufficientFunds` naming the payer.
+    pub(crate) fn transfer(&mut self, from: &Address, to: &Address, amount: Amount) -> ExecResult<()> {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        self.debit(from, amount)?;
+        self.credit(to, amount)?;
+        self.emit(Event::Transfer { from: *from, to: *to, amount });
+        Ok(())
+    }
+
+    /// A user locks funds into a module (escrow deposit, stake, bid deposit, budget).
+    pub(crate) fn lock(&mut self, from: &Address, module: Module, amount: Amount) -> ExecResult<()> {
+        self.transfer(from, &module.address(), amount)
+    }
+
+    /// A module releases funds it holds. The module always holds enough unless the ledger has a bug, so a
+    /// shortfall is fatal rather than a transaction error.
+    pub(crate) fn release_from(&mut self, module: Module, to: &Address, amount: Amount) -> ExecResult<()> {
+        let held = self.balance(&module.address())?;
+        if held < amount {
+            return Err(
+                invariant(format!("module {} holds {held} but must pay {amount}", module.name())).into()
+            );
+        }
+        self.transfer(&module.address(), to, amount)
+    }
+}
