@@ -27,6 +27,8 @@ mod providers;
 mod query;
 mod state;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timers;
 
 pub use bank::Module;
