@@ -1,0 +1,332 @@
+//! Jobs: k cheapest bids win, commit–reveal, payment on agreement, disputes, deadlines and replacements.
+
+mod common;
+
+use common::*;
+use tensorgrid_types::job::{result_commitment, JobBidState, JobFailure, JobSpec, JobState, SlotState};
+use tensorgrid_types::query::{Query, QueryResponse};
+use tensorgrid_types::{Amount, Event, Hash, Msg, Params, Receipt, TxError};
+
+fn params() -> Params {
+    Params { heartbeat_grace_ms: 1 << 40, ..Params::default() }
+}
+
+fn submit(w: &mut World, spec: JobSpec) -> (u64, Receipt) {
+    let tenant = w.tenant.clone();
+    let r = w.chain.exec(&tenant, Msg::SubmitJob { spec });
+    ok(&r);
+    let id = r
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::JobSubmitted { job, .. } => Some(*job),
+            _ => None,
+        })
+        .expect("job event");
+    (id, r)
+}
+
+fn bid(w: &mut World, p: usize, job: u64, price: Amount) -> Receipt {
+    let key = w.providers[p].clone();
+    w.chain.exec(&key, Msg::BidJob { job, price })
+}
+
+fn salt(p: usize) -> [u8; 32] {
+    [p as u8 + 1; 32]
+}
+
+fn commit(w: &mut World, p: usize, job: u64, result: Hash) -> Receipt {
+    let key = w.providers[p].clone();
+    let commitment = result_commitment(&result, &key.address(), &salt(p));
+    w.chain.exec(&key, Msg::CommitResult { job, commitment })
+}
+
+fn reveal(w: &mut World, p: usize, job: u64, result: Hash) -> Receipt {
+    let key = w.providers[p].clone();
+    w.chain.exec(&key, Msg::RevealResult { job, result_hash: result, salt: salt(p) })
+}
+
+fn close_bidding(w: &mut World, job: u64) {
+    let deadline = w.job(job).bid_deadline;
+    w.chain.block_at(deadline, &[]);
+}
+
+#[test]
+fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
+    let mut w = world(3, params());
+    w.register_all();
+    let client_start = w.chain.balance(&w.tenant.address());
+    let (job, submit_receipt) = submit(&mut w, job_spec(2, Amount::tgr(1)));
+    let starts: Vec<Amount> = w.providers.iter().map(|p| w.chain.balance(&p.address())).collect();
+    let mut fees = vec![Amount::ZERO; 3];
+    for (p, price) in [(0, 300_000), (1, 400_000), (2, 450_000)] {
+        let r = bid(&mut w, p, job, Amount(price));
+        ok(&r);
+        fees[p] = Amount(fees[p].0 + r.fee_paid.0);
+    }
+    close_bidding(&mut w, job);
+    let j = w.job(job);
+    assert_eq!(j.state, JobState::Running);
+    let assigned: Vec<_> = j.slots.iter().map(|s| (s.provider, s.price)).collect();
+    assert_eq!(
+        assigned,
+        vec![(w.providers[0].address(), Amount(300_000)), (w.providers[1].address(), Amount(400_000))]
+    );
+
+    let result = Hash::of(b"stdout: 42");
+    for p in 0..2 {
+        let r = commit(&mut w, p, job, result);
+        ok(&r);
+        fees[p] = Amount(fees[p].0 + r.fee_paid.0);
+    }
+    assert_eq!(w.job(job).state, JobState::Revealing);
+    // The spare bid was kept for replacements until every winner committed; now it is returned.
+    assert_eq!(w.chain.balance(&w.providers[2].address()), Amount(starts[2].0 - fees[2].0));
+    for p in 0..2 {
+        let r = reveal(&mut w, p, job, result);
+        ok(&r);
+        fees[p] = Amount(fees[p].0 + r.fee_paid.0);
+    }
+    let j = w.job(job);
+    assert_eq!(j.state, JobState::Completed);
+    assert_eq!((j.paid, j.held), (Amount(700_000), Amount::ZERO));
+    assert_eq!(w.chain.balance(&w.providers[0].address()), Amount(starts[0].0 + 300_000 - fees[0].0));
+    assert_eq!(w.chain.balance(&w.providers[1].address()), Amount(starts[1].0 + 400_000 - fees[1].0));
+    assert_eq!(
+        w.chain.balance(&w.tenant.address()),
+        Amount(client_start.0 - submit_receipt.fee_paid.0 - 700_000),
+        "the client paid exactly the two winning bids"
+    );
+    w.check();
+}
+
+#[test]
+fn different_results_open_a_dispute_and_hold_the_funds() {
+    let mut w = world(2, params());
+    w.register_all();
+    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
+    bid(&mut w, 0, job, Amount(100));
+    bid(&mut w, 1, job, Amount(100));
+    close_bidding(&mut w, job);
+    commit(&mut w, 0, job, Hash::of(b"honest"));
+    commit(&mut w, 1, job, Hash::of(b"cheat"));
+    ok(&reveal(&mut w, 0, job, Hash::of(b"honest")));
+    let r = reveal(&mut w, 1, job, Hash::of(b"cheat"));
+    ok(&r);
+    assert!(r.events.iter().any(|e| matches!(e, Event::JobDisputed { .. })));
+    let j = w.job(job);
+    assert_eq!((j.state, j.held, j.paid), (JobState::Disputed, Amount::tgr(1), Amount::ZERO));
+    let QueryResponse::JobBids(bids) = w.chain.query(Query::JobBids { job }) else { panic!() };
+    assert!(bids.iter().all(|b| b.state == JobBidState::Held));
+    // Nothing more happens on its own.
+    w.chain.advance(Params::default().challenge_period_ms * 10);
+    assert_eq!(w.job(job).state, JobState::Disputed);
+    w.check();
+}
+
+#[test]
+fn a_single_result_is_paid_after_the_challenge_period_unless_disputed() {
+    for dispute in [false, true] {
+        let mut w = world(1, params());
+        w.register_all();
+        let (job, _) = submit(&mut w, job_spec(1, Amount::tgr(1)));
+        bid(&mut w, 0, job, Amount(500_000));
+        close_bidding(&mut w, job);
+        commit(&mut w, 0, job, Hash::of(b"out"));
+        ok(&reveal(&mut w, 0, job, Hash::of(b"out")));
+        let j = w.job(job);
+        assert_eq!(j.state, JobState::Challenge);
+        let deadline = j.challenge_deadline.unwrap();
+        if dispute {
+            let tenant = w.tenant.clone();
+            ok(&w.chain.exec(&tenant, Msg::DisputeJob { job }));
+        }
+        w.chain.block_at(deadline, &[]);
+        let j = w.job(job);
+        if dispute {
+            assert_eq!((j.state, j.paid), (JobState::Disputed, Amount::ZERO));
+        } else {
+            assert_eq!((j.state, j.paid), (JobState::Completed, Amount(500_000)));
+            let tenant = w.tenant.clone();
+            let r = w.chain.exec(&tenant, Msg::DisputeJob { job });
+            assert!(matches!(failed_with(&r), TxError::JobWrongState { .. }));
+        }
+        w.check();
+    }
+}
+
+#[test]
+fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
+    let mut w = world(2, params());
+    w.register_all();
+    let (job, _) = submit(&mut w, job_spec(1, Amount::tgr(1)));
+    bid(&mut w, 0, job, Amount(100_000));
+    bid(&mut w, 1, job, Amount(200_000));
+    close_bidding(&mut w, job);
+    let deadline = w.job(job).slots[0].commit_deadline;
+    let client_before = w.chain.balance(&w.tenant.address());
+    let out = w.chain.block_at(deadline, &[]);
+    let forfeited = Params::default().job_bid_deposit;
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::JobDeadlineMissed { forfeited: f, .. } if *f == forfeited)));
+    assert_eq!(w.chain.balance(&w.tenant.address()), Amount(client_before.0 + forfeited.0));
+    let j = w.job(job);
+    assert_eq!(j.slots.len(), 2);
+    assert_eq!(j.slots[0].state, SlotState::MissedCommit);
+    assert_eq!((j.slots[1].provider, j.slots[1].state), (w.providers[1].address(), SlotState::Running));
+    let QueryResponse::Provider(Some(p0)) =
+        w.chain.query(Query::Provider { address: w.providers[0].address() })
+    else {
+        panic!()
+    };
+    assert_eq!((p0.jobs_missed, p0.active_job_slots), (1, 0));
+    // The latecomer can no longer commit; the replacement can, and is paid its own bid.
+    let r = commit(&mut w, 0, job, Hash::of(b"late"));
+    assert!(matches!(failed_with(&r), TxError::NotAssigned { .. }));
+    ok(&commit(&mut w, 1, job, Hash::of(b"out")));
+    ok(&reveal(&mut w, 1, job, Hash::of(b"out")));
+    let deadline = w.job(job).challenge_deadline.unwrap();
+    w.chain.block_at(deadline, &[]);
+    assert_eq!((w.job(job).state, w.job(job).paid), (JobState::Completed, Amount(200_000)));
+    w.check();
+}
+
+#[test]
+fn a_missed_reveal_forfeits_and_the_rest_decide() {
+    let mut w = world(2, params());
+    w.register_all();
+    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
+    bid(&mut w, 0, job, Amount(100));
+    bid(&mut w, 1, job, Amount(100));
+    close_bidding(&mut w, job);
+    commit(&mut w, 0, job, Hash::of(b"x"));
+    commit(&mut w, 1, job, Hash::of(b"x"));
+    ok(&reveal(&mut w, 0, job, Hash::of(b"x")));
+    let deadline = w.job(job).reveal_deadline.unwrap();
+    w.chain.block_at(deadline, &[]);
+    let j = w.job(job);
+    assert_eq!(j.slots[1].state, SlotState::MissedReveal);
+    assert_eq!(j.state, JobState::Challenge, "one revealed result waits out a challenge period");
+    w.check();
+}
+
+#[test]
+fn too_few_bids_fail_the_job_and_refund_everyone() {
+    let mut w = world(2, params());
+    w.register_all();
+    let client_before = w.chain.balance(&w.tenant.address());
+    let (job, r) = submit(&mut w, job_spec(3, Amount::tgr(3)));
+    let before: Vec<Amount> = w.providers.iter().map(|p| w.chain.balance(&p.address())).collect();
+    let fees: Vec<Amount> = (0..2).map(|p| bid(&mut w, p, job, Amount(10)).fee_paid).collect();
+    close_bidding(&mut w, job);
+    let j = w.job(job);
+    assert_eq!(j.state, JobState::Failed { reason: JobFailure::NotEnoughBids { got: 2, needed: 3 } });
+    assert_eq!(w.chain.balance(&w.tenant.address()), Amount(client_before.0 - r.fee_paid.0));
+    for p in 0..2 {
+        assert_eq!(w.chain.balance(&w.providers[p].address()), Amount(before[p].0 - fees[p].0));
+    }
+    w.check();
+}
+
+#[test]
+fn the_client_can_cancel_while_bidding_only() {
+    let mut w = world(1, params());
+    w.register_all();
+    let (job, _) = submit(&mut w, job_spec(1, Amount::tgr(1)));
+    bid(&mut w, 0, job, Amount(10));
+    let outsider = w.outsider.clone();
+    assert!(matches!(
+        failed_with(&w.chain.exec(&outsider, Msg::CancelJob { job })),
+        TxError::NotOwner { .. }
+    ));
+    let tenant = w.tenant.clone();
+    let r = w.chain.exec(&tenant, Msg::CancelJob { job });
+    ok(&r);
+    assert!(r
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::JobCancelled { refunded, .. } if *refunded == Amount::tgr(1))));
+    assert_eq!(w.job(job).state, JobState::Cancelled);
+    assert!(matches!(
+        failed_with(&w.chain.exec(&tenant, Msg::CancelJob { job })),
+        TxError::JobWrongState { .. }
+    ));
+    w.check();
+}
+
+#[test]
+fn a_copied_commitment_cannot_be_revealed() {
+    let mut w = world(2, params());
+    w.register_all();
+    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
+    bid(&mut w, 0, job, Amount(100));
+    bid(&mut w, 1, job, Amount(100));
+    close_bidding(&mut w, job);
+    let honest = Hash::of(b"real output");
+    let honest_commitment = result_commitment(&honest, &w.providers[0].address(), &salt(0));
+    ok(&commit(&mut w, 0, job, honest));
+    // Provider 1 copies provider 0's commitment without doing the work.
+    let copier = w.providers[1].clone();
+    ok(&w.chain.exec(&copier, Msg::CommitResult { job, commitment: honest_commitment }));
+    // Reveals are not accepted before everyone committed; now they are, and the copy does not open.
+    ok(&reveal(&mut w, 0, job, honest));
+    let r = w.chain.exec(&copier, Msg::RevealResult { job, result_hash: honest, salt: salt(0) });
+    assert!(matches!(failed_with(&r), TxError::CommitmentMismatch { .. }));
+    let deadline = w.job(job).reveal_deadline.unwrap();
+    w.chain.block_at(deadline, &[]);
+    let j = w.job(job);
+    assert_eq!(j.slots[1].state, SlotState::MissedReveal);
+    w.check();
+}
+
+#[test]
+fn reveals_wait_for_every_commitment() {
+    let mut w = world(2, params());
+    w.register_all();
+    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
+    bid(&mut w, 0, job, Amount(100));
+    bid(&mut w, 1, job, Amount(100));
+    close_bidding(&mut w, job);
+    commit(&mut w, 0, job, Hash::of(b"x"));
+    let r = reveal(&mut w, 0, job, Hash::of(b"x"));
+    assert!(matches!(failed_with(&r), TxError::JobWrongState { .. }));
+    let r = commit(&mut w, 0, job, Hash::of(b"x"));
+    assert!(matches!(failed_with(&r), TxError::AlreadyCommitted { .. }));
+}
+
+#[test]
+fn job_limits_are_enforced() {
+    let mut w = world(1, params());
+    w.register_all();
+    let tenant = w.tenant.clone();
+    let r = w.chain.exec(&tenant, Msg::SubmitJob { spec: job_spec(9, Amount::tgr(1)) });
+    assert!(matches!(failed_with(&r), TxError::RedundancyTooHigh { requested: 9, max: 8 }));
+    let mut spec = job_spec(1, Amount::tgr(1));
+    spec.bid_window_ms = 10;
+    let r = w.chain.exec(&tenant, Msg::SubmitJob { spec });
+    assert!(matches!(failed_with(&r), TxError::WindowOutOfRange { .. }));
+    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
+    let r = bid(&mut w, 0, job, Amount(500_001));
+    assert!(matches!(failed_with(&r), TxError::JobBidTooHigh { max, .. } if max == Amount(500_000)));
+    ok(&bid(&mut w, 0, job, Amount(500_000)));
+    assert!(matches!(failed_with(&bid(&mut w, 0, job, Amount(1))), TxError::DuplicateJobBid { .. }));
+    w.check();
+}
+
+#[test]
+fn equal_job_bids_are_broken_by_block_randomness() {
+    let mut winners = std::collections::BTreeSet::new();
+    for seed in 0..16 {
+        let mut w = world_seeded(3, params(), seed);
+        w.register_all();
+        let (job, _) = submit(&mut w, job_spec(1, Amount::tgr(1)));
+        for p in 0..3 {
+            bid(&mut w, p, job, Amount(100));
+        }
+        close_bidding(&mut w, job);
+        winners.insert(w.job(job).slots[0].provider);
+    }
+    assert!(winners.len() >= 2, "the first bidder does not always win");
+}
