@@ -58,7 +58,7 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
     let client_start = w.chain.balance(&w.tenant.address());
     let (job, submit_receipt) = submit(&mut w, job_spec(2, Amount::tgr(1)));
     let starts: Vec<Amount> = w.providers.iter().map(|p| w.chain.balance(&p.address())).collect();
-    let mut fees = vec![Amount::ZERO; 3];
+    let mut fees = [Amount::ZERO; 3];
     for (p, price) in [(0, 300_000), (1, 400_000), (2, 450_000)] {
         let r = bid(&mut w, p, job, Amount(price));
         ok(&r);
@@ -74,18 +74,18 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
     );
 
     let result = Hash::of(b"stdout: 42");
-    for p in 0..2 {
+    for (p, fee) in fees.iter_mut().enumerate().take(2) {
         let r = commit(&mut w, p, job, result);
         ok(&r);
-        fees[p] = Amount(fees[p].0 + r.fee_paid.0);
+        *fee = Amount(fee.0 + r.fee_paid.0);
     }
     assert_eq!(w.job(job).state, JobState::Revealing);
     // The spare bid was kept for replacements until every winner committed; now it is returned.
     assert_eq!(w.chain.balance(&w.providers[2].address()), Amount(starts[2].0 - fees[2].0));
-    for p in 0..2 {
+    for (p, fee) in fees.iter_mut().enumerate().take(2) {
         let r = reveal(&mut w, p, job, result);
         ok(&r);
-        fees[p] = Amount(fees[p].0 + r.fee_paid.0);
+        *fee = Amount(fee.0 + r.fee_paid.0);
     }
     let j = w.job(job);
     assert_eq!(j.state, JobState::Completed);
