@@ -30,6 +30,8 @@ enum Command {
     },
 }
 
+// The binary is where errors meet the user, so it alone prints to stderr.
+#[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
