@@ -121,11 +121,23 @@ impl<S: Store> Ledger<S> {
         let verdicts = verify_signatures(txs, &decoded, rng);
 
         let mut st = State::new(&self.store, params, ctx.time, ctx.randomness);
-        while let Some((at, timer)) = st.pop_due_timer().map_err(fatal_in_deadline)? {
-            run_deadline(&mut st, timer).map_err(|e| match e {
-                ExecError::Fatal(e) => e,
-                ExecError::Tx(e) => invariant(format!("deadline {timer:?} at {at} failed: {e}")),
-            })?;
+        // Deadlines are handled in time order. Handling one can clear a later one (skipped here) or create one
+        // that is already due (picked up by the next pass), so the loop ends when a pass finds nothing due.
+        loop {
+            let due = st.due_timers().map_err(fatal_in_deadline)?;
+            if due.is_empty() {
+                break;
+            }
+            for (key, at, timer) in due {
+                if st.get_raw(&key)?.is_none() {
+                    continue;
+                }
+                st.delete(key);
+                run_deadline(&mut st, timer).map_err(|e| match e {
+                    ExecError::Fatal(e) => e,
+                    ExecError::Tx(e) => invariant(format!("deadline {timer:?} at {at} failed: {e}")),
+                })?;
+            }
         }
         st.release();
 

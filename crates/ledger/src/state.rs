@@ -75,6 +75,21 @@ impl<'s, S: Store + ?Sized> State<'s, S> {
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
+        self.visit(prefix, after, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `visit` on each pair under `prefix` with a key after `after`, merged from the overlay and the
+    /// store in key order, until it returns `false`. Entries deleted in the overlay are skipped.
+    pub(crate) fn visit(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         let past = |k: &[u8]| after.is_none_or(|a| k > a);
         let mut base = self.base.scan_prefix(prefix).filter(|item| match item {
             Ok((k, _)) => past(k),
@@ -91,28 +106,31 @@ impl<'s, S: Store + ?Sized> State<'s, S> {
             .filter(|(k, _)| past(k))
             .peekable();
         let mut next_base = base.next().transpose()?;
-        while out.len() < limit {
+        loop {
             let take_overlay = match (overlay.peek(), &next_base) {
-                (None, None) => break,
+                (None, None) => return Ok(()),
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (Some((ok, _)), Some((bk, _))) => ok.as_slice() <= bk.as_slice(),
             };
-            if take_overlay {
-                if let Some((k, v)) = overlay.next() {
-                    if next_base.as_ref().is_some_and(|(bk, _)| bk == k) {
-                        next_base = base.next().transpose()?;
-                    }
-                    if let Some(v) = v {
-                        out.push((k.clone(), v.clone()));
-                    }
+            let more = if take_overlay {
+                let Some((k, v)) = overlay.next() else { return Ok(()) };
+                if next_base.as_ref().is_some_and(|(bk, _)| bk == k) {
+                    next_base = base.next().transpose()?;
                 }
-            } else if let Some(pair) = next_base.take() {
-                out.push(pair);
+                match v {
+                    Some(v) => visit(k, v),
+                    None => true,
+                }
+            } else {
+                let Some((k, v)) = next_base.take() else { return Ok(()) };
                 next_base = base.next().transpose()?;
+                visit(&k, &v)
+            };
+            if !more {
+                return Ok(());
             }
         }
-        Ok(out)
     }
 
     // --- typed access

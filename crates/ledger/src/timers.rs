@@ -35,24 +35,40 @@ impl<S: Store + ?Sized> State<'_, S> {
         self.delete(keys::timer(at.millis(), &codec::encode(&timer)));
     }
 
-    /// Removes and returns the earliest deadline if the block's time has reached it.
-    pub(crate) fn pop_due_timer(&mut self) -> ExecResult<Option<(Timestamp, Timer)>> {
-        let Some((key, _)) = self.scan(keys::TIMER, None, 1)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let rest = key.get(keys::TIMER.len()..).unwrap_or_default();
-        let (time_bytes, kind) = rest.split_at_checked(8).ok_or_else(|| LedgerError::Corrupt {
-            key: String::from_utf8_lossy(&key).into_owned(),
-            reason: "timer key too short".into(),
+    /// Every deadline the block's time has reached, in time order, found in one forward pass that stops at the
+    /// first deadline still in the future.
+    pub(crate) fn due_timers(&self) -> ExecResult<Vec<(Vec<u8>, Timestamp, Timer)>> {
+        let now = self.now;
+        let mut due = Vec::new();
+        let mut corrupt = None;
+        self.visit(keys::TIMER, None, |key, _| {
+            let rest = key.get(keys::TIMER.len()..).unwrap_or_default();
+            let Some((time_bytes, kind)) = rest.split_at_checked(8) else {
+                corrupt = Some(key.to_vec());
+                return false;
+            };
+            let mut be = [0u8; 8];
+            be.copy_from_slice(time_bytes);
+            let at = Timestamp(u64::from_be_bytes(be));
+            if at > now {
+                return false;
+            }
+            match decode_stored::<Timer>(key, kind) {
+                Ok(timer) => due.push((key.to_vec(), at, timer)),
+                Err(_) => {
+                    corrupt = Some(key.to_vec());
+                    return false;
+                }
+            }
+            true
         })?;
-        let mut be = [0u8; 8];
-        be.copy_from_slice(time_bytes);
-        let at = Timestamp(u64::from_be_bytes(be));
-        if at > self.now {
-            return Ok(None);
+        if let Some(key) = corrupt {
+            return Err(LedgerError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "malformed timer entry".into(),
+            }
+            .into());
         }
-        let timer: Timer = decode_stored(&key, kind)?;
-        self.delete(key);
-        Ok(Some((at, timer)))
+        Ok(due)
     }
 }
