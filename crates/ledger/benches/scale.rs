@@ -197,11 +197,13 @@ fn main() {
                 })
                 .collect(),
         );
+        let (window_time, window_leases) = std::mem::take(&mut grid.window_blocks);
         println!(
-            "  {:>10} {:>11.3} ms {:>23.3} ms",
+            "  {:>10} {:>11.3} ms {:>23.3} ms {:>17.1} us per lease",
             grid.leases,
             empty.as_secs_f64() * 1e3,
-            busy.as_secs_f64() * 1e3
+            busy.as_secs_f64() * 1e3,
+            window_time.as_secs_f64() * 1e6 / window_leases.max(1) as f64
         );
         rows.push((grid.leases, empty, busy));
     }

@@ -143,7 +143,7 @@ impl<S: Store> Ledger<S> {
 
         let mut receipts = Vec::with_capacity(txs.len());
         for ((raw, tx), verdict) in txs.iter().zip(decoded).zip(verdicts) {
-            receipts.push(execute_tx(&mut st, raw.as_ref(), tx, verdict)?);
+            receipts.push(execute_tx(&mut st, &info.chain_id, raw.as_ref(), tx, verdict)?);
         }
         st.put(
             keys::CHAIN.to_vec(),
@@ -209,6 +209,7 @@ fn run_deadline<S: Store + ?Sized>(st: &mut State<'_, S>, timer: Timer) -> ExecR
 /// message's own writes.
 fn execute_tx<S: Store + ?Sized>(
     st: &mut State<'_, S>,
+    chain_id: &str,
     raw: &[u8],
     decoded: Result<SignedTx, TxError>,
     verdict: Option<Result<(), SignatureError>>,
@@ -219,7 +220,7 @@ fn execute_tx<S: Store + ?Sized>(
         Err(error) => return Ok(rejected(tx_hash, None, error)),
     };
     let signer = signed.tx.signer;
-    let admitted = match admit(st, &signed, raw.len(), verdict) {
+    let admitted = match admit(st, chain_id, &signed, raw.len(), verdict) {
         Ok(admitted) => admitted,
         Err(ExecError::Tx(error)) => return Ok(rejected(tx_hash, Some(signer), error)),
         Err(ExecError::Fatal(e)) => return Err(e),
@@ -256,16 +257,15 @@ struct Admitted {
 
 fn admit<S: Store + ?Sized>(
     st: &State<'_, S>,
+    chain_id: &str,
     signed: &SignedTx,
     size: usize,
     verdict: Option<Result<(), SignatureError>>,
 ) -> ExecResult<Admitted> {
     let tx = &signed.tx;
     tx.validate().map_err(|malformed| TxError::Malformed { malformed })?;
-    let chain: tensorgrid_types::query::ChainInfo =
-        st.get(keys::CHAIN)?.ok_or(LedgerError::NotInitialized)?;
-    if tx.chain_id != chain.chain_id {
-        return Err(TxError::WrongChainId { expected: chain.chain_id, got: tx.chain_id.clone() }.into());
+    if tx.chain_id != chain_id {
+        return Err(TxError::WrongChainId { expected: chain_id.to_string(), got: tx.chain_id.clone() }.into());
     }
     if !matches!(verdict, Some(Ok(()))) {
         return Err(TxError::BadSignature { signer: tx.signer }.into());
