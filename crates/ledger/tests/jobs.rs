@@ -46,6 +46,16 @@ fn reveal(w: &mut World, p: usize, job: u64, result: Hash) -> Receipt {
     w.chain.exec(&key, Msg::RevealResult { job, result_hash: result, salt: salt(p) })
 }
 
+/// Submits `spec`, has each `(provider, price)` bid, and closes bidding: returns the job's id.
+fn assigned(w: &mut World, spec: JobSpec, bids: &[(usize, Amount)]) -> u64 {
+    let (job, _) = submit(w, spec);
+    for (p, price) in bids {
+        ok(&bid(w, *p, job, *price));
+    }
+    close_bidding(w, job);
+    job
+}
+
 fn close_bidding(w: &mut World, job: u64) {
     let deadline = w.job(job).bid_deadline;
     w.chain.block_at(deadline, &[]);
@@ -104,10 +114,7 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
 fn different_results_open_a_dispute_and_hold_the_funds() {
     let mut w = world(2, params());
     w.register_all();
-    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
-    bid(&mut w, 0, job, Amount(100));
-    bid(&mut w, 1, job, Amount(100));
-    close_bidding(&mut w, job);
+    let job = assigned(&mut w, job_spec(2, Amount::tgr(1)), &[(0, Amount(100)), (1, Amount(100))]);
     commit(&mut w, 0, job, Hash::of(b"honest"));
     commit(&mut w, 1, job, Hash::of(b"cheat"));
     ok(&reveal(&mut w, 0, job, Hash::of(b"honest")));
@@ -159,10 +166,7 @@ fn a_single_result_is_paid_after_the_challenge_period_unless_disputed() {
 fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
     let mut w = world(2, params());
     w.register_all();
-    let (job, _) = submit(&mut w, job_spec(1, Amount::tgr(1)));
-    bid(&mut w, 0, job, Amount(100_000));
-    bid(&mut w, 1, job, Amount(200_000));
-    close_bidding(&mut w, job);
+    let job = assigned(&mut w, job_spec(1, Amount::tgr(1)), &[(0, Amount(100_000)), (1, Amount(200_000))]);
     let deadline = w.job(job).slots[0].commit_deadline;
     let client_before = w.chain.balance(&w.tenant.address());
     let out = w.chain.block_at(deadline, &[]);
@@ -197,10 +201,7 @@ fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
 fn a_missed_reveal_forfeits_and_the_rest_decide() {
     let mut w = world(2, params());
     w.register_all();
-    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
-    bid(&mut w, 0, job, Amount(100));
-    bid(&mut w, 1, job, Amount(100));
-    close_bidding(&mut w, job);
+    let job = assigned(&mut w, job_spec(2, Amount::tgr(1)), &[(0, Amount(100)), (1, Amount(100))]);
     commit(&mut w, 0, job, Hash::of(b"x"));
     commit(&mut w, 1, job, Hash::of(b"x"));
     ok(&reveal(&mut w, 0, job, Hash::of(b"x")));
@@ -260,10 +261,7 @@ fn the_client_can_cancel_while_bidding_only() {
 fn a_copied_commitment_cannot_be_revealed() {
     let mut w = world(2, params());
     w.register_all();
-    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
-    bid(&mut w, 0, job, Amount(100));
-    bid(&mut w, 1, job, Amount(100));
-    close_bidding(&mut w, job);
+    let job = assigned(&mut w, job_spec(2, Amount::tgr(1)), &[(0, Amount(100)), (1, Amount(100))]);
     let honest = Hash::of(b"real output");
     let honest_commitment = result_commitment(&honest, &w.providers[0].address(), &salt(0));
     ok(&commit(&mut w, 0, job, honest));
@@ -285,10 +283,7 @@ fn a_copied_commitment_cannot_be_revealed() {
 fn reveals_wait_for_every_commitment() {
     let mut w = world(2, params());
     w.register_all();
-    let (job, _) = submit(&mut w, job_spec(2, Amount::tgr(1)));
-    bid(&mut w, 0, job, Amount(100));
-    bid(&mut w, 1, job, Amount(100));
-    close_bidding(&mut w, job);
+    let job = assigned(&mut w, job_spec(2, Amount::tgr(1)), &[(0, Amount(100)), (1, Amount(100))]);
     commit(&mut w, 0, job, Hash::of(b"x"));
     let r = reveal(&mut w, 0, job, Hash::of(b"x"));
     assert!(matches!(failed_with(&r), TxError::JobWrongState { .. }));

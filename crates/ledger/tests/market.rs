@@ -196,11 +196,8 @@ fn the_escrow_closes_as_overdrawn_exactly_when_it_runs_dry() {
     let mut w = world(1, patient());
     w.register_all();
     // 5 TGR at 1 TGR per hour: dry after exactly five hours.
-    let dseq = w.deploy(vec![group("web", Amount::tgr(2))], Amount::tgr(5));
-    w.bid(0, order1(dseq), Amount::tgr(1));
-    let tenant = w.tenant.clone();
-    let lease_id = w.bid_id(0, order1(dseq));
-    ok(&w.chain.exec(&tenant, Msg::AcceptBid { bid: lease_id }));
+    let lease_id = w.lease_one(0, Amount::tgr(2), Amount::tgr(5), Amount::tgr(1));
+    let dseq = lease_id.dseq;
     let start = w.chain.now;
     assert_eq!(w.deployment(dseq).deployment.escrow.dry_at, Some(start.plus(5 * MS_PER_HOUR)));
     let provider_before = w.chain.balance(&w.providers[0].address());
@@ -272,11 +269,8 @@ fn a_silent_provider_loses_its_leases_and_the_tenant_keeps_the_unserved_time() {
     let grace = params.heartbeat_grace_ms;
     let mut w = world(1, params);
     w.register_all();
-    let dseq = w.deploy(vec![group("web", Amount::tgr(2))], Amount::tgr(10));
-    w.bid(0, order1(dseq), Amount::tgr(1));
-    let tenant = w.tenant.clone();
-    let lease_id = w.bid_id(0, order1(dseq));
-    ok(&w.chain.exec(&tenant, Msg::AcceptBid { bid: lease_id }));
+    let lease_id = w.lease_one(0, Amount::tgr(2), Amount::tgr(10), Amount::tgr(1));
+    let (dseq, tenant) = (lease_id.dseq, w.tenant.clone());
     let start = w.chain.now;
     let provider = w.providers[0].clone();
     // One heartbeat a minute in, then silence.
@@ -336,11 +330,8 @@ fn how_often_a_provider_settles_never_changes_what_it_earns() {
 fn a_provider_closing_its_lease_refunds_the_tenant_when_nothing_else_runs() {
     let mut w = world(1, patient());
     w.register_all();
-    let dseq = w.deploy(vec![group("web", Amount::tgr(2))], Amount::tgr(10));
-    w.bid(0, order1(dseq), Amount::tgr(1));
-    let tenant = w.tenant.clone();
-    let lease_id = w.bid_id(0, order1(dseq));
-    ok(&w.chain.exec(&tenant, Msg::AcceptBid { bid: lease_id }));
+    let lease_id = w.lease_one(0, Amount::tgr(2), Amount::tgr(10), Amount::tgr(1));
+    let (dseq, tenant) = (lease_id.dseq, w.tenant.clone());
     let provider = w.providers[0].clone();
     w.chain.advance(MS_PER_HOUR - w.chain.block_ms);
     let r = w.chain.exec(&provider, Msg::CloseLease { lease: lease_id });

@@ -114,6 +114,17 @@ impl World {
         self.chain.exec(&key, Msg::CreateBid { order, price })
     }
 
+    /// Deploys one group, has `provider` bid `price` on it and the tenant accept: returns the lease's id.
+    pub fn lease_one(&mut self, provider: usize, max_price: Amount, deposit: Amount, price: Amount) -> BidId {
+        let dseq = self.deploy(vec![group("web", max_price)], deposit);
+        let order = OrderId { dseq, gseq: 1 };
+        ok(&self.bid(provider, order, price));
+        let tenant = self.tenant.clone();
+        let lease = self.bid_id(provider, order);
+        ok(&self.chain.exec(&tenant, Msg::AcceptBid { bid: lease }));
+        lease
+    }
+
     pub fn bid_id(&self, provider: usize, order: OrderId) -> BidId {
         order.bid(self.providers[provider].address())
     }
