@@ -13,6 +13,7 @@ pub mod event;
 pub mod genesis;
 pub mod job;
 pub mod limits;
+pub mod manifest;
 pub mod market;
 pub mod params;
 pub mod provider;

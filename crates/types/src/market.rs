@@ -142,7 +142,8 @@ pub struct GroupSpec {
 }
 
 impl GroupSpec {
-    pub(crate) fn validate(&self, field: &str) -> Result<(), Malformed> {
+    /// Stateless checks on a group (names, counts, sizes, a non-zero price); `field` prefixes the reported path.
+    pub fn validate(&self, field: &str) -> Result<(), Malformed> {
         limits::check_name(&format!("{field}.name"), &self.name)?;
         resources::validate_attributes(
             &format!("{field}.requirements.attributes"),
