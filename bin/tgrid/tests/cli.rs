@@ -61,3 +61,73 @@ fn sim_tells_the_story_and_keeps_the_supply() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(json["total_supply"], "10000000000");
 }
+
+fn tgrid_in(
+    home: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    passphrase: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tgrid"));
+    command.arg("--home").arg(home).args(args).env_remove("TGRID_KEYRING_PASSPHRASE");
+    if let Some(p) = passphrase {
+        command.env("TGRID_KEYRING_PASSPHRASE", p);
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tgrid runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn keys_from_creation_to_recovery() {
+    let home = std::env::temp_dir().join(format!("tg-cli-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+
+    let out = tgrid_in(&home, &["keys", "add", "alice", "--output", "json"], "", Some("hunter2"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let address = created["key"]["address"].as_str().unwrap().to_string();
+    let phrase = created["mnemonic"].as_str().unwrap().to_string();
+    assert_eq!(phrase.split_whitespace().count(), 24);
+    assert_eq!(created["key"]["backend"], "file");
+
+    // The same phrase recovers the same address (phrase on stdin, passphrase from the environment).
+    let out = tgrid_in(
+        &home,
+        &["keys", "add", "restored", "--recover", "--keyring-backend", "test"],
+        &format!("{phrase}\n"),
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&address));
+
+    let out = tgrid_in(&home, &["keys", "list", "--output", "json"], "", None);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    let out = tgrid_in(&home, &["keys", "show", "alice", "--address"], "", None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), address);
+
+    let out = tgrid_in(&home, &["keys", "export", "alice"], "wrong\n", None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase for key `alice`"));
+    let out = tgrid_in(&home, &["keys", "export", "alice"], "hunter2\n", None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), phrase);
+
+    let out = tgrid_in(&home, &["keys", "add", "alice", "--keyring-backend", "test"], "", None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = tgrid_in(&home, &["keys", "delete", "alice"], "", None);
+    assert_eq!(out.status.code(), Some(1), "no confirmation, no deletion");
+    let out = tgrid_in(&home, &["keys", "delete", "alice", "--yes"], "", None);
+    assert!(out.status.success());
+    let out = tgrid_in(&home, &["keys", "show", "alice"], "", None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key named `alice`"));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -1,0 +1,126 @@
+//! The `tgrid` command line. The binary only calls [`main`]; everything a command does lives in the library
+//! crates it calls, and this crate turns their results into text or JSON.
+//!
+//! Exit codes: 0 success; 1 the command failed (the message says why and what to do next); 2 the command line
+//! itself was wrong (clap's usage errors).
+
+mod keys;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tgrid", version, about = "tensorgrid: a decentralized compute market for AI")]
+pub struct Cli {
+    /// Where tgrid keeps its state (keys, config); defaults to $TGRID_HOME or the user's data directory.
+    #[arg(long, global = true, env = "TGRID_HOME")]
+    home: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a seeded simulation of the market on the in-process ledger: providers register and bid, tenants
+    /// lease and pay by block time, jobs run with commit–reveal, and misbehaving providers are caught.
+    Sim {
+        /// Seed for block timing, randomness and salts; the same seed prints the same story.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Deployments from Akash SDL manifests.
+    #[command(subcommand)]
+    Deploy(Deploy),
+    /// Keys: create, recover, list, show, export and delete.
+    #[command(subcommand)]
+    Keys(keys::Keys),
+}
+
+#[derive(Debug, Subcommand)]
+enum Deploy {
+    /// Check an Akash SDL v2.0 file and print the deployment it maps to, sending nothing. Exits 0 if it maps,
+    /// 1 if it does not (the error names the file, line and field).
+    Check { file: PathBuf },
+}
+
+/// Parses the command line, runs the command and reports errors on stderr.
+// The CLI is where errors meet the user, so it prints to stderr.
+#[allow(clippy::print_stderr)]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = match cli.home {
+        Some(home) => home,
+        None => dirs::data_dir()
+            .map(|d| d.join("tensorgrid"))
+            .ok_or_else(|| anyhow::anyhow!("no data directory on this system: pass --home DIR"))?,
+    };
+    match cli.command {
+        Command::Sim { seed } => sim(seed, cli.output),
+        Command::Deploy(Deploy::Check { file }) => deploy_check(&file, cli.output),
+        Command::Keys(command) => keys::run(command, &home, cli.output),
+    }
+}
+
+/// Writes to standard output. A reader that went away (`tgrid sim | head`) ends the output quietly.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// [`emit`] with a newline.
+pub(crate) fn emit_line(text: &str) -> anyhow::Result<()> {
+    emit(&format!("{text}\n"))
+}
+
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    emit_line(&serde_json::to_string_pretty(value)?)
+}
+
+fn sim(seed: u64, output: Output) -> anyhow::Result<()> {
+    let world = tensorgrid_sim::scenario::run_market_tour(seed)?;
+    let report = tensorgrid_sim::report::Report::from_world(&world, seed);
+    match output {
+        Output::Text => emit(&report.to_text())?,
+        Output::Json => print_json(&report)?,
+    }
+    Ok(())
+}
+
+fn deploy_check(file: &Path, output: Output) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let name = file.display().to_string();
+    match (tensorgrid_sdl::parse(&name, &text, &tensorgrid_sdl::SdlOptions::default()), output) {
+        (Ok(m), Output::Text) => emit(&m.to_text(&name))?,
+        (Ok(m), Output::Json) => print_json(&m)?,
+        (Err(e), Output::Json) => {
+            print_json(&serde_json::json!({ "error": e }))?;
+            anyhow::bail!("{e}");
+        }
+        (Err(e), Output::Text) => anyhow::bail!("{e}"),
+    }
+    Ok(())
+}
