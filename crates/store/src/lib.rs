@@ -1,0 +1,244 @@
+//! The ledger's persistent state: [`DiskStore`] implements the ledger's [`Store`] over a redb file and keeps a
+//! Jellyfish Merkle tree (jmt) over it, so that every block's writes produce a state root and any value can be
+//! proven against it.
+//!
+//! Each [`Store::write_batch`] (one per block) is one redb write transaction: the block's key/value changes,
+//! the tree's new nodes and the new root and version commit together or not at all, so a crash leaves the
+//! state of the last whole block. The tree commits to `blake3(value)` under the key's SHA-256 (jmt's key hash);
+//! the values themselves live in the ordered `state` table that the ledger reads and scans.
+//!
+//! Why not commonware-storage's QMDB: its databases are async and bound to commonware's runtime, while the
+//! ledger's `Store` is synchronous by design (the state machine must stay free of any runtime).
+
+use std::path::Path;
+
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, Version};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
+use sha2::Sha256;
+use tensorgrid_ledger::{ScanItem, Store, StoreError, WriteBatch};
+use tensorgrid_types::Hash;
+
+const STATE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("state");
+const NODES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jmt_nodes");
+/// `key hash ‖ version (big-endian)` → `1 ‖ blake3(value)` or `0` (deleted at that version).
+const VALUES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jmt_values");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+
+/// The state root of an empty store.
+pub const EMPTY_ROOT: Hash = Hash(JellyfishMerkleTree::<DiskStore, Sha256>::EMPTY_ROOT.0);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskStoreError {
+    #[error("cannot open the state database at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("state database: {0}")]
+    Db(String),
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// A value and the proof that it is (or that nothing is) stored under a key at a version.
+#[derive(Debug)]
+pub struct Proven {
+    pub value: Option<Vec<u8>>,
+    pub root: Hash,
+    pub version: u64,
+    pub proof: jmt::proof::SparseMerkleProof<Sha256>,
+}
+
+impl Proven {
+    /// Checks the proof for `key` against `root`.
+    pub fn verify(&self, key: &[u8]) -> bool {
+        let value_hash = self.value.as_ref().map(|v| blake3::hash(v).as_bytes().to_vec());
+        self.proof.verify(RootHash(self.root.0), KeyHash::with::<Sha256>(key), value_hash).is_ok()
+    }
+}
+
+/// State on disk with a Merkle root per version (block).
+pub struct DiskStore {
+    db: Database,
+    /// A snapshot of the `state` table as of the last commit. Reads between commits all see that one state,
+    /// so one snapshot serves them all instead of a transaction per read.
+    state: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// Snapshots of the tree's tables, read while computing the next root.
+    nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    values: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl std::fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskStore").finish_non_exhaustive()
+    }
+}
+
+type Snapshot = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// One read transaction's view of the state and tree tables, as of the last commit.
+fn snapshot(db: &Database) -> Result<(Snapshot, Snapshot, Snapshot), StoreError> {
+    let txn = db.begin_read().map_err(db_err)?;
+    Ok((
+        txn.open_table(STATE).map_err(db_err)?,
+        txn.open_table(NODES).map_err(db_err)?,
+        txn.open_table(VALUES).map_err(db_err)?,
+    ))
+}
+
+impl DiskStore {
+    /// Opens or creates the database file.
+    pub fn open(path: impl AsRef<Path>) -> Result<DiskStore, DiskStoreError> {
+        let path = path.as_ref();
+        let db = Database::create(path)
+            .map_err(|e| DiskStoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        let txn = db.begin_write().map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        for table in [STATE, NODES, VALUES] {
+            txn.open_table(table).map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        }
+        txn.open_table(META).map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        txn.commit().map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        let (state, nodes, values) = snapshot(&db).map_err(|e| DiskStoreError::Db(e.0))?;
+        Ok(DiskStore { db, state, nodes, values })
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(META).map_err(db_err)?;
+        Ok(table.get(name).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The version of the last committed batch (`None` before the first).
+    pub fn version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.meta("version")?.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes))
+    }
+
+    /// The state root after the last committed batch.
+    pub fn root(&self) -> Result<Hash, StoreError> {
+        Ok(self.meta("root")?.and_then(|v| <[u8; 32]>::try_from(v).ok()).map(Hash).unwrap_or(EMPTY_ROOT))
+    }
+
+    /// The current value under `key` with a proof against the current root.
+    pub fn get_proven(&self, key: &[u8]) -> Result<Proven, StoreError> {
+        let version = self.version()?.ok_or_else(|| StoreError("the store is empty".into()))?;
+        let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
+        let (_, proof) = tree.get_with_proof(KeyHash::with::<Sha256>(key), version).map_err(db_err)?;
+        Ok(Proven { value: self.get(key)?, root: self.root()?, version, proof })
+    }
+}
+
+impl Store for DiskStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.get(key).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.write_batch(vec![(key.to_vec(), Some(value.to_vec()))])
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.write_batch(vec![(key.to_vec(), None)])
+    }
+
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = ScanItem> + 'a> {
+        // Entries are collected so the iterator does not borrow the snapshot across a later commit.
+        let collect = || -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+            let mut out = Vec::new();
+            for item in self.state.range(prefix..).map_err(db_err)? {
+                let (k, v) = item.map_err(db_err)?;
+                if !k.value().starts_with(prefix) {
+                    break;
+                }
+                out.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            Ok(out)
+        };
+        match collect() {
+            Ok(items) => Box::new(items.into_iter().map(Ok)),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
+    /// One block's writes, the tree update and the new root, in one transaction.
+    fn write_batch(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        let version = match self.version()? {
+            Some(v) => v.checked_add(1).ok_or_else(|| StoreError("version overflow".into()))?,
+            None => 0,
+        };
+        let value_set: Vec<(KeyHash, Option<OwnedValue>)> = batch
+            .iter()
+            .map(|(k, v)| {
+                (KeyHash::with::<Sha256>(k), v.as_ref().map(|v| blake3::hash(v).as_bytes().to_vec()))
+            })
+            .collect();
+        let tree = JellyfishMerkleTree::<_, Sha256>::new(&*self);
+        let (root, update) = tree.put_value_set(value_set, version).map_err(db_err)?;
+
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut state = txn.open_table(STATE).map_err(db_err)?;
+            for (key, value) in &batch {
+                match value {
+                    Some(v) => state.insert(key.as_slice(), v.as_slice()).map_err(db_err)?,
+                    None => state.remove(key.as_slice()).map_err(db_err)?,
+                };
+            }
+            let mut nodes = txn.open_table(NODES).map_err(db_err)?;
+            for (node_key, node) in update.node_batch.nodes() {
+                let k = borsh::to_vec(node_key).map_err(db_err)?;
+                let v = borsh::to_vec(node).map_err(db_err)?;
+                nodes.insert(k.as_slice(), v.as_slice()).map_err(db_err)?;
+            }
+            let mut values = txn.open_table(VALUES).map_err(db_err)?;
+            for ((v, key_hash), value) in update.node_batch.values() {
+                let mut k = key_hash.0.to_vec();
+                k.extend_from_slice(&v.to_be_bytes());
+                let encoded = match value {
+                    Some(value) => [&[1u8][..], value].concat(),
+                    None => vec![0u8],
+                };
+                values.insert(k.as_slice(), encoded.as_slice()).map_err(db_err)?;
+            }
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            meta.insert("version", version.to_be_bytes().as_slice()).map_err(db_err)?;
+            meta.insert("root", root.0.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        (self.state, self.nodes, self.values) = snapshot(&self.db)?;
+        Ok(())
+    }
+}
+
+impl TreeReader for DiskStore {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let key = borsh::to_vec(node_key)?;
+        match self.nodes.get(key.as_slice())? {
+            Some(bytes) => Ok(Some(borsh::from_slice(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let mut low = key_hash.0.to_vec();
+        low.extend_from_slice(&0u64.to_be_bytes());
+        let mut high = key_hash.0.to_vec();
+        high.extend_from_slice(&max_version.to_be_bytes());
+        let newest = self.values.range(low.as_slice()..=high.as_slice())?.next_back().transpose()?;
+        Ok(newest.and_then(|(_, v)| {
+            let bytes = v.value();
+            match bytes.split_first() {
+                Some((1, value)) => Some(value.to_vec()),
+                _ => None,
+            }
+        }))
+    }
+
+    /// Only needed to restore a tree from a snapshot, which this node does not do (it replays blocks).
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        anyhow::bail!("restoring the state tree from a snapshot is not supported; sync by replaying blocks")
+    }
+}

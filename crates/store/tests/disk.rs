@@ -1,0 +1,169 @@
+//! The ledger on disk: same results as in memory, a root per block, recovery after reopening, proofs.
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use tensorgrid_ledger::{Ledger, MemStore, Store};
+use tensorgrid_store::{DiskStore, EMPTY_ROOT};
+use tensorgrid_types::{
+    Amount, BlockContext, Genesis, GenesisAccount, Hash, Msg, Params, SecretKey, Timestamp, Tx,
+};
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tg-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn genesis(keys: &[SecretKey]) -> Genesis {
+    Genesis {
+        chain_id: "tg-store-test".into(),
+        genesis_time: Timestamp(1_000_000),
+        params: Params::default(),
+        accounts: keys
+            .iter()
+            .map(|k| GenesisAccount { address: k.address(), balance: Amount::tgr(1_000) })
+            .collect(),
+    }
+}
+
+/// Blocks of transfers between the keys, signed with consecutive nonces.
+fn blocks(keys: &[SecretKey], count: u64) -> Vec<(BlockContext, Vec<Vec<u8>>)> {
+    let mut nonces = vec![0u64; keys.len()];
+    (1..=count)
+        .map(|height| {
+            let txs = (0..keys.len())
+                .map(|i| {
+                    let to = keys[(i + 1) % keys.len()].address();
+                    let tx = Tx::new(
+                        "tg-store-test",
+                        keys[i].address(),
+                        nonces[i],
+                        Amount::tgr(1),
+                        Msg::Send { to, amount: Amount(height.into()) },
+                    );
+                    nonces[i] += 1;
+                    tx.sign(&keys[i]).encode()
+                })
+                .collect();
+            let ctx = BlockContext {
+                height,
+                time: Timestamp(1_000_000 + height * 1_000),
+                randomness: Hash::of(&height.to_le_bytes()),
+            };
+            (ctx, txs)
+        })
+        .collect()
+}
+
+fn run<S: Store>(ledger: &mut Ledger<S>, blocks: &[(BlockContext, Vec<Vec<u8>>)]) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    for (ctx, txs) in blocks {
+        let out = ledger.execute_block(ctx, txs, &mut rng).unwrap();
+        assert!(out.receipts.iter().all(|r| r.succeeded()));
+    }
+}
+
+#[test]
+fn the_ledger_on_disk_matches_the_ledger_in_memory() {
+    let dir = TempDir::new("match");
+    let keys: Vec<SecretKey> = (0..4).map(|i| SecretKey::from_label(&format!("k{i}"))).collect();
+    let blocks = blocks(&keys, 20);
+
+    let mut memory = Ledger::new(MemStore::new());
+    memory.init_genesis(&genesis(&keys)).unwrap();
+    run(&mut memory, &blocks);
+
+    let mut disk = Ledger::new(DiskStore::open(dir.0.join("state.redb")).unwrap());
+    assert_eq!(disk.store().root().unwrap(), EMPTY_ROOT);
+    disk.init_genesis(&genesis(&keys)).unwrap();
+    let genesis_root = disk.store().root().unwrap();
+    assert_ne!(genesis_root, EMPTY_ROOT);
+    run(&mut disk, &blocks);
+    assert_eq!(disk.state_digest().unwrap(), memory.state_digest().unwrap());
+    assert_eq!(disk.store().version().unwrap(), Some(20), "genesis is version 0, then one per block");
+    assert_ne!(disk.store().root().unwrap(), genesis_root);
+    disk.check_invariants().unwrap();
+}
+
+#[test]
+fn two_nodes_executing_the_same_blocks_agree_on_every_root() {
+    let (a_dir, b_dir) = (TempDir::new("a"), TempDir::new("b"));
+    let keys: Vec<SecretKey> = (0..3).map(|i| SecretKey::from_label(&format!("n{i}"))).collect();
+    let blocks = blocks(&keys, 10);
+    let mut a = Ledger::new(DiskStore::open(a_dir.0.join("s.redb")).unwrap());
+    let mut b = Ledger::new(DiskStore::open(b_dir.0.join("s.redb")).unwrap());
+    a.init_genesis(&genesis(&keys)).unwrap();
+    b.init_genesis(&genesis(&keys)).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let mut roots = std::collections::BTreeSet::new();
+    for (ctx, txs) in &blocks {
+        a.execute_block(ctx, txs, &mut rng).unwrap();
+        b.execute_block(ctx, txs, &mut rng).unwrap();
+        let root = a.store().root().unwrap();
+        assert_eq!(root, b.store().root().unwrap(), "height {}", ctx.height);
+        roots.insert(root);
+    }
+    assert_eq!(roots.len(), blocks.len(), "every block moves the root");
+}
+
+#[test]
+fn a_reopened_store_continues_where_it_stopped() {
+    let dir = TempDir::new("reopen");
+    let path = dir.0.join("state.redb");
+    let keys: Vec<SecretKey> = (0..3).map(|i| SecretKey::from_label(&format!("r{i}"))).collect();
+    let all = blocks(&keys, 12);
+    let (root, digest) = {
+        let mut ledger = Ledger::new(DiskStore::open(&path).unwrap());
+        ledger.init_genesis(&genesis(&keys)).unwrap();
+        run(&mut ledger, &all[..6]);
+        (ledger.store().root().unwrap(), ledger.state_digest().unwrap())
+    };
+    let mut ledger = Ledger::new(DiskStore::open(&path).unwrap());
+    assert_eq!(ledger.store().root().unwrap(), root);
+    assert_eq!(ledger.state_digest().unwrap(), digest);
+    assert_eq!(ledger.chain_info().unwrap().height, 6);
+    run(&mut ledger, &all[6..]);
+
+    let mut straight = Ledger::new(MemStore::new());
+    straight.init_genesis(&genesis(&keys)).unwrap();
+    run(&mut straight, &all);
+    assert_eq!(ledger.state_digest().unwrap(), straight.state_digest().unwrap());
+}
+
+#[test]
+fn values_and_absences_are_proven_against_the_root() {
+    let dir = TempDir::new("proof");
+    let mut store = DiskStore::open(dir.0.join("s.redb")).unwrap();
+    store
+        .write_batch(vec![
+            (b"a/alice".to_vec(), Some(b"100".to_vec())),
+            (b"a/bob".to_vec(), Some(b"7".to_vec())),
+        ])
+        .unwrap();
+    store.write_batch(vec![(b"a/bob".to_vec(), None), (b"a/carol".to_vec(), Some(b"3".to_vec()))]).unwrap();
+
+    let alice = store.get_proven(b"a/alice").unwrap();
+    assert_eq!(alice.value.as_deref(), Some(&b"100"[..]));
+    assert!(alice.verify(b"a/alice"));
+    assert!(!alice.verify(b"a/carol"), "a proof is for its own key");
+
+    let bob = store.get_proven(b"a/bob").unwrap();
+    assert_eq!(bob.value, None);
+    assert!(bob.verify(b"a/bob"), "absence is proven too");
+
+    let mut forged = store.get_proven(b"a/carol").unwrap();
+    forged.value = Some(b"3000".to_vec());
+    assert!(!forged.verify(b"a/carol"), "a changed value does not verify");
+    assert_eq!(store.version().unwrap(), Some(1));
+}
