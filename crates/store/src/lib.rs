@@ -16,7 +16,7 @@ use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, Version};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 use sha2::Sha256;
-use tensorgrid_ledger::{ScanItem, Store, StoreError, WriteBatch};
+use tensorgrid_ledger::{KeyValue, ScanItem, Store, StoreError, WriteBatch};
 use tensorgrid_types::Hash;
 
 const STATE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("state");
@@ -142,7 +142,7 @@ impl Store for DiskStore {
 
     fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = ScanItem> + 'a> {
         // Entries are collected so the iterator does not borrow the snapshot across a later commit.
-        let collect = || -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let collect = || -> Result<Vec<KeyValue>, StoreError> {
             let mut out = Vec::new();
             for item in self.state.range(prefix..).map_err(db_err)? {
                 let (k, v) = item.map_err(db_err)?;
