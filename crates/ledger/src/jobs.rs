@@ -7,9 +7,9 @@
 //! challenge period in which the client may dispute it.
 
 use tensorgrid_types::job::{
-    result_commitment, Job, JobBid, JobBidState, JobFailure, JobId, JobLiveBid, JobSlot, JobSpec, JobState,
-    SlotState,
+    result_commitment, Job, JobBid, JobBidState, JobFailure, JobId, JobSlot, JobSpec, JobState, SlotState,
 };
+use tensorgrid_types::market::LiveBid;
 use tensorgrid_types::{Address, Amount, Event, Hash, TxError};
 
 use crate::bank::Module;
@@ -117,18 +117,9 @@ impl<S: Store + ?Sized> State<'_, S> {
         if self.job_bid(job_id, &signer)?.is_some() {
             return Err(TxError::DuplicateJobBid { job: job_id }.into());
         }
-        if job.live_bids.len() >= self.params.max_bids_per_job as usize {
-            let worst = job
-                .live_bids
-                .iter()
-                .copied()
-                .max_by_key(|b| (b.price, b.provider))
-                .ok_or_else(|| invariant("full job bid book is empty"))?;
-            if price >= worst.price {
-                return Err(TxError::BidNotCompetitive { price, worst: worst.price }.into());
-            }
-            self.return_job_bid(job_id, &worst.provider)?;
-            job.live_bids.retain(|b| b.provider != worst.provider);
+        let room = LiveBid::make_room(&mut job.live_bids, self.params.max_bids_per_job as usize, price);
+        if let Some(evicted) = room.map_err(|worst| TxError::BidNotCompetitive { price, worst })? {
+            self.return_job_bid(job_id, &evicted.provider)?;
         }
         let deposit = self.params.job_bid_deposit;
         self.lock(&signer, Module::BidDeposits, deposit)?;
@@ -141,7 +132,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             created_at: self.now,
         };
         self.put(keys::job_bid(job_id, &signer), &bid);
-        job.live_bids.push(JobLiveBid { provider: signer, price });
+        job.live_bids.push(LiveBid { provider: signer, price });
         self.put_job(&job);
         self.emit(Event::JobBid { job: job_id, provider: signer, price });
         Ok(())
@@ -337,7 +328,7 @@ impl<S: Store + ?Sized> State<'_, S> {
     }
 
     /// Removes and returns the cheapest live bid whose provider may still take work (ties by block randomness).
-    fn take_cheapest_live_bid(&mut self, job: &mut Job) -> Option<JobLiveBid> {
+    fn take_cheapest_live_bid(&mut self, job: &mut Job) -> Option<LiveBid> {
         let context = job.id.to_be_bytes();
         let best = job
             .live_bids
@@ -349,7 +340,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         Some(best)
     }
 
-    fn assign_slot(&mut self, job: &mut Job, bid: JobLiveBid) -> ExecResult<()> {
+    fn assign_slot(&mut self, job: &mut Job, bid: LiveBid) -> ExecResult<()> {
         let now = self.now;
         let commit_deadline = now.plus(job.spec.run_timeout_ms);
         let index = job.slots.len() as u32;

@@ -187,18 +187,9 @@ impl<S: Store + ?Sized> State<'_, S> {
         if self.bid(&bid_id)?.is_some() {
             return Err(TxError::DuplicateBid { order: order_id }.into());
         }
-        if order.live_bids.len() >= self.params.max_bids_per_order as usize {
-            let worst = order
-                .live_bids
-                .iter()
-                .copied()
-                .max_by_key(|b| (b.price, b.provider))
-                .ok_or_else(|| invariant("full bid book is empty"))?;
-            if price >= worst.price {
-                return Err(TxError::BidNotCompetitive { price, worst: worst.price }.into());
-            }
-            self.close_bid_record(&order_id.bid(worst.provider), CloseReason::Outbid)?;
-            order.live_bids.retain(|b| b.provider != worst.provider);
+        let room = LiveBid::make_room(&mut order.live_bids, self.params.max_bids_per_order as usize, price);
+        if let Some(evicted) = room.map_err(|worst| TxError::BidNotCompetitive { price, worst })? {
+            self.close_bid_record(&order_id.bid(evicted.provider), CloseReason::Outbid)?;
         }
         let deposit = self.params.bid_deposit;
         self.lock(&signer, Module::BidDeposits, deposit)?;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::amount::Amount;
 use crate::crypto::{Address, Hash};
 use crate::limits::{self, Malformed};
+use crate::market::LiveBid;
 use crate::resources::ResourceUnits;
 use crate::time::Timestamp;
 
@@ -208,18 +209,12 @@ pub struct Job {
     /// Assignments in order; replaced slots stay for the record.
     pub slots: Vec<JobSlot>,
     /// Open bids, at most `max_bids_per_job`: the winners come from here, and so do replacements.
-    pub live_bids: Vec<JobLiveBid>,
+    pub live_bids: Vec<LiveBid>,
     /// What the job still holds of its budget.
     pub held: Amount,
     /// What was paid to providers.
     pub paid: Amount,
     pub finished_at: Option<Timestamp>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct JobLiveBid {
-    pub provider: Address,
-    pub price: Amount,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

@@ -270,7 +270,7 @@ pub enum OrderState {
     },
 }
 
-/// A bid in an order's bounded book of live bids.
+/// A bid in a bounded book of live bids (an order's or a job's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct LiveBid {
     pub provider: Address,
@@ -289,6 +289,25 @@ pub struct Order {
     pub window_ends: Option<Timestamp>,
     /// Live (open) bids, at most `max_bids_per_order`.
     pub live_bids: Vec<LiveBid>,
+}
+
+impl LiveBid {
+    /// Makes room for a bid at `price` in a book holding at most `max` live bids. With room to spare, nothing
+    /// changes. In a full book the new bid must be strictly cheaper than the worst (highest price, then highest
+    /// address), which is removed and returned so the caller can close it; otherwise `Err(worst price)`.
+    pub fn make_room(book: &mut Vec<LiveBid>, max: usize, price: Amount) -> Result<Option<LiveBid>, Amount> {
+        if book.len() < max {
+            return Ok(None);
+        }
+        let Some(worst) = book.iter().copied().max_by_key(|b| (b.price, b.provider)) else {
+            return Ok(None);
+        };
+        if price >= worst.price {
+            return Err(worst.price);
+        }
+        book.retain(|b| b.provider != worst.provider);
+        Ok(Some(worst))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -336,4 +355,26 @@ pub struct Lease {
     pub paid: Amount,
     /// The time up to which `paid` covers the lease.
     pub settled_to: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+
+    #[test]
+    fn a_full_book_admits_only_a_cheaper_bid_and_evicts_the_worst() {
+        let who = |i: u8| SecretKey::from_label(&format!("p{i}")).address();
+        let bid = |i: u8, price: u128| LiveBid { provider: who(i), price: Amount(price) };
+        let mut book = vec![bid(0, 10), bid(1, 30), bid(2, 20)];
+        assert_eq!(LiveBid::make_room(&mut book, 4, Amount(99)), Ok(None), "room to spare");
+        assert_eq!(LiveBid::make_room(&mut book, 3, Amount(30)), Err(Amount(30)), "a tie with the worst is refused");
+        assert_eq!(book.len(), 3);
+        assert_eq!(LiveBid::make_room(&mut book, 3, Amount(29)), Ok(Some(bid(1, 30))));
+        assert_eq!(book, vec![bid(0, 10), bid(2, 20)]);
+        // Among equal worst prices, the higher address goes first, so eviction never depends on arrival.
+        let mut tied = vec![bid(3, 50), bid(4, 50)];
+        let evicted = LiveBid::make_room(&mut tied, 2, Amount(1)).unwrap().unwrap();
+        assert_eq!(evicted.provider, who(3).max(who(4)));
+    }
 }
