@@ -368,7 +368,11 @@ mod tests {
         let bid = |i: u8, price: u128| LiveBid { provider: who(i), price: Amount(price) };
         let mut book = vec![bid(0, 10), bid(1, 30), bid(2, 20)];
         assert_eq!(LiveBid::make_room(&mut book, 4, Amount(99)), Ok(None), "room to spare");
-        assert_eq!(LiveBid::make_room(&mut book, 3, Amount(30)), Err(Amount(30)), "a tie with the worst is refused");
+        assert_eq!(
+            LiveBid::make_room(&mut book, 3, Amount(30)),
+            Err(Amount(30)),
+            "a tie with the worst is refused"
+        );
         assert_eq!(book.len(), 3);
         assert_eq!(LiveBid::make_room(&mut book, 3, Amount(29)), Ok(Some(bid(1, 30))));
         assert_eq!(book, vec![bid(0, 10), bid(2, 20)]);
