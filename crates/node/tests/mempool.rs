@@ -58,7 +58,8 @@ fn it_refuses_what_the_ledger_would_refuse_and_says_why() {
     let wrong_chain =
         Tx::new("other", k[0].address(), 1, Amount::tgr(1), Msg::Heartbeat).sign(&k[0]).encode();
     let cheap = Tx::new(TEST_CHAIN_ID, k[0].address(), 1, Amount(1), Msg::Heartbeat).sign(&k[0]).encode();
-    let cases: Vec<(Vec<u8>, fn(&MempoolError) -> bool)> = vec![
+    type Expected = fn(&MempoolError) -> bool;
+    let cases: Vec<(Vec<u8>, Expected)> = vec![
         (forged.encode(), |e| matches!(e, MempoolError::Rejected(TxError::BadSignature { .. }))),
         (wrong_chain, |e| matches!(e, MempoolError::Rejected(TxError::WrongChainId { .. }))),
         (cheap, |e| matches!(e, MempoolError::Rejected(TxError::FeeTooLow { .. }))),
