@@ -1,0 +1,95 @@
+//! The node's state machine host: the ledger over its store, and the mempool in front of it. Consensus decides
+//! when a block is made and with what time and randomness; [`NodeCore::produce_block`] makes it.
+
+use rand_core::OsRng;
+use serde::Serialize;
+use tensorgrid_ledger::{Ledger, LedgerError, QueryError, Store};
+use tensorgrid_types::query::{ChainInfo, Query, QueryResponse};
+use tensorgrid_types::{Account, Address, BlockContext, BlockOutcome, Hash, Timestamp};
+
+use crate::mempool::{AccountView, Mempool, MempoolConfig, MempoolError};
+
+/// What `GET /v1/status` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub chain: ChainInfo,
+    pub mempool_txs: usize,
+    pub mempool_bytes: usize,
+}
+
+struct Accounts<'a, S: Store>(&'a Ledger<S>);
+
+impl<S: Store> AccountView for Accounts<'_, S> {
+    fn account(&self, address: &Address) -> Option<Account> {
+        match self.0.query(&Query::Account { address: *address }) {
+            Ok(QueryResponse::Account(account)) => account,
+            _ => None,
+        }
+    }
+}
+
+/// The ledger (with genesis applied) and the mempool.
+#[derive(Debug)]
+pub struct NodeCore<S: Store> {
+    ledger: Ledger<S>,
+    mempool: Mempool,
+    /// Most transactions and bytes one block takes from the mempool.
+    pub block_max_txs: usize,
+    pub block_max_bytes: usize,
+}
+
+impl<S: Store> NodeCore<S> {
+    pub fn new(ledger: Ledger<S>, mempool: MempoolConfig) -> Result<NodeCore<S>, LedgerError> {
+        ledger.chain_info()?;
+        Ok(NodeCore {
+            ledger,
+            mempool: Mempool::new(mempool),
+            block_max_txs: 10_000,
+            block_max_bytes: 4 << 20,
+        })
+    }
+
+    pub fn ledger(&self) -> &Ledger<S> {
+        &self.ledger
+    }
+
+    /// Admits a transaction into the mempool after the ledger's admission checks.
+    pub fn submit(&mut self, raw: Vec<u8>, now: Timestamp) -> Result<Hash, SubmitError> {
+        let chain = self.ledger.chain_info()?;
+        let params = self.ledger.params()?;
+        Ok(self.mempool.insert(raw, &chain.chain_id, &params, &Accounts(&self.ledger), now)?)
+    }
+
+    pub fn query(&self, query: &Query) -> Result<QueryResponse, QueryError> {
+        self.ledger.query(query)
+    }
+
+    pub fn status(&self) -> Result<Status, LedgerError> {
+        Ok(Status {
+            chain: self.ledger.chain_info()?,
+            mempool_txs: self.mempool.len(),
+            mempool_bytes: self.mempool.bytes(),
+        })
+    }
+
+    /// Makes the next block from the mempool at `time` with `randomness`, executes it and clears what it
+    /// included. Stale mempool entries expire first.
+    pub fn produce_block(&mut self, time: Timestamp, randomness: Hash) -> Result<BlockOutcome, LedgerError> {
+        self.mempool.evict_expired(time);
+        let height = self.ledger.chain_info()?.height.saturating_add(1);
+        let txs = self.mempool.reap(self.block_max_txs, self.block_max_bytes, &Accounts(&self.ledger));
+        let outcome = self.ledger.execute_block(&BlockContext { height, time, randomness }, &txs, OsRng)?;
+        let included: Vec<Hash> = outcome.receipts.iter().map(|r| r.tx_hash).collect();
+        self.mempool.committed(&included, &Accounts(&self.ledger));
+        Ok(outcome)
+    }
+}
+
+/// Why a submitted transaction was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
