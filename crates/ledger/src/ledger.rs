@@ -14,7 +14,7 @@ use crate::bank::Module;
 use crate::error::{invariant, ExecError, ExecResult, LedgerError};
 use crate::keys;
 use crate::state::State;
-use crate::store::Store;
+use crate::store::{Store, WriteBatch};
 use crate::timers::Timer;
 
 /// The tensorgrid state machine over a store. Deterministic: the same genesis and the same blocks give the
@@ -107,6 +107,25 @@ impl<S: Store> Ledger<S> {
         T: AsRef<[u8]>,
         R: RngCore + CryptoRng,
     {
+        let (outcome, writes) = self.simulate_block(ctx, txs, rng)?;
+        self.store.write_batch(writes)?;
+        Ok(outcome)
+    }
+
+    /// Executes a block on top of the committed state without writing anything: returns what
+    /// [`Ledger::execute_block`] would return and the writes it would apply. A proposer or a verifier uses it
+    /// to learn a candidate block's outcome and state root (with the store's preview) before the block is
+    /// final; applying the writes later with [`Store::write_batch`] is the same as executing the block.
+    pub fn simulate_block<T, R>(
+        &self,
+        ctx: &BlockContext,
+        txs: &[T],
+        rng: R,
+    ) -> Result<(BlockOutcome, WriteBatch), LedgerError>
+    where
+        T: AsRef<[u8]>,
+        R: RngCore + CryptoRng,
+    {
         let info = self.chain_info()?;
         if ctx.height != info.height.saturating_add(1) {
             return Err(LedgerError::WrongHeight { last: info.height, got: ctx.height });
@@ -150,8 +169,7 @@ impl<S: Store> Ledger<S> {
             &ChainInfo { chain_id: info.chain_id, height: ctx.height, time: ctx.time },
         );
         let (writes, events) = st.into_parts();
-        self.store.write_batch(writes)?;
-        Ok(BlockOutcome { receipts, events })
+        Ok((BlockOutcome { receipts, events }, writes))
     }
 }
 

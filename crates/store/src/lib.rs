@@ -118,6 +118,18 @@ impl DiskStore {
         Ok(self.meta("root")?.and_then(|v| <[u8; 32]>::try_from(v).ok()).map(Hash).unwrap_or(EMPTY_ROOT))
     }
 
+    /// The root the store would have after committing `batch`, computed without writing anything: how a
+    /// proposer or verifier learns a candidate block's state root before the block is final.
+    pub fn preview_root(&self, batch: &WriteBatch) -> Result<Hash, StoreError> {
+        let version = match self.version()? {
+            Some(v) => v.checked_add(1).ok_or_else(|| StoreError("version overflow".into()))?,
+            None => 0,
+        };
+        let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
+        let (root, _) = tree.put_value_set(value_set(batch), version).map_err(db_err)?;
+        Ok(Hash(root.0))
+    }
+
     /// The current value under `key` with a proof against the current root.
     pub fn get_proven(&self, key: &[u8]) -> Result<Proven, StoreError> {
         let version = self.version()?.ok_or_else(|| StoreError("the store is empty".into()))?;
@@ -207,6 +219,14 @@ impl Store for DiskStore {
         (self.state, self.nodes, self.values) = snapshot(&self.db)?;
         Ok(())
     }
+}
+
+/// What the tree commits to for a batch: each key's hash and `blake3(value)`, or a deletion.
+fn value_set(batch: &WriteBatch) -> Vec<(KeyHash, Option<OwnedValue>)> {
+    batch
+        .iter()
+        .map(|(k, v)| (KeyHash::with::<Sha256>(k), v.as_ref().map(|v| blake3::hash(v).as_bytes().to_vec())))
+        .collect()
 }
 
 impl TreeReader for DiskStore {

@@ -167,3 +167,24 @@ fn values_and_absences_are_proven_against_the_root() {
     assert!(!forged.verify(b"a/carol"), "a changed value does not verify");
     assert_eq!(store.version().unwrap(), Some(1));
 }
+
+#[test]
+fn a_simulated_block_previews_the_root_its_execution_commits() {
+    let dir = TempDir::new("preview");
+    let keys: Vec<SecretKey> = (0..3).map(|i| SecretKey::from_label(&format!("p{i}"))).collect();
+    let blocks = blocks(&keys, 3);
+    let mut ledger = Ledger::new(DiskStore::open(dir.0.join("s.redb")).unwrap());
+    ledger.init_genesis(&genesis(&keys)).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    for (ctx, txs) in &blocks {
+        let (before_root, before_digest) = (ledger.store().root().unwrap(), ledger.state_digest().unwrap());
+        let (simulated, writes) = ledger.simulate_block(ctx, txs, &mut rng).unwrap();
+        let preview = ledger.store().preview_root(&writes).unwrap();
+        assert_eq!(ledger.store().root().unwrap(), before_root, "simulating writes nothing");
+        assert_eq!(ledger.state_digest().unwrap(), before_digest);
+        assert_ne!(preview, before_root);
+        let executed = ledger.execute_block(ctx, txs, &mut rng).unwrap();
+        assert_eq!(executed, simulated, "same receipts and events");
+        assert_eq!(ledger.store().root().unwrap(), preview, "the preview is the committed root");
+    }
+}
