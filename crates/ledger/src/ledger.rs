@@ -47,6 +47,13 @@ impl<S: Store> Ledger<S> {
         st.get(keys::CHAIN)?.ok_or(LedgerError::NotInitialized)
     }
 
+    /// An account as committed, read directly (no chain info or params decoded), for hot paths like the
+    /// mempool's admission checks.
+    pub fn account(&self, address: &Address) -> Result<Option<Account>, LedgerError> {
+        let st = State::new(&self.store, Params::default(), Default::default(), Hash::ZERO);
+        st.get(&keys::account(address))
+    }
+
     pub fn params(&self) -> Result<Params, LedgerError> {
         let st = State::new(&self.store, Params::default(), Default::default(), Hash::ZERO);
         st.get(keys::PARAMS)?.ok_or(LedgerError::NotInitialized)

@@ -136,10 +136,7 @@ impl TestChain {
     }
 
     pub fn account(&self, address: &Address) -> Option<Account> {
-        match self.ledger.query(&Query::Account { address: *address }) {
-            Ok(QueryResponse::Account(account)) => account,
-            _ => None,
-        }
+        self.ledger.account(address).ok().flatten()
     }
 
     pub fn balance(&self, address: &Address) -> Amount {

@@ -21,10 +21,7 @@ struct Accounts<'a, S: Store>(&'a Ledger<S>);
 
 impl<S: Store> AccountView for Accounts<'_, S> {
     fn account(&self, address: &Address) -> Option<Account> {
-        match self.0.query(&Query::Account { address: *address }) {
-            Ok(QueryResponse::Account(account)) => account,
-            _ => None,
-        }
+        self.0.account(address).ok().flatten()
     }
 }
 

@@ -620,18 +620,8 @@ impl Cx<'_> {
     }
 
     fn check_name(&self, node: &Node, field: &str, name: &str) -> Result<(), SdlError> {
-        let ok = !name.is_empty()
-            && name.len() <= tensorgrid_types::limits::MAX_NAME_LEN
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if ok {
-            Ok(())
-        } else {
-            Err(self.error(
-                node,
-                field,
-                format!("`{name}` is not a valid name: use letters, digits, `.`, `_` and `-`"),
-            ))
-        }
+        tensorgrid_types::limits::check_name(field, name)
+            .map_err(|m| self.error(node, field, format!("`{name}` is not a valid name: {}", m.reason)))
     }
 
     // --- services

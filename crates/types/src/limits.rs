@@ -66,7 +66,7 @@ pub(crate) fn check_str(field: &str, value: &str, max: usize) -> Result<(), Malf
 }
 
 /// Names (groups, volumes) are non-empty and limited to `[A-Za-z0-9._-]`, so they are safe in paths and URLs.
-pub(crate) fn check_name(field: &str, value: &str) -> Result<(), Malformed> {
+pub fn check_name(field: &str, value: &str) -> Result<(), Malformed> {
     if value.is_empty() {
         return Err(Malformed::new(field, "is empty"));
     }
