@@ -1,7 +1,9 @@
 //! The node's state machine host: the ledger over its store, and the mempool in front of it. Consensus decides
 //! when a block is made and with what time and randomness; [`NodeCore::produce_block`] makes it.
 
-use rand_core::OsRng;
+use std::collections::HashSet;
+
+use rand_core::{CryptoRng, OsRng, RngCore};
 use serde::Serialize;
 use tensorgrid_ledger::{Ledger, LedgerError, QueryError, Store};
 use tensorgrid_types::query::{ChainInfo, Query, QueryResponse};
@@ -67,6 +69,36 @@ impl<S: Store> NodeCore<S> {
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
         })
+    }
+
+    /// The committed height.
+    pub fn height(&self) -> Result<u64, LedgerError> {
+        Ok(self.ledger.chain_info()?.height)
+    }
+
+    /// Transactions for a block built on uncommitted ancestors that carry `pending` (see
+    /// [`Mempool::reap_excluding`]). Stale entries expire first.
+    pub fn reap(&mut self, now: Timestamp, pending: &HashSet<Hash>) -> Vec<Vec<u8>> {
+        self.mempool.evict_expired(now);
+        self.mempool.reap_excluding(
+            self.block_max_txs,
+            self.block_max_bytes,
+            &Accounts(&self.ledger),
+            pending,
+        )
+    }
+
+    /// Executes a finalized block and drops from the mempool what it included or made stale.
+    pub fn commit_block(
+        &mut self,
+        ctx: &BlockContext,
+        txs: &[Vec<u8>],
+        rng: impl RngCore + CryptoRng,
+    ) -> Result<BlockOutcome, LedgerError> {
+        let outcome = self.ledger.execute_block(ctx, txs, rng)?;
+        let included: Vec<Hash> = outcome.receipts.iter().map(|r| r.tx_hash).collect();
+        self.mempool.committed(&included, &Accounts(&self.ledger));
+        Ok(outcome)
     }
 
     /// Makes the next block from the mempool at `time` with `randomness`, executes it and clears what it

@@ -7,7 +7,7 @@
 //! ("try later"), never blocks. Blocks are filled per account in nonce order (a gap stops that account),
 //! accounts taking turns in arrival order so that one busy account cannot starve the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tensorgrid_types::crypto::SignatureError;
 use tensorgrid_types::tx::signing_bytes_of_raw;
@@ -160,6 +160,19 @@ impl Mempool {
     /// nonces from its committed nonce, accounts taking turns in the order their first waiting transaction
     /// arrived. Nothing is removed: that happens when the block commits ([`Mempool::committed`]).
     pub fn reap(&self, max_txs: usize, max_bytes: usize, accounts: &impl AccountView) -> Vec<Vec<u8>> {
+        self.reap_excluding(max_txs, max_bytes, accounts, &HashSet::new())
+    }
+
+    /// [`Mempool::reap`] for a block whose ancestors are not committed yet: transactions in `pending` (those
+    /// the uncommitted ancestors carry) are skipped but still count as taking their nonce, so an account's
+    /// later transactions follow them instead of repeating them.
+    pub fn reap_excluding(
+        &self,
+        max_txs: usize,
+        max_bytes: usize,
+        accounts: &impl AccountView,
+        pending: &HashSet<Hash>,
+    ) -> Vec<Vec<u8>> {
         // Each account's runnable queue, ordered by nonce, starting at the committed nonce.
         let mut queues: Vec<(u64, Vec<&Entry>)> = Vec::new();
         for (signer, nonces) in &self.by_account {
@@ -170,7 +183,9 @@ impl Mempool {
                     break;
                 }
                 if let Some(entry) = self.entries.get(hash) {
-                    run.push(entry);
+                    if !pending.contains(hash) {
+                        run.push(entry);
+                    }
                 }
                 next += 1;
             }

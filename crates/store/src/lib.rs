@@ -118,6 +118,18 @@ impl DiskStore {
         Ok(self.meta("root")?.and_then(|v| <[u8; 32]>::try_from(v).ok()).map(Hash).unwrap_or(EMPTY_ROOT))
     }
 
+    /// The state root after the batch committed as `version` (block height `version`, since genesis is the
+    /// first batch and each block one more), or `None` if no such version was committed.
+    pub fn root_at(&self, version: u64) -> Result<Option<Hash>, StoreError> {
+        match self.version()? {
+            Some(latest) if version <= latest => {}
+            _ => return Ok(None),
+        }
+        let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
+        let root = tree.get_root_hash_option(version).map_err(db_err)?;
+        Ok(root.map(|r| Hash(r.0)))
+    }
+
     /// The root the store would have after committing `batch`, computed without writing anything: how a
     /// proposer or verifier learns a candidate block's state root before the block is final.
     pub fn preview_root(&self, batch: &WriteBatch) -> Result<Hash, StoreError> {

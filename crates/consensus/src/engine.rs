@@ -1,0 +1,301 @@
+//! Wires one validator together: simplex consensus, marshal (ordered delivery of finalized blocks, backfill,
+//! durable archives of blocks and finalization certificates), block broadcast, the application and the
+//! mempool gossip. Generic over the runtime and the p2p network, so the same code runs under the tokio
+//! runtime on real sockets and under the deterministic runtime on the simulated network.
+
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commonware_broadcast::buffered;
+use commonware_consensus::marshal::core::Actor as MarshalActor;
+use commonware_consensus::marshal::resolver::p2p as marshal_resolver;
+use commonware_consensus::marshal::standard::Inline;
+use commonware_consensus::marshal::{self, Start};
+use commonware_consensus::simplex::config::{Floor, ForwardPolicy, SkipBudget, SkipPolicy};
+use commonware_consensus::simplex::elector::RoundRobin;
+use commonware_consensus::simplex::{self};
+use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
+use commonware_cryptography::certificate::{ConstantProvider, Verifier as _};
+use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
+use commonware_cryptography::sha256::Sha256;
+use commonware_cryptography::{Digested, Digestible, Signer as _};
+use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_parallel::Sequential;
+use commonware_runtime::buffer::paged::CacheRef;
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage};
+use commonware_storage::archive::immutable;
+use commonware_utils::ordered::Set;
+use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
+use cw_rand::{CryptoRng, Rng};
+use tensorgrid_types::Hash;
+
+use crate::app::{start_executor, App, Chain};
+use crate::block::Block;
+use crate::mempool::{start_gossip, Gossip};
+use crate::{Scheme, NAMESPACE};
+
+/// The p2p channels a validator uses, one per kind of traffic.
+pub mod channels {
+    pub const VOTES: u64 = 0;
+    pub const CERTIFICATES: u64 = 1;
+    pub const RESOLVER: u64 = 2;
+    pub const BACKFILL: u64 = 3;
+    pub const BLOCKS: u64 = 4;
+    pub const MEMPOOL: u64 = 5;
+    pub const ALL: [u64; 6] = [VOTES, CERTIFICATES, RESOLVER, BACKFILL, BLOCKS, MEMPOOL];
+}
+
+/// Blocks per epoch. The validator set is fixed at genesis until the staking issue drives changes; an epoch
+/// this long means one epoch covers the chain's life until then, and the boundary logic (marshal re-proposes
+/// the last block of an epoch) is exercised only by tests that shrink it.
+pub const BLOCKS_PER_EPOCH: u64 = 1 << 40;
+
+const PAGE_SIZE: NonZeroU16 = NZU16!(4096);
+const PAGE_CACHE_PAGES: NonZeroUsize = NZUsize!(1024);
+
+/// Timeouts and sizes of one validator's engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub signer: PrivateKey,
+    pub participants: Vec<PublicKey>,
+    /// Storage partitions are named after this, so two validators in one process never share one.
+    pub partition_prefix: String,
+    pub genesis: Block,
+    pub leader_timeout: Duration,
+    pub certification_timeout: Duration,
+    pub timeout_retry: Duration,
+    pub fetch_timeout: Duration,
+    pub mailbox_size: usize,
+    pub blocks_per_epoch: u64,
+}
+
+impl EngineConfig {
+    pub fn new(
+        signer: PrivateKey,
+        participants: Vec<PublicKey>,
+        partition_prefix: String,
+        genesis: Block,
+    ) -> Self {
+        EngineConfig {
+            signer,
+            participants,
+            partition_prefix,
+            genesis,
+            leader_timeout: Duration::from_secs(1),
+            certification_timeout: Duration::from_secs(2),
+            timeout_retry: Duration::from_secs(5),
+            fetch_timeout: Duration::from_secs(1),
+            mailbox_size: 1024,
+            blocks_per_epoch: BLOCKS_PER_EPOCH,
+        }
+    }
+}
+
+/// The network side of a validator: a sender and receiver per channel in [`channels`], a view of the peer
+/// set, and a way to block misbehaving peers.
+#[derive(Debug)]
+pub struct Network<S, R, P, B> {
+    pub votes: (S, R),
+    pub certificates: (S, R),
+    pub resolver: (S, R),
+    pub backfill: (S, R),
+    pub blocks: (S, R),
+    pub mempool: (S, R),
+    pub peers: P,
+    pub blocker: B,
+}
+
+/// The running validator's handles.
+pub struct Validator {
+    pub chain: Arc<Chain>,
+    /// Hands transactions admitted locally to the other validators.
+    pub gossip: Gossip,
+    pub handles: Vec<Handle<()>>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator").field("chain", &self.chain).field("tasks", &self.handles.len()).finish()
+    }
+}
+
+impl Validator {
+    /// Stops every task of this validator (what a crash looks like to the others).
+    pub fn abort(self) {
+        for handle in self.handles {
+            handle.abort();
+        }
+    }
+}
+
+/// Starts a validator whose ledger (with genesis applied) is in `chain`.
+pub async fn start<E, S, R, P, B>(
+    context: E,
+    config: EngineConfig,
+    chain: Arc<Chain>,
+    network: Network<S, R, P, B>,
+) -> Validator
+where
+    E: Clock + CryptoRng + Rng + Spawner + Storage + Metrics,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    P: Provider<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    let me = config.signer.public_key();
+    let participants: Set<PublicKey> = Set::from_iter_dedup(config.participants.iter().cloned());
+    let scheme = Scheme::signer(NAMESPACE, participants, config.signer.clone())
+        .expect("the validator's key is in the genesis validator set (checked when the home was loaded)");
+    let mailbox_size = NZUsize!(config.mailbox_size.max(1));
+    let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
+    let prefix = config.partition_prefix.clone();
+    let epocher = FixedEpocher::new(NZU64!(config.blocks_per_epoch.max(1)));
+    let mut handles = Vec::new();
+
+    let (resolver_rx, resolver) = marshal_resolver::init(
+        context.child("marshal_resolver"),
+        marshal_resolver::Config {
+            public_key: me.clone(),
+            peer_provider: network.peers.clone(),
+            blocker: network.blocker.clone(),
+            mailbox_size,
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        network.backfill,
+    );
+
+    let (broadcast_engine, buffer) = buffered::Engine::new(
+        context.child("broadcast"),
+        buffered::Config {
+            public_key: me.clone(),
+            mailbox_size,
+            deque_size: 16,
+            priority: false,
+            codec_config: (),
+            peer_provider: network.peers.clone(),
+            strategy: Sequential,
+        },
+    );
+    handles.push(broadcast_engine.start(network.blocks));
+
+    let finalizations = immutable::Archive::init(
+        context.child("finalizations_by_height"),
+        archive_config(
+            &prefix,
+            "finalizations",
+            page_cache.clone(),
+            Scheme::certificate_codec_config_unbounded(),
+        ),
+    )
+    .await
+    .expect("the finalization archive opens (a storage failure at startup is fatal)");
+    let blocks = immutable::Archive::init(
+        context.child("finalized_blocks"),
+        archive_config(&prefix, "blocks", page_cache.clone(), ()),
+    )
+    .await
+    .expect("the block archive opens (a storage failure at startup is fatal)");
+
+    let genesis_digest = config.genesis.digest();
+    let (marshal_actor, marshal, _floor) = MarshalActor::init(
+        context.child("marshal"),
+        finalizations,
+        blocks,
+        marshal::Config {
+            provider: ConstantProvider::<Scheme, Epoch>::new(scheme.clone()),
+            epocher: epocher.clone(),
+            start: Start::Genesis(Digested::precomputed(config.genesis.clone(), genesis_digest)),
+            partition_prefix: format!("{prefix}-marshal"),
+            mailbox_size,
+            view_retention: ViewDelta::new(10),
+            prunable_items_per_section: NZU64!(64),
+            page_cache: page_cache.clone(),
+            replay_buffer: NZUsize!(1 << 20),
+            key_write_buffer: NZUsize!(1 << 20),
+            value_write_buffer: NZUsize!(1 << 20),
+            block_codec_config: (),
+            max_repair: NZUsize!(32),
+            max_pending_acks: NZUsize!(16),
+            strategy: Sequential,
+        },
+    )
+    .await;
+
+    let (finalizer, executor) = start_executor(context.child("executor"), chain.clone());
+    handles.push(executor);
+    handles.push(marshal_actor.start(finalizer, buffer, (resolver_rx, resolver)));
+
+    let (gossip, gossip_handle) = start_gossip(context.child("mempool"), chain.clone(), network.mempool);
+    handles.push(gossip_handle);
+
+    let wrapper = Inline::new(context.child("application"), App::new(chain.clone()), marshal, epocher);
+    let engine = simplex::Engine::new(
+        context.child("simplex"),
+        simplex::config::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker: network.blocker,
+            automaton: wrapper.clone(),
+            relay: wrapper.clone(),
+            reporter: wrapper,
+            strategy: Sequential,
+            partition: format!("{prefix}-simplex"),
+            mailbox_size,
+            epoch: Epoch::zero(),
+            floor: Floor::Genesis(genesis_digest),
+            replay_buffer: NZUsize!(1 << 20),
+            write_buffer: NZUsize!(1 << 20),
+            page_cache,
+            leader_timeout: config.leader_timeout,
+            certification_timeout: config.certification_timeout,
+            timeout_retry: config.timeout_retry,
+            view_retention: ViewDelta::new(10),
+            skip: SkipPolicy::Enabled {
+                timeout: config.certification_timeout * 3,
+                budget: SkipBudget::Participants,
+            },
+            fetch_timeout: NZDuration!(config.fetch_timeout.max(Duration::from_millis(1))),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::Disabled,
+            track_historical_votes: false,
+        },
+    );
+    handles.push(engine.start(network.votes, network.certificates, network.resolver));
+    Validator { chain, gossip, handles }
+}
+
+fn archive_config<C>(
+    prefix: &str,
+    name: &str,
+    page_cache: CacheRef,
+    codec_config: C,
+) -> immutable::Config<C> {
+    immutable::Config {
+        metadata_partition: format!("{prefix}-{name}-metadata"),
+        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
+        freezer_table_initial_size: 1024,
+        freezer_table_resize_frequency: 4,
+        freezer_table_resize_chunk_size: 256,
+        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
+        freezer_key_page_cache: page_cache,
+        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
+        freezer_value_target_size: 64 << 20,
+        freezer_value_compression: None,
+        ordinal_partition: format!("{prefix}-{name}-ordinal"),
+        items_per_section: NZU64!(1024),
+        codec_config,
+        replay_buffer: NZUsize!(1 << 20),
+        freezer_key_write_buffer: NZUsize!(1 << 20),
+        freezer_value_write_buffer: NZUsize!(1 << 20),
+        ordinal_write_buffer: NZUsize!(1 << 20),
+    }
+}
+
+/// The state root right after genesis, which the genesis block carries.
+pub fn genesis_block(chain_id: &str, genesis_time: u64, genesis_root: Hash) -> Block {
+    Block::genesis(chain_id, genesis_time, genesis_root)
+}
