@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 the command failed (the message says why and what to do next); 2 the command line
 //! itself was wrong (clap's usage errors).
 
+mod chain;
 mod keys;
 
 use std::io::Write;
@@ -45,6 +46,30 @@ enum Command {
     /// Keys: create, recover, list, show, export and delete.
     #[command(subcommand)]
     Keys(keys::Keys),
+    /// Run the validator whose home is --home (genesis.json, node.toml, validator.key, data/).
+    Node,
+    /// Run a one-validator network in this process, with funded demo accounts whose keys it prints. State
+    /// goes to a fresh temporary directory unless --home names one (which a later run resumes).
+    Devnet {
+        #[arg(long, default_value_t = tensorgrid_consensus::launch::DEVNET_P2P_PORT)]
+        p2p_port: u16,
+        #[arg(long, default_value_t = tensorgrid_consensus::launch::DEVNET_RPC_PORT)]
+        rpc_port: u16,
+    },
+    /// Write N validator homes sharing a new genesis and run each as its own process on 127.0.0.1.
+    Testnet {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Where the homes go (validator-0 …); a fresh temporary directory by default.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Validator i listens for p2p on BASE+2i and serves its API on BASE+2i+1.
+        #[arg(long, default_value_t = 27000)]
+        base_port: u16,
+        /// Write the homes and print the commands that would start them, without starting anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +94,21 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Devnet { p2p_port, rpc_port } => {
+            init_logging();
+            return chain::devnet(cli.home, p2p_port, rpc_port, cli.output);
+        }
+        Command::Testnet { validators, dir, base_port, dry_run } => {
+            return chain::testnet(dir, validators, base_port, dry_run, cli.output);
+        }
+        Command::Node => {
+            init_logging();
+            let home = cli.home.ok_or_else(|| anyhow::anyhow!("`tgrid node` needs --home DIR (a validator home)"))?;
+            return chain::node(&home);
+        }
+        _ => {}
+    }
     let home = match cli.home {
         Some(home) => home,
         None => dirs::data_dir()
@@ -79,7 +119,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim { seed } => sim(seed, cli.output),
         Command::Deploy(Deploy::Check { file }) => deploy_check(&file, cli.output),
         Command::Keys(command) => keys::run(command, &home, cli.output),
+        Command::Node | Command::Devnet { .. } | Command::Testnet { .. } => Ok(()),
     }
+}
+
+/// Logs to stderr, filtered by `TGRID_LOG` (default: info, with consensus internals at warn).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TGRID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,commonware_consensus=warn,commonware_p2p=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Writes to standard output. A reader that went away (`tgrid sim | head`) ends the output quietly.

@@ -20,11 +20,11 @@ use commonware_utils::Acknowledgement as _;
 use futures::StreamExt;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use tensorgrid_ledger::{Ledger, LedgerError};
+use tensorgrid_ledger::{Ledger, LedgerError, StoreError};
 use tensorgrid_node::core::NodeCore;
 use tensorgrid_node::mempool::MempoolConfig;
 use tensorgrid_store::DiskStore;
-use tensorgrid_types::{BlockContext, BlockOutcome, Genesis, Hash, Timestamp};
+use tensorgrid_types::{BlockContext, BlockOutcome, BlockRecord, Genesis, Hash, Timestamp, TxRecord};
 use tracing::{debug, error, info, warn};
 
 use crate::block::Block;
@@ -80,6 +80,37 @@ pub struct Chain {
     listeners: Mutex<Vec<mpsc::UnboundedSender<Committed>>>,
     /// The most recent commits, newest last, for the API and for tests comparing validators.
     recent: Mutex<std::collections::VecDeque<Committed>>,
+    stats: Mutex<Stats>,
+}
+
+/// Counters for `/metrics` and benchmarks.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub blocks: u64,
+    pub txs: u64,
+    /// Milliseconds from each recent block's timestamp (when its proposer built it) to its commit here.
+    pub finality_ms: std::collections::VecDeque<u64>,
+    /// When (ms since the epoch) and at what transaction count each recent block committed, for tx/s.
+    pub commits: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl Stats {
+    const WINDOW: usize = 1024;
+
+    /// The `q`-quantile (0..=1) of the recent finality latencies.
+    pub fn finality_quantile(&self, q: f64) -> Option<u64> {
+        let mut sorted: Vec<u64> = self.finality_ms.iter().copied().collect();
+        sorted.sort_unstable();
+        let last = sorted.len().checked_sub(1)?;
+        sorted.get(((last as f64) * q).round() as usize).copied()
+    }
+
+    /// Transactions per second committed over the last `window_ms`, as of `now`.
+    pub fn tx_rate(&self, now: u64, window_ms: u64) -> f64 {
+        let since = now.saturating_sub(window_ms);
+        let txs: u64 = self.commits.iter().filter(|(t, _)| *t >= since).map(|(_, n)| n).sum();
+        txs as f64 * 1000.0 / window_ms.max(1) as f64
+    }
 }
 
 /// How many recent commits [`Chain::recent`] keeps.
@@ -95,6 +126,7 @@ impl Chain {
             halted: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             recent: Mutex::new(std::collections::VecDeque::new()),
+            stats: Mutex::new(Stats::default()),
         }))
     }
 
@@ -140,6 +172,10 @@ impl Chain {
         self.halted.lock().clone()
     }
 
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().clone()
+    }
+
     /// What this node committed at `height`, if it is among the last [`RECENT_BLOCKS`] it committed since it
     /// started.
     pub fn recent(&self, height: u64) -> Option<Committed> {
@@ -163,6 +199,22 @@ impl Chain {
         let _ = rx.wait_for(|h| *h >= height).await;
     }
 
+    /// The index record of a committed transaction.
+    pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, String> {
+        let bytes = self.core.lock().ledger().store().indexed_tx(hash).map_err(|e| e.0)?;
+        bytes.map(|b| serde_json::from_slice(&b).map_err(|e| format!("corrupt transaction record: {e}"))).transpose()
+    }
+
+    /// The index record of a committed block, with its post-execution root.
+    pub fn block(&self, height: u64) -> Result<Option<BlockRecord>, String> {
+        let core = self.core.lock();
+        let Some(bytes) = core.ledger().store().indexed_block(height).map_err(|e| e.0)? else { return Ok(None) };
+        let mut record: BlockRecord =
+            serde_json::from_slice(&bytes).map_err(|e| format!("corrupt block record: {e}"))?;
+        record.app_root = core.ledger().store().root_at(height).map_err(|e| e.0)?.unwrap_or(Hash::ZERO);
+        Ok(Some(record))
+    }
+
     /// The state root this validator committed at `height`.
     pub fn root_at(&self, height: u64) -> Result<Option<Hash>, String> {
         self.core.lock().ledger().store().root_at(height).map_err(|e| e.0)
@@ -175,7 +227,7 @@ impl Chain {
 
     /// Executes a finalized block. Blocks at or below the committed height were executed before (marshal
     /// delivers at least once, and again after a restart) and are skipped.
-    fn execute(&self, block: &Block) -> Result<Option<Committed>, Halt> {
+    fn execute(&self, block: &Block, now_ms: u64) -> Result<Option<Committed>, Halt> {
         let committed = self.committed_height();
         if block.height <= committed {
             return Ok(None);
@@ -203,14 +255,12 @@ impl Chain {
         // the verdicts do not depend on them (ZIP-215), so a seed from the block digest keeps replays exact.
         let rng = ChaCha20Rng::from_seed(Hash::of(block.digest().as_ref()).0);
         let mut core = self.core.lock();
+        let index = |store: &DiskStore, outcome: &BlockOutcome| index_block(store, block, outcome);
         let outcome = core
-            .commit_block(&ctx, &block.txs, rng)
+            .commit_block(&ctx, &block.txs, rng, index)
             .map_err(|e| Halt::Execution { height: block.height, reason: e.to_string() })?;
-        let state_root = core
-            .ledger()
-            .store()
-            .root()
-            .map_err(|e| Halt::Execution { height: block.height, reason: e.0 })?;
+        let state_root =
+            core.ledger().store().root().map_err(|e| Halt::Execution { height: block.height, reason: e.0 })?;
         drop(core);
         let committed = Committed {
             height: block.height,
@@ -227,10 +277,57 @@ impl Chain {
             }
             recent.push_back(committed.clone());
         }
+        {
+            let mut stats = self.stats.lock();
+            stats.blocks += 1;
+            stats.txs += committed.tx_hashes.len() as u64;
+            if stats.finality_ms.len() == Stats::WINDOW {
+                stats.finality_ms.pop_front();
+                stats.commits.pop_front();
+            }
+            stats.finality_ms.push_back(now_ms.saturating_sub(block.timestamp));
+            stats.commits.push_back((now_ms, committed.tx_hashes.len() as u64));
+        }
         self.committed.send_replace(block.height);
         self.listeners.lock().retain(|l| l.send(committed.clone()).is_ok());
         Ok(Some(committed))
     }
+}
+
+/// Writes a block's index records: the block by height and each transaction by hash. The block record's
+/// `app_root` is left zero here and filled from the state store when read, since it exists only once the
+/// block's state commits.
+fn index_block(store: &DiskStore, block: &Block, outcome: &BlockOutcome) -> Result<(), StoreError> {
+    let time = Timestamp::from_millis(block.timestamp);
+    let record = BlockRecord {
+        height: block.height,
+        digest: block.digest().to_string(),
+        parent: block.parent.to_string(),
+        time,
+        state_height: block.state_height,
+        state_root: block.state_root,
+        app_root: Hash::ZERO,
+        tx_root: block.tx_root(),
+        txs: outcome.receipts.iter().map(|r| r.tx_hash).collect(),
+        events: outcome.events.clone(),
+    };
+    let block_bytes = json(&record)?;
+    let mut txs = Vec::with_capacity(outcome.receipts.len());
+    for (index, receipt) in outcome.receipts.iter().enumerate() {
+        let tx = TxRecord {
+            hash: receipt.tx_hash,
+            height: block.height,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            block_time: time,
+            receipt: receipt.clone(),
+        };
+        txs.push((receipt.tx_hash, json(&tx)?));
+    }
+    store.index_block(block.height, &block_bytes, &txs)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError(format!("encoding an index record: {e}")))
 }
 
 /// The randomness a block's execution sees: a hash of its parent's digest and its height. The parent's
@@ -253,11 +350,14 @@ fn millis(clock: &impl Clock) -> u64 {
 #[derive(Clone, Debug)]
 pub struct App {
     chain: Arc<Chain>,
+    /// The least time between a block and its child: proposers wait this long after the parent's timestamp,
+    /// so an idle chain makes a few empty blocks per second instead of as many as the network allows.
+    block_interval: Duration,
 }
 
 impl App {
-    pub fn new(chain: Arc<Chain>) -> App {
-        App { chain }
+    pub fn new(chain: Arc<Chain>, block_interval: Duration) -> App {
+        App { chain, block_interval }
     }
 }
 
@@ -300,7 +400,12 @@ where
             ancestor = ancestry.next().await;
         }
         let root = self.chain.root_at(committed).ok().flatten()?;
-        let timestamp = millis(&clock).max(parent.timestamp + 1);
+        let earliest = parent.timestamp + (self.block_interval.as_millis() as u64).max(1);
+        let now = millis(&clock);
+        if now < earliest {
+            clock.sleep(Duration::from_millis(earliest - now)).await;
+        }
+        let timestamp = millis(&clock).max(earliest);
         let txs = self.chain.core.lock().reap(Timestamp::from_millis(timestamp), &pending);
         let block = Block::new(parent.digest(), parent.height + 1, timestamp, committed, root, txs);
         debug!(height = block.height, txs = block.txs.len(), state_height = committed, "proposing");
@@ -386,17 +491,17 @@ impl Reporter for Finalizer {
 
 /// Starts the task that executes finalized blocks in order and acknowledges each to marshal once it is
 /// durably committed, so a restart resumes from the first block not yet on disk.
-pub fn start_executor<E: Spawner>(
+pub fn start_executor<E: Spawner + Clock>(
     context: E,
     chain: Arc<Chain>,
 ) -> (Finalizer, commonware_runtime::Handle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Digested<Block>, Exact)>();
-    let handle = context.spawn(move |_| async move {
+    let handle = context.spawn(move |context| async move {
         while let Some((block, ack)) = rx.recv().await {
             if chain.halted().is_some() {
                 continue;
             }
-            match chain.execute(block.inner()) {
+            match chain.execute(block.inner(), millis(&context)) {
                 Ok(Some(done)) => {
                     info!(
                         height = done.height,

@@ -68,6 +68,8 @@ pub struct EngineConfig {
     pub fetch_timeout: Duration,
     pub mailbox_size: usize,
     pub blocks_per_epoch: u64,
+    /// The least time between a block and its child (see [`App`]).
+    pub block_interval: Duration,
 }
 
 impl EngineConfig {
@@ -88,6 +90,7 @@ impl EngineConfig {
             fetch_timeout: Duration::from_secs(1),
             mailbox_size: 1024,
             blocks_per_epoch: BLOCKS_PER_EPOCH,
+            block_interval: Duration::from_millis(200),
         }
     }
 }
@@ -232,7 +235,7 @@ where
     let (gossip, gossip_handle) = start_gossip(context.child("mempool"), chain.clone(), network.mempool);
     handles.push(gossip_handle);
 
-    let wrapper = Inline::new(context.child("application"), App::new(chain.clone()), marshal, epocher);
+    let wrapper = Inline::new(context.child("application"), App::new(chain.clone(), config.block_interval), marshal, epocher);
     let engine = simplex::Engine::new(
         context.child("simplex"),
         simplex::config::Config {

@@ -5,7 +5,9 @@
 pub mod app;
 pub mod block;
 pub mod engine;
+pub mod launch;
 pub mod mempool;
+pub mod node;
 
 pub use app::{App, Chain, Committed, Halt, OpenError};
 pub use block::Block;

@@ -119,6 +119,7 @@ async fn start_validator(
     config.leader_timeout = Duration::from_millis(500);
     config.certification_timeout = Duration::from_secs(1);
     config.timeout_retry = Duration::from_secs(2);
+    config.block_interval = Duration::from_millis(50);
     tensorgrid_consensus::start(
         context.child("validator").with_attribute("index", index),
         config,

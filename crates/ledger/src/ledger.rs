@@ -119,6 +119,11 @@ impl<S: Store> Ledger<S> {
         Ok(outcome)
     }
 
+    /// Commits the writes [`Ledger::simulate_block`] returned for the block after the last committed one.
+    pub fn apply(&mut self, writes: WriteBatch) -> Result<(), LedgerError> {
+        Ok(self.store.write_batch(writes)?)
+    }
+
     /// Executes a block on top of the committed state without writing anything: returns what
     /// [`Ledger::execute_block`] would return and the writes it would apply. A proposer or a verifier uses it
     /// to learn a candidate block's outcome and state root (with the store's preview) before the block is

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use rand_core::{CryptoRng, OsRng, RngCore};
 use serde::Serialize;
-use tensorgrid_ledger::{Ledger, LedgerError, QueryError, Store};
+use tensorgrid_ledger::{Ledger, LedgerError, QueryError, Store, StoreError};
 use tensorgrid_types::query::{ChainInfo, Query, QueryResponse};
 use tensorgrid_types::{Account, Address, BlockContext, BlockOutcome, Hash, Timestamp};
 
@@ -88,14 +88,19 @@ impl<S: Store> NodeCore<S> {
         )
     }
 
-    /// Executes a finalized block and drops from the mempool what it included or made stale.
+    /// Executes a finalized block and drops from the mempool what it included or made stale. `before_write`
+    /// sees the outcome before the state commits (a node indexes the block there), and its error aborts the
+    /// commit.
     pub fn commit_block(
         &mut self,
         ctx: &BlockContext,
         txs: &[Vec<u8>],
         rng: impl RngCore + CryptoRng,
+        before_write: impl FnOnce(&S, &BlockOutcome) -> Result<(), StoreError>,
     ) -> Result<BlockOutcome, LedgerError> {
-        let outcome = self.ledger.execute_block(ctx, txs, rng)?;
+        let (outcome, writes) = self.ledger.simulate_block(ctx, txs, rng)?;
+        before_write(self.ledger.store(), &outcome)?;
+        self.ledger.apply(writes)?;
         let included: Vec<Hash> = outcome.receipts.iter().map(|r| r.tx_hash).collect();
         self.mempool.committed(&included, &Accounts(&self.ledger));
         Ok(outcome)
@@ -121,4 +126,6 @@ pub enum SubmitError {
     Mempool(#[from] MempoolError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("the node's state lock is poisoned")]
+    Poisoned,
 }

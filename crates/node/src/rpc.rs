@@ -1,36 +1,106 @@
 //! The node's HTTP JSON API.
 //!
-//! - `POST /v1/tx` with `{"tx": "<hex of the encoded signed transaction>"}` → `{"hash": "…"}` once admitted to
-//!   the mempool.
-//! - `POST /v1/query` with a [`Query`] as JSON → its [`QueryResponse`].
-//! - `GET /v1/status` → chain id, height, time and mempool size.
+//! - `POST /v1/tx` with `{"tx": "<hex of the encoded signed transaction>", "wait": false}` → `{"hash": "…"}`
+//!   once admitted to the mempool; with `"wait": true`, answers once the transaction is committed, with its
+//!   record (height, index, receipt), or 504 after [`WAIT_LIMIT`] with the hash to look up later.
+//! - `GET /v1/tx/{hash}` → where a committed transaction landed and its receipt; 404 until it commits.
+//! - `POST /v1/query` with a [`Query`] as JSON → its [`QueryResponse`] (accounts, providers, deployments,
+//!   orders, bids, leases, jobs, …).
+//! - `GET /v1/blocks/latest`, `GET /v1/blocks/{height}` → the block's record.
+//! - `GET /v1/status` → chain id, height, time, mempool size, and what the node adds (consensus, version).
+//! - `GET /v1/events?kind=transfer,lease_created&account=tg1…` → a server-sent event stream, one `block`
+//!   event per committed block carrying the events that pass the filters.
+//! - `GET /metrics` → Prometheus text.
 //!
 //! Every error is JSON: `{"error": {"code": "…", "message": "…", "details": …}}` with the HTTP status saying
-//! whose fault it is (400 malformed or refused, 409 conflict, 413 too large, 503 full: try later, 500 ours).
-//! Bodies are read with an explicit limit so an oversized request gets that JSON error too.
+//! whose fault it is (400 malformed or refused, 404 unknown, 409 conflict, 413 too large, 503 full: try
+//! later, 504 not committed in time, 500 ours). Bodies are read with an explicit limit so an oversized
+//! request gets that JSON error too.
 
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{to_bytes, Body};
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tensorgrid_ledger::Store;
-use tensorgrid_types::query::Query;
-use tensorgrid_types::{Timestamp, TxError};
+use tensorgrid_ledger::{QueryError, Store};
+use tensorgrid_types::query::{Query, QueryResponse};
+use tensorgrid_types::{BlockRecord, Event, Hash, Timestamp, TxError, TxRecord};
+use tokio::sync::mpsc;
 
 use crate::core::{NodeCore, SubmitError};
 use crate::mempool::MempoolError;
 
+/// How long `POST /v1/tx` with `"wait": true` waits for the commit.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// A committed block's height, time and events, as the event stream carries them.
+#[derive(Clone, Debug)]
+pub struct BlockEvents {
+    pub height: u64,
+    pub time: Timestamp,
+    pub events: Vec<Event>,
+}
+
+/// What a node offers the API. The in-process [`NodeCore`] (behind a mutex) implements the basics; a
+/// validator adds blocks, the transaction index, the event stream and metrics.
+pub trait NodeApi: Send + Sync + 'static {
+    /// Admits a transaction to the mempool (and, on a validator, gossips it).
+    fn submit(&self, raw: Vec<u8>) -> Result<Hash, SubmitError>;
+    fn query(&self, query: &Query) -> Result<QueryResponse, QueryError>;
+    /// The status document: at least `chain` and the mempool size.
+    fn status(&self) -> Result<Value, String>;
+    /// A committed transaction's record.
+    fn tx(&self, _hash: &Hash) -> Result<Option<TxRecord>, String> {
+        Ok(None)
+    }
+    /// A committed block's record; `None` asks for the latest.
+    fn block(&self, _height: Option<u64>) -> Result<Option<BlockRecord>, String> {
+        Ok(None)
+    }
+    /// Every block committed from now on, or `None` if this node has no stream.
+    fn subscribe(&self) -> Option<mpsc::UnboundedReceiver<BlockEvents>> {
+        None
+    }
+    /// Prometheus text exposition.
+    fn metrics(&self) -> String {
+        String::new()
+    }
+}
+
+impl<S: Store + Send + 'static> NodeApi for Mutex<NodeCore<S>> {
+    fn submit(&self, raw: Vec<u8>) -> Result<Hash, SubmitError> {
+        self.lock().map_err(|_| SubmitError::Poisoned)?.submit(raw, now())
+    }
+
+    fn query(&self, query: &Query) -> Result<QueryResponse, QueryError> {
+        match self.lock() {
+            Ok(node) => node.query(query),
+            Err(_) => Err(QueryError::Ledger(tensorgrid_ledger::LedgerError::Invariant {
+                what: "the node's state lock is poisoned".into(),
+            })),
+        }
+    }
+
+    fn status(&self) -> Result<Value, String> {
+        let node = self.lock().map_err(|_| "the node's state lock is poisoned".to_string())?;
+        let status = node.status().map_err(|e| e.to_string())?;
+        serde_json::to_value(status).map_err(|e| e.to_string())
+    }
+}
+
 /// Largest request body: a maximum-size transaction as hex, with room for the JSON around it.
 pub const MAX_BODY_BYTES: usize = 2 * 64 * 1024 + 1024;
 
-/// The node shared between request handlers.
+/// An in-process node shared between request handlers.
 pub type Shared<S> = Arc<Mutex<NodeCore<S>>>;
 
 /// A JSON error response.
@@ -78,16 +148,13 @@ impl From<SubmitError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "nonce_too_far_ahead", e.to_string())
             }
             SubmitError::Ledger(e) => internal(e),
+            SubmitError::Poisoned => internal(e),
         }
     }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-}
-
-fn lock<S: Store>(node: &Shared<S>) -> Result<std::sync::MutexGuard<'_, NodeCore<S>>, ApiError> {
-    node.lock().map_err(|_| internal("the node's state lock is poisoned"))
 }
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`].
@@ -117,9 +184,12 @@ fn now() -> Timestamp {
 struct SubmitBody {
     /// Hex of the encoded `SignedTx`.
     tx: String,
+    /// Answer once the transaction is committed instead of once it is admitted.
+    #[serde(default)]
+    wait: bool,
 }
 
-async fn submit<S: Store>(State(node): State<Shared<S>>, body: Body) -> Result<Json<Value>, ApiError> {
+async fn submit<A: NodeApi>(State(node): State<Arc<A>>, body: Body) -> Result<Response, ApiError> {
     let request: SubmitBody = json_body(body).await?;
     let raw = hex::decode(request.tx.trim()).map_err(|_| {
         ApiError::new(
@@ -128,36 +198,153 @@ async fn submit<S: Store>(State(node): State<Shared<S>>, body: Body) -> Result<J
             "`tx` must be the hex of an encoded transaction",
         )
     })?;
-    let hash = lock(&node)?.submit(raw, now())?;
-    Ok(Json(json!({ "hash": hash })))
+    let hash = node.submit(raw)?;
+    if !request.wait {
+        return Ok(Json(json!({ "hash": hash })).into_response());
+    }
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        if let Some(record) = node.tx(&hash).map_err(internal)? {
+            return Ok(Json(json!({ "hash": hash, "committed": record })).into_response());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let mut error = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "not_committed_yet",
+                format!(
+                    "the transaction was admitted but not committed within {} s; look it up later with GET \
+                     /v1/tx/{hash}",
+                    WAIT_LIMIT.as_secs()
+                ),
+            );
+            error.details = json!({ "hash": hash });
+            return Err(error);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
-async fn query<S: Store>(State(node): State<Shared<S>>, body: Body) -> Result<Json<Value>, ApiError> {
+fn parse_hash(text: &str) -> Result<Hash, ApiError> {
+    text.parse::<Hash>().map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{text}` is not a 64-digit hex hash"))
+    })
+}
+
+async fn get_tx<A: NodeApi>(State(node): State<Arc<A>>, Path(hash): Path<String>) -> Result<Json<Value>, ApiError> {
+    let hash = parse_hash(&hash)?;
+    match node.tx(&hash).map_err(internal)? {
+        Some(record) => serde_json::to_value(record).map(Json).map_err(internal),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_transaction",
+            format!("no committed transaction {hash} (it may still be in a mempool)"),
+        )),
+    }
+}
+
+async fn get_block<A: NodeApi>(State(node): State<Arc<A>>, Path(which): Path<String>) -> Result<Json<Value>, ApiError> {
+    let height = match which.as_str() {
+        "latest" => None,
+        text => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{text}` is not a height or `latest`"))
+        })?),
+    };
+    match node.block(height).map_err(internal)? {
+        Some(record) => serde_json::to_value(record).map(Json).map_err(internal),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_block", format!("no committed block {which}"))),
+    }
+}
+
+async fn query<A: NodeApi>(State(node): State<Arc<A>>, body: Body) -> Result<Json<Value>, ApiError> {
     let request: Query = json_body(body).await?;
-    let answer = lock(&node)?.query(&request).map_err(|e| match e {
-        tensorgrid_ledger::QueryError::BadCursor(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string())
-        }
+    let answer = node.query(&request).map_err(|e| match e {
+        QueryError::BadCursor(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string()),
         other => internal(other),
     })?;
     serde_json::to_value(answer).map(Json).map_err(internal)
 }
 
-async fn status<S: Store>(State(node): State<Shared<S>>) -> Result<Json<Value>, ApiError> {
-    let status = lock(&node)?.status().map_err(internal)?;
-    serde_json::to_value(status).map(Json).map_err(internal)
+async fn status<A: NodeApi>(State(node): State<Arc<A>>) -> Result<Json<Value>, ApiError> {
+    node.status().map(Json).map_err(internal)
+}
+
+async fn metrics<A: NodeApi>(State(node): State<Arc<A>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics()).into_response()
+}
+
+#[derive(Deserialize)]
+struct EventFilter {
+    /// Comma-separated event kinds (`transfer`, `lease_created`, …); all when absent.
+    kind: Option<String>,
+    /// Only events that name this address.
+    account: Option<String>,
+}
+
+/// Whether `value` (an event as JSON) mentions `needle` anywhere.
+fn mentions(value: &Value, needle: &str) -> bool {
+    match value {
+        Value::String(s) => s == needle,
+        Value::Array(items) => items.iter().any(|v| mentions(v, needle)),
+        Value::Object(map) => map.values().any(|v| mentions(v, needle)),
+        _ => false,
+    }
+}
+
+async fn events<A: NodeApi>(
+    State(node): State<Arc<A>>,
+    UrlQuery(filter): UrlQuery<EventFilter>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let kinds: Option<Vec<String>> =
+        filter.kind.map(|k| k.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    if let Some(account) = &filter.account {
+        account.parse::<tensorgrid_types::Address>().map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`account`: {e}"))
+        })?;
+    }
+    let Some(rx) = node.subscribe() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no_event_stream", "this node has no event stream"));
+    };
+    let account = filter.account;
+    let stream = stream::unfold(rx, move |mut rx| {
+        let kinds = kinds.clone();
+        let account = account.clone();
+        async move {
+            let block = rx.recv().await?;
+            let events: Vec<Value> = block
+                .events
+                .iter()
+                .filter_map(|e| serde_json::to_value(e).ok())
+                .filter(|v| {
+                    kinds.as_ref().is_none_or(|ks| ks.iter().any(|k| v.get("kind").and_then(Value::as_str) == Some(k)))
+                })
+                .filter(|v| account.as_ref().is_none_or(|a| mentions(v, a)))
+                .collect();
+            let data = json!({ "height": block.height, "time": block.time, "events": events });
+            Some((Ok(SseEvent::default().event("block").data(data.to_string())), rx))
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/status, /v1/tx, /v1/query")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /v1/status, /v1/tx, /v1/tx/{hash}, /v1/query, /v1/blocks/{height|latest}, \
+         /v1/events, /metrics",
+    )
 }
 
-/// The API over a shared node.
-pub fn router<S: Store + Send + 'static>(node: Shared<S>) -> Router {
+/// The API over a node.
+pub fn router<A: NodeApi>(node: Arc<A>) -> Router {
     Router::new()
-        .route("/v1/tx", post(submit::<S>))
-        .route("/v1/query", post(query::<S>))
-        .route("/v1/status", get(status::<S>))
+        .route("/v1/tx", post(submit::<A>))
+        .route("/v1/tx/{hash}", get(get_tx::<A>))
+        .route("/v1/query", post(query::<A>))
+        .route("/v1/blocks/{which}", get(get_block::<A>))
+        .route("/v1/status", get(status::<A>))
+        .route("/v1/events", get(events::<A>))
+        .route("/metrics", get(metrics::<A>))
         .fallback(not_found)
         .with_state(node)
 }

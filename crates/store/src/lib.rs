@@ -24,6 +24,10 @@ const NODES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jmt_
 /// `key hash ‖ version (big-endian)` → `1 ‖ blake3(value)` or `0` (deleted at that version).
 const VALUES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jmt_values");
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+/// Transaction hash → the node's record of where it committed and its receipt (outside the state root).
+const TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("index_txs");
+/// Block height (big-endian) → the node's record of the block.
+const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("index_blocks");
 
 /// The state root of an empty store.
 pub const EMPTY_ROOT: Hash = Hash(JellyfishMerkleTree::<DiskStore, Sha256>::EMPTY_ROOT.0);
@@ -97,6 +101,8 @@ impl DiskStore {
             txn.open_table(table).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         }
         txn.open_table(META).map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        txn.open_table(TXS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        txn.open_table(BLOCKS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         txn.commit().map_err(|e| DiskStoreError::Db(e.to_string()))?;
         let (state, nodes, values) = snapshot(&db).map_err(|e| DiskStoreError::Db(e.0))?;
         Ok(DiskStore { db, state, nodes, values })
@@ -140,6 +146,36 @@ impl DiskStore {
         let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
         let (root, _) = tree.put_value_set(value_set(batch), version).map_err(db_err)?;
         Ok(Hash(root.0))
+    }
+
+    /// Records a block and its transactions in the node's index (not part of the state or its root). A node
+    /// writes the index before the block's state, so a crash in between only means the records are written
+    /// again, identically, when the block is executed again.
+    pub fn index_block(&self, height: u64, block: &[u8], txs: &[(Hash, Vec<u8>)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut blocks = txn.open_table(BLOCKS).map_err(db_err)?;
+            blocks.insert(height, block).map_err(db_err)?;
+            let mut table = txn.open_table(TXS).map_err(db_err)?;
+            for (hash, record) in txs {
+                table.insert(hash.0.as_slice(), record.as_slice()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// The index record of a transaction, by hash.
+    pub fn indexed_tx(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(TXS).map_err(db_err)?;
+        Ok(table.get(hash.0.as_slice()).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The index record of a block, by height.
+    pub fn indexed_block(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(BLOCKS).map_err(db_err)?;
+        Ok(table.get(height).map_err(db_err)?.map(|v| v.value().to_vec()))
     }
 
     /// The current value under `key` with a proof against the current root.

@@ -63,3 +63,33 @@ pub struct BlockOutcome {
     pub receipts: Vec<Receipt>,
     pub events: Vec<Event>,
 }
+
+/// A node's record of a committed transaction: where it landed and what it did (`GET /v1/tx/{hash}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxRecord {
+    pub hash: Hash,
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+    pub block_time: Timestamp,
+    pub receipt: Receipt,
+}
+
+/// A node's record of a committed block (`GET /v1/blocks/{height}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub height: u64,
+    /// The digest validators signed, hex.
+    pub digest: String,
+    pub parent: String,
+    pub time: Timestamp,
+    /// The header's delayed state commitment: the root after executing block `state_height`.
+    pub state_height: u64,
+    pub state_root: Hash,
+    /// The state root after executing this block (what a later header will claim).
+    pub app_root: Hash,
+    pub tx_root: Hash,
+    pub txs: Vec<Hash>,
+    /// Events of the deadlines the block's time reached and of its transactions, in order.
+    pub events: Vec<Event>,
+}

@@ -24,7 +24,7 @@ pub mod tx;
 
 pub use account::Account;
 pub use amount::Amount;
-pub use block::{BlockContext, BlockOutcome, Receipt, TxOutcome};
+pub use block::{BlockContext, BlockOutcome, BlockRecord, Receipt, TxOutcome, TxRecord};
 pub use crypto::{Address, Hash, SecretKey, Signature};
 pub use error::TxError;
 pub use event::Event;
