@@ -52,7 +52,12 @@ fn load_demo_accounts(dir: &Path) -> anyhow::Result<Vec<DemoAccount>> {
 fn genesis_accounts(accounts: &[DemoAccount]) -> anyhow::Result<Vec<GenesisAccount>> {
     accounts
         .iter()
-        .map(|a| Ok(GenesisAccount { address: a.address.parse().map_err(|e| anyhow::anyhow!("{e}"))?, balance: a.balance }))
+        .map(|a| {
+            Ok(GenesisAccount {
+                address: a.address.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+                balance: a.balance,
+            })
+        })
         .collect()
 }
 
@@ -80,9 +85,18 @@ pub(crate) fn node(home: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn devnet(home: Option<PathBuf>, p2p_port: u16, rpc_port: u16, output: Output) -> anyhow::Result<()> {
+pub(crate) fn devnet(
+    home: Option<PathBuf>,
+    p2p_port: u16,
+    rpc_port: u16,
+    output: Output,
+) -> anyhow::Result<()> {
     let dir = home.unwrap_or_else(|| fresh_dir("tgrid-devnet"));
-    let accounts = if dir.join("genesis.json").exists() { load_demo_accounts(&dir)? } else { create_demo_accounts(&dir)? };
+    let accounts = if dir.join("genesis.json").exists() {
+        load_demo_accounts(&dir)?
+    } else {
+        create_demo_accounts(&dir)?
+    };
     let new = launch::prepare_devnet(&dir, genesis_accounts(&accounts)?, p2p_port, rpc_port)?;
     let api = format!("http://127.0.0.1:{rpc_port}");
     match output {
@@ -96,7 +110,10 @@ pub(crate) fn devnet(home: Option<PathBuf>, p2p_port: u16, rpc_port: u16, output
                 if new { "new" } else { "resumed" }
             ))?;
             print_accounts(&accounts, &dir, output)?;
-            emit_line(&format!("API: {api}/v1/status   metrics: {api}/metrics   (Ctrl-C stops; --home {} resumes)", dir.display()))?;
+            emit_line(&format!(
+                "API: {api}/v1/status   metrics: {api}/metrics   (Ctrl-C stops; --home {} resumes)",
+                dir.display()
+            ))?;
         }
     }
     node(&dir)
@@ -155,7 +172,10 @@ pub(crate) fn testnet(
                 for other in children.iter_mut() {
                     let _ = other.kill();
                 }
-                anyhow::bail!("validator-{i} exited ({status}); see {}", nodes[i].home.join("node.log").display());
+                anyhow::bail!(
+                    "validator-{i} exited ({status}); see {}",
+                    nodes[i].home.join("node.log").display()
+                );
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(500));

@@ -104,7 +104,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Node => {
             init_logging();
-            let home = cli.home.ok_or_else(|| anyhow::anyhow!("`tgrid node` needs --home DIR (a validator home)"))?;
+            let home = cli
+                .home
+                .ok_or_else(|| anyhow::anyhow!("`tgrid node` needs --home DIR (a validator home)"))?;
             return chain::node(&home);
         }
         _ => {}
@@ -125,8 +127,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Logs to stderr, filtered by `TGRID_LOG` (default: info, with consensus internals at warn).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TGRID_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,commonware_consensus=warn,commonware_p2p=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TGRID_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,commonware_consensus=warn,commonware_p2p=warn")
+    });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

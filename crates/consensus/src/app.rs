@@ -202,13 +202,17 @@ impl Chain {
     /// The index record of a committed transaction.
     pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, String> {
         let bytes = self.core.lock().ledger().store().indexed_tx(hash).map_err(|e| e.0)?;
-        bytes.map(|b| serde_json::from_slice(&b).map_err(|e| format!("corrupt transaction record: {e}"))).transpose()
+        bytes
+            .map(|b| serde_json::from_slice(&b).map_err(|e| format!("corrupt transaction record: {e}")))
+            .transpose()
     }
 
     /// The index record of a committed block, with its post-execution root.
     pub fn block(&self, height: u64) -> Result<Option<BlockRecord>, String> {
         let core = self.core.lock();
-        let Some(bytes) = core.ledger().store().indexed_block(height).map_err(|e| e.0)? else { return Ok(None) };
+        let Some(bytes) = core.ledger().store().indexed_block(height).map_err(|e| e.0)? else {
+            return Ok(None);
+        };
         let mut record: BlockRecord =
             serde_json::from_slice(&bytes).map_err(|e| format!("corrupt block record: {e}"))?;
         record.app_root = core.ledger().store().root_at(height).map_err(|e| e.0)?.unwrap_or(Hash::ZERO);
@@ -259,8 +263,11 @@ impl Chain {
         let outcome = core
             .commit_block(&ctx, &block.txs, rng, index)
             .map_err(|e| Halt::Execution { height: block.height, reason: e.to_string() })?;
-        let state_root =
-            core.ledger().store().root().map_err(|e| Halt::Execution { height: block.height, reason: e.0 })?;
+        let state_root = core
+            .ledger()
+            .store()
+            .root()
+            .map_err(|e| Halt::Execution { height: block.height, reason: e.0 })?;
         drop(core);
         let committed = Committed {
             height: block.height,

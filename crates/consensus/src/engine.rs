@@ -235,7 +235,12 @@ where
     let (gossip, gossip_handle) = start_gossip(context.child("mempool"), chain.clone(), network.mempool);
     handles.push(gossip_handle);
 
-    let wrapper = Inline::new(context.child("application"), App::new(chain.clone(), config.block_interval), marshal, epocher);
+    let wrapper = Inline::new(
+        context.child("application"),
+        App::new(chain.clone(), config.block_interval),
+        marshal,
+        epocher,
+    );
     let engine = simplex::Engine::new(
         context.child("simplex"),
         simplex::config::Config {

@@ -35,7 +35,12 @@ fn random_seed() -> [u8; 32] {
 /// consensus seeds.
 pub fn local_spec(chain_id: &str, accounts: Vec<GenesisAccount>, seeds: &[[u8; 32]]) -> ChainSpec {
     ChainSpec {
-        genesis: Genesis { chain_id: chain_id.into(), genesis_time: now(), params: Params::default(), accounts },
+        genesis: Genesis {
+            chain_id: chain_id.into(),
+            genesis_time: now(),
+            params: Params::default(),
+            accounts,
+        },
         validators: seeds
             .iter()
             .enumerate()
@@ -91,7 +96,10 @@ pub fn prepare_testnet(
     accounts: Vec<GenesisAccount>,
 ) -> Result<Vec<TestnetNode>, NodeError> {
     if n == 0 {
-        return Err(NodeError::Invalid { path: dir.into(), reason: "a testnet needs at least one validator".into() });
+        return Err(NodeError::Invalid {
+            path: dir.into(),
+            reason: "a testnet needs at least one validator".into(),
+        });
     }
     let port = |i: usize, offset: usize| -> Result<u16, NodeError> {
         u16::try_from(usize::from(base_port) + 2 * i + offset).map_err(|_| NodeError::Invalid {

@@ -127,7 +127,8 @@ fn invalid(path: &Path, reason: impl std::fmt::Display) -> NodeError {
 /// A consensus public key from hex.
 pub fn parse_key(hex_key: &str) -> Result<PublicKey, String> {
     let bytes = hex::decode(hex_key.trim()).map_err(|_| format!("`{hex_key}` is not hex"))?;
-    PublicKey::decode(bytes::Bytes::from(bytes)).map_err(|e| format!("`{hex_key}` is not an ed25519 public key: {e}"))
+    PublicKey::decode(bytes::Bytes::from(bytes))
+        .map_err(|e| format!("`{hex_key}` is not an ed25519 public key: {e}"))
 }
 
 /// A consensus public key as hex.
@@ -150,7 +151,8 @@ impl Home {
         let spec_path = dir.join("genesis.json");
         let spec: ChainSpec = serde_json::from_str(&read(&spec_path)?).map_err(|e| invalid(&spec_path, e))?;
         let config_path = dir.join("node.toml");
-        let config: NodeConfig = toml::from_str(&read(&config_path)?).map_err(|e| invalid(&config_path, e))?;
+        let config: NodeConfig =
+            toml::from_str(&read(&config_path)?).map_err(|e| invalid(&config_path, e))?;
         let key_path = dir.join("validator.key");
         let seed = hex::decode(read(&key_path)?.trim()).map_err(|_| invalid(&key_path, "not hex"))?;
         let seed: [u8; 32] = seed.try_into().map_err(|_| invalid(&key_path, "must be 32 bytes of hex"))?;
@@ -173,9 +175,17 @@ impl Home {
     }
 
     /// Writes a new home (refusing to overwrite one).
-    pub fn create(dir: &Path, spec: &ChainSpec, config: &NodeConfig, seed: [u8; 32]) -> Result<(), NodeError> {
+    pub fn create(
+        dir: &Path,
+        spec: &ChainSpec,
+        config: &NodeConfig,
+        seed: [u8; 32],
+    ) -> Result<(), NodeError> {
         if dir.join("genesis.json").exists() {
-            return Err(NodeError::Write { path: dir.into(), reason: "a validator home already exists here".into() });
+            return Err(NodeError::Write {
+                path: dir.into(),
+                reason: "a validator home already exists here".into(),
+            });
         }
         std::fs::create_dir_all(dir.join("data"))
             .map_err(|e| NodeError::Write { path: dir.into(), reason: e.to_string() })?;
@@ -393,7 +403,8 @@ async fn serve(context: commonware_runtime::tokio::Context, home: Home) -> Resul
     };
     let _p2p = network.start();
 
-    let mut engine = EngineConfig::new(home.signer.clone(), home.participants.clone(), "tensorgrid".into(), genesis_block);
+    let mut engine =
+        EngineConfig::new(home.signer.clone(), home.participants.clone(), "tensorgrid".into(), genesis_block);
     engine.leader_timeout = Duration::from_millis(home.config.leader_timeout_ms);
     engine.certification_timeout = Duration::from_millis(home.config.certification_timeout_ms);
     engine.block_interval = Duration::from_millis(home.config.block_interval_ms);

@@ -230,7 +230,10 @@ fn parse_hash(text: &str) -> Result<Hash, ApiError> {
     })
 }
 
-async fn get_tx<A: NodeApi>(State(node): State<Arc<A>>, Path(hash): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_tx<A: NodeApi>(
+    State(node): State<Arc<A>>,
+    Path(hash): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let hash = parse_hash(&hash)?;
     match node.tx(&hash).map_err(internal)? {
         Some(record) => serde_json::to_value(record).map(Json).map_err(internal),
@@ -242,16 +245,25 @@ async fn get_tx<A: NodeApi>(State(node): State<Arc<A>>, Path(hash): Path<String>
     }
 }
 
-async fn get_block<A: NodeApi>(State(node): State<Arc<A>>, Path(which): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_block<A: NodeApi>(
+    State(node): State<Arc<A>>,
+    Path(which): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let height = match which.as_str() {
         "latest" => None,
         text => Some(text.parse::<u64>().map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{text}` is not a height or `latest`"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("`{text}` is not a height or `latest`"),
+            )
         })?),
     };
     match node.block(height).map_err(internal)? {
         Some(record) => serde_json::to_value(record).map(Json).map_err(internal),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_block", format!("no committed block {which}"))),
+        None => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_block", format!("no committed block {which}")))
+        }
     }
 }
 
@@ -297,9 +309,9 @@ async fn events<A: NodeApi>(
     let kinds: Option<Vec<String>> =
         filter.kind.map(|k| k.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
     if let Some(account) = &filter.account {
-        account.parse::<tensorgrid_types::Address>().map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`account`: {e}"))
-        })?;
+        account
+            .parse::<tensorgrid_types::Address>()
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`account`: {e}")))?;
     }
     let Some(rx) = node.subscribe() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_event_stream", "this node has no event stream"));
@@ -315,7 +327,9 @@ async fn events<A: NodeApi>(
                 .iter()
                 .filter_map(|e| serde_json::to_value(e).ok())
                 .filter(|v| {
-                    kinds.as_ref().is_none_or(|ks| ks.iter().any(|k| v.get("kind").and_then(Value::as_str) == Some(k)))
+                    kinds
+                        .as_ref()
+                        .is_none_or(|ks| ks.iter().any(|k| v.get("kind").and_then(Value::as_str) == Some(k)))
                 })
                 .filter(|v| account.as_ref().is_none_or(|a| mentions(v, a)))
                 .collect();

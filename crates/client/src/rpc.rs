@@ -1,0 +1,218 @@
+//! The typed client of a node's HTTP API, and the transaction builder on top of it.
+//!
+//! Every call returns the node's own types (`TxRecord`, `QueryResponse`, …) or an [`RpcError`] that keeps
+//! the node's error code and message, so callers can tell "the node refused this" from "the node is not
+//! there".
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tensorgrid_types::query::{ChainInfo, Query, QueryResponse};
+use tensorgrid_types::{Account, Address, Amount, BlockRecord, Hash, Msg, SecretKey, Tx, TxRecord};
+
+/// Why a call to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The node answered with an error body.
+    #[error("the node refused the request ({code}, HTTP {status}): {message}")]
+    Node { status: u16, code: String, message: String, details: Value },
+    /// The node could not be reached or the connection broke.
+    #[error("cannot reach the node at {url}: {reason}")]
+    Transport { url: String, reason: String },
+    /// The node answered something this client does not understand.
+    #[error("unexpected answer from the node for {what}: {reason}")]
+    Decode { what: String, reason: String },
+}
+
+impl RpcError {
+    /// The node's error code (`mempool_full`, `bad_nonce`, …), if the node answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            RpcError::Node { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// What `POST /v1/tx` answered.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Submitted {
+    pub hash: Hash,
+    /// Present when the call waited for the commit.
+    pub committed: Option<TxRecord>,
+}
+
+/// A client of one node.
+#[derive(Clone, Debug)]
+pub struct RpcClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorFields,
+}
+
+#[derive(Deserialize)]
+struct ErrorFields {
+    code: String,
+    message: String,
+    #[serde(default)]
+    details: Value,
+}
+
+impl RpcClient {
+    /// A client of the node whose API is at `base` (like `http://127.0.0.1:26657`).
+    pub fn new(base: impl Into<String>) -> RpcClient {
+        let base = base.into().trim_end_matches('/').to_string();
+        // Waiting for a commit can take up to the node's own limit (30 s); leave room beyond it.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(45))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        RpcClient { base, http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<T, RpcError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RpcError::Transport { url: self.base.clone(), reason: e.to_string() })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RpcError::Transport { url: self.base.clone(), reason: e.to_string() })?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => RpcError::Node {
+                    status: status.as_u16(),
+                    code: body.error.code,
+                    message: body.error.message,
+                    details: body.error.details,
+                },
+                Err(_) => RpcError::Node {
+                    status: status.as_u16(),
+                    code: "http".into(),
+                    message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+                    details: Value::Null,
+                },
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RpcError::Decode { what: what.into(), reason: e.to_string() })
+    }
+
+    /// `GET /v1/status`, as the node's JSON document.
+    pub async fn status(&self) -> Result<Value, RpcError> {
+        self.call(self.http.get(format!("{}/v1/status", self.base)), "status").await
+    }
+
+    /// Submits an encoded signed transaction; with `wait`, returns once it is committed.
+    pub async fn submit(&self, raw: &[u8], wait: bool) -> Result<Submitted, RpcError> {
+        let body = json!({ "tx": hex::encode(raw), "wait": wait });
+        self.call(self.http.post(format!("{}/v1/tx", self.base)).json(&body), "submit").await
+    }
+
+    /// A committed transaction's record, or `None` if the node has not committed it.
+    pub async fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, RpcError> {
+        match self.call(self.http.get(format!("{}/v1/tx/{hash}", self.base)), "transaction").await {
+            Ok(record) => Ok(Some(record)),
+            Err(RpcError::Node { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A committed block's record (`None` asks for the latest).
+    pub async fn block(&self, height: Option<u64>) -> Result<Option<BlockRecord>, RpcError> {
+        let which = height.map(|h| h.to_string()).unwrap_or_else(|| "latest".into());
+        match self.call(self.http.get(format!("{}/v1/blocks/{which}", self.base)), "block").await {
+            Ok(record) => Ok(Some(record)),
+            Err(RpcError::Node { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn query(&self, query: &Query) -> Result<QueryResponse, RpcError> {
+        self.call(self.http.post(format!("{}/v1/query", self.base)).json(query), "query").await
+    }
+
+    pub async fn chain_info(&self) -> Result<ChainInfo, RpcError> {
+        match self.query(&Query::ChainInfo).await? {
+            QueryResponse::ChainInfo(info) => Ok(info),
+            other => Err(unexpected("chain info", &other)),
+        }
+    }
+
+    pub async fn account(&self, address: &Address) -> Result<Option<Account>, RpcError> {
+        match self.query(&Query::Account { address: *address }).await? {
+            QueryResponse::Account(account) => Ok(account),
+            other => Err(unexpected("account", &other)),
+        }
+    }
+
+    /// Signs `msg` from `key` with the account's next committed nonce and submits it.
+    pub async fn send_msg(
+        &self,
+        key: &SecretKey,
+        msg: Msg,
+        max_fee: Amount,
+        wait: bool,
+    ) -> Result<Submitted, RpcError> {
+        let builder = TxBuilder::for_account(self, key).await?;
+        self.submit(&builder.sign(key, msg, max_fee), wait).await
+    }
+}
+
+fn unexpected(what: &str, got: &QueryResponse) -> RpcError {
+    RpcError::Decode { what: what.into(), reason: format!("got {got:?}") }
+}
+
+/// Signs transactions for one account with consecutive nonces.
+#[derive(Clone, Debug)]
+pub struct TxBuilder {
+    chain_id: String,
+    signer: Address,
+    next_nonce: u64,
+}
+
+impl TxBuilder {
+    pub fn new(chain_id: impl Into<String>, signer: Address, next_nonce: u64) -> TxBuilder {
+        TxBuilder { chain_id: chain_id.into(), signer, next_nonce }
+    }
+
+    /// A builder starting at the account's committed nonce on the node `client` talks to.
+    pub async fn for_account(client: &RpcClient, key: &SecretKey) -> Result<TxBuilder, RpcError> {
+        let chain = client.chain_info().await?;
+        let nonce = client.account(&key.address()).await?.map(|a| a.nonce).unwrap_or(0);
+        Ok(TxBuilder::new(chain.chain_id, key.address(), nonce))
+    }
+
+    pub fn next_nonce(&self) -> u64 {
+        self.next_nonce
+    }
+
+    /// The encoded signed transaction of `msg`, with the next nonce.
+    pub fn sign(&self, key: &SecretKey, msg: Msg, max_fee: Amount) -> Vec<u8> {
+        Tx::new(self.chain_id.clone(), self.signer, self.next_nonce, max_fee, msg).sign(key).encode()
+    }
+
+    /// [`TxBuilder::sign`], then moves on to the next nonce.
+    pub fn sign_next(&mut self, key: &SecretKey, msg: Msg, max_fee: Amount) -> Vec<u8> {
+        let raw = self.sign(key, msg, max_fee);
+        self.next_nonce += 1;
+        raw
+    }
+}
