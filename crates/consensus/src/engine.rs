@@ -53,6 +53,9 @@ pub const BLOCKS_PER_EPOCH: u64 = 1 << 40;
 
 const PAGE_SIZE: NonZeroU16 = NZU16!(4096);
 const PAGE_CACHE_PAGES: NonZeroUsize = NZUsize!(1024);
+/// Read and write buffer of each journal and archive. Journals open a buffer per section, so a large one
+/// costs a fresh allocation (and page faults) per section rather than speed.
+const IO_BUFFER: NonZeroUsize = NZUsize!(64 << 10);
 
 /// Timeouts and sizes of one validator's engine.
 #[derive(Clone, Debug)]
@@ -217,9 +220,9 @@ where
             view_retention: ViewDelta::new(10),
             prunable_items_per_section: NZU64!(64),
             page_cache: page_cache.clone(),
-            replay_buffer: NZUsize!(1 << 20),
-            key_write_buffer: NZUsize!(1 << 20),
-            value_write_buffer: NZUsize!(1 << 20),
+            replay_buffer: IO_BUFFER,
+            key_write_buffer: IO_BUFFER,
+            value_write_buffer: IO_BUFFER,
             block_codec_config: (),
             max_repair: NZUsize!(32),
             max_pending_acks: NZUsize!(16),
@@ -255,8 +258,8 @@ where
             mailbox_size,
             epoch: Epoch::zero(),
             floor: Floor::Genesis(genesis_digest),
-            replay_buffer: NZUsize!(1 << 20),
-            write_buffer: NZUsize!(1 << 20),
+            replay_buffer: IO_BUFFER,
+            write_buffer: IO_BUFFER,
             page_cache,
             leader_timeout: config.leader_timeout,
             certification_timeout: config.certification_timeout,
@@ -296,10 +299,10 @@ fn archive_config<C>(
         ordinal_partition: format!("{prefix}-{name}-ordinal"),
         items_per_section: NZU64!(1024),
         codec_config,
-        replay_buffer: NZUsize!(1 << 20),
-        freezer_key_write_buffer: NZUsize!(1 << 20),
-        freezer_value_write_buffer: NZUsize!(1 << 20),
-        ordinal_write_buffer: NZUsize!(1 << 20),
+        replay_buffer: IO_BUFFER,
+        freezer_key_write_buffer: IO_BUFFER,
+        freezer_value_write_buffer: IO_BUFFER,
+        ordinal_write_buffer: IO_BUFFER,
     }
 }
 

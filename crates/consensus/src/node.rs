@@ -348,7 +348,14 @@ pub fn run(home: &Path) -> Result<(), NodeError> {
     runner.start(|context| async move { serve(context, home).await })
 }
 
-async fn serve(context: commonware_runtime::tokio::Context, home: Home) -> Result<(), NodeError> {
+/// Starts the validator of `home` on the tokio runtime: its ledger, p2p over TCP and consensus (no API).
+/// `partition_prefix` names its consensus storage, so several validators can share one runtime (as the
+/// loopback benchmark does).
+pub async fn start_validator(
+    context: &commonware_runtime::tokio::Context,
+    home: &Home,
+    partition_prefix: &str,
+) -> Result<crate::Validator, NodeError> {
     let (chain, genesis_block) =
         Chain::open(&home.dir.join("data").join("state.redb"), &home.spec.genesis, MempoolConfig::default())?;
     let me = home.signer.public_key();
@@ -403,13 +410,21 @@ async fn serve(context: commonware_runtime::tokio::Context, home: Home) -> Resul
     };
     let _p2p = network.start();
 
-    let mut engine =
-        EngineConfig::new(home.signer.clone(), home.participants.clone(), "tensorgrid".into(), genesis_block);
+    let mut engine = EngineConfig::new(
+        home.signer.clone(),
+        home.participants.clone(),
+        partition_prefix.into(),
+        genesis_block,
+    );
     engine.leader_timeout = Duration::from_millis(home.config.leader_timeout_ms);
     engine.certification_timeout = Duration::from_millis(home.config.certification_timeout_ms);
     engine.block_interval = Duration::from_millis(home.config.block_interval_ms);
-    let validator = crate::start(context.child("consensus"), engine, chain.clone(), net).await;
+    Ok(crate::start(context.child("consensus"), engine, chain, net).await)
+}
 
+async fn serve(context: commonware_runtime::tokio::Context, home: Home) -> Result<(), NodeError> {
+    let validator = start_validator(&context, &home, "tensorgrid").await?;
+    let chain = validator.chain.clone();
     let metrics_context = context.child("metrics");
     let api = Arc::new(ValidatorApi {
         chain: chain.clone(),
