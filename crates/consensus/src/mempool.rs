@@ -107,11 +107,8 @@ where
                         .duration_since(UNIX_EPOCH)
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                         .unwrap_or(0);
-                    let mut core = chain.core().lock();
-                    for raw in txs {
-                        // Duplicates and transactions the ledger refuses are simply not kept.
-                        let _ = core.submit(raw, Timestamp::from_millis(now));
-                    }
+                    // Duplicates and transactions the ledger refuses are simply not kept.
+                    let _ = chain.core().lock().submit_batch(txs, Timestamp::from_millis(now));
                 },
             }
         }

@@ -120,3 +120,27 @@ fn query_json_is_what_clients_will_send() {
     let q: Query = serde_json::from_str(r#"{"query":"deployment","dseq":7}"#).unwrap();
     assert_eq!(q, Query::Deployment { dseq: 7 });
 }
+
+#[test]
+fn signatures_the_caller_already_verified_give_the_same_outcome() {
+    let mut w = world(0, Params::default());
+    let tenant = w.tenant.clone();
+    let to = key("payee").address();
+    let good = w.chain.tx(&tenant, Msg::Send { to, amount: Amount::tgr(1) });
+    let mut forged = w.chain.tx(&tenant, Msg::Send { to, amount: Amount::tgr(2) });
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let txs = vec![good.clone(), forged, b"junk".to_vec()];
+    let ctx = tensorgrid_types::BlockContext {
+        height: 1,
+        time: w.chain.now.plus(1_000),
+        randomness: tensorgrid_types::Hash::ZERO,
+    };
+    let rng = || <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1);
+    let plain = w.chain.ledger.simulate_block(&ctx, &txs, rng()).unwrap();
+    // The caller vouches only for the bytes it checked: the good transaction.
+    let with = w.chain.ledger.simulate_block_with(&ctx, &txs, rng(), &|raw| raw == good.as_slice()).unwrap();
+    assert_eq!(plain, with);
+    assert!(plain.0.receipts[0].succeeded());
+    assert!(matches!(plain.0.receipts[1].error(), Some(tensorgrid_types::TxError::BadSignature { .. })));
+}

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use rand_core::{CryptoRng, RngCore};
 use tensorgrid_types::crypto::SignatureError;
 use tensorgrid_types::tx::signing_bytes_of_raw;
 use tensorgrid_types::{Account, Address, Hash, Params, SignedTx, Timestamp, TxError};
@@ -100,7 +101,70 @@ impl Mempool {
         accounts: &impl AccountView,
         now: Timestamp,
     ) -> Result<Hash, MempoolError> {
-        let hash = Hash::of(&raw);
+        let (hash, signed) = self.precheck(&raw, chain_id, params)?;
+        let tx = &signed.tx;
+        let message = signing_bytes_of_raw(&raw).ok_or(TxError::BadSignature { signer: tx.signer })?;
+        tensorgrid_types::crypto::verify(&tx.signer, &message, &signed.signature)
+            .map_err(|_: SignatureError| TxError::BadSignature { signer: tx.signer })?;
+        self.admit(raw, hash, &signed, params, accounts, now)
+    }
+
+    /// Admits many transactions at once (what a validator receives from a peer), verifying their signatures
+    /// as one batch: the same verdicts as [`Mempool::insert`] one by one, for about a third of the work.
+    pub fn insert_batch<R: RngCore + CryptoRng>(
+        &mut self,
+        raws: Vec<Vec<u8>>,
+        chain_id: &str,
+        params: &Params,
+        accounts: &impl AccountView,
+        now: Timestamp,
+        rng: R,
+    ) -> Vec<Result<Hash, MempoolError>> {
+        let mut results: Vec<Option<Result<Hash, MempoolError>>> = Vec::with_capacity(raws.len());
+        let mut candidates = Vec::new();
+        for (i, raw) in raws.iter().enumerate() {
+            match self.precheck(raw, chain_id, params) {
+                Ok((hash, signed)) => match signing_bytes_of_raw(raw) {
+                    Some(message) => {
+                        candidates.push((i, hash, signed, message));
+                        results.push(None);
+                    }
+                    None => {
+                        results.push(Some(Err(TxError::BadSignature { signer: signed.tx.signer }.into())))
+                    }
+                },
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let verdicts = tensorgrid_types::crypto::verify_batch(
+            candidates
+                .iter()
+                .map(|(_, _, signed, message)| (&signed.tx.signer, message.as_slice(), &signed.signature)),
+            rng,
+        );
+        let mut raws: Vec<Option<Vec<u8>>> = raws.into_iter().map(Some).collect();
+        for ((i, hash, signed, _), verdict) in candidates.into_iter().zip(verdicts) {
+            let Some(raw) = raws[i].take() else { continue };
+            results[i] = Some(match verdict {
+                Ok(()) => self.admit(raw, hash, &signed, params, accounts, now),
+                Err(_) => Err(TxError::BadSignature { signer: signed.tx.signer }.into()),
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(MempoolError::AlreadyKnown { hash: Hash::ZERO })))
+            .collect()
+    }
+
+    /// The checks that need no signature verification or account: not already here, size, decoding,
+    /// well-formedness and chain id.
+    fn precheck(
+        &self,
+        raw: &[u8],
+        chain_id: &str,
+        params: &Params,
+    ) -> Result<(Hash, SignedTx), MempoolError> {
+        let hash = Hash::of(raw);
         if self.entries.contains_key(&hash) {
             return Err(MempoolError::AlreadyKnown { hash });
         }
@@ -109,15 +173,30 @@ impl Mempool {
                 TxError::TooLarge { size: raw.len() as u64, max: u64::from(params.max_tx_bytes) }.into()
             );
         }
-        let signed = SignedTx::decode(&raw).map_err(|e| TxError::Undecodable { reason: e.reason })?;
+        let signed = SignedTx::decode(raw).map_err(|e| TxError::Undecodable { reason: e.reason })?;
         let tx = &signed.tx;
         tx.validate().map_err(|malformed| TxError::Malformed { malformed })?;
         if tx.chain_id != chain_id {
             return Err(TxError::WrongChainId { expected: chain_id.into(), got: tx.chain_id.clone() }.into());
         }
-        let message = signing_bytes_of_raw(&raw).ok_or(TxError::BadSignature { signer: tx.signer })?;
-        tensorgrid_types::crypto::verify(&tx.signer, &message, &signed.signature)
-            .map_err(|_: SignatureError| TxError::BadSignature { signer: tx.signer })?;
+        Ok((hash, signed))
+    }
+
+    /// The account checks and the insertion, for a transaction whose signature verified.
+    fn admit(
+        &mut self,
+        raw: Vec<u8>,
+        hash: Hash,
+        signed: &SignedTx,
+        params: &Params,
+        accounts: &impl AccountView,
+        now: Timestamp,
+    ) -> Result<Hash, MempoolError> {
+        // A batch can carry the same transaction twice; the second copy finds the first here.
+        if self.entries.contains_key(&hash) {
+            return Err(MempoolError::AlreadyKnown { hash });
+        }
+        let tx = &signed.tx;
         let account = accounts.account(&tx.signer).ok_or(TxError::UnknownAccount { address: tx.signer })?;
         if tx.nonce < account.nonce {
             return Err(TxError::NonceReplayed { expected: account.nonce, got: tx.nonce }.into());

@@ -1,5 +1,6 @@
 //! The mempool admits what the ledger would admit, bounds itself, and fills blocks fairly and in nonce order.
 
+use rand_chacha::rand_core::SeedableRng;
 use tensorgrid_ledger::testing::{TestChain, TEST_CHAIN_ID};
 use tensorgrid_node::mempool::{AccountView, Mempool, MempoolConfig, MempoolError};
 use tensorgrid_types::query::{Query, QueryResponse};
@@ -167,4 +168,30 @@ fn byte_limits_and_expiry() {
     pool.evict_expired(Timestamp(c.now.0 + 1_001));
     assert!(pool.is_empty());
     assert_eq!(pool.bytes(), 0);
+}
+
+#[test]
+fn a_batch_from_a_peer_gets_the_same_verdicts_as_one_by_one() {
+    let k = keys(3);
+    let c = chain(&k);
+    let mut forged = SignedTx::decode(&send(&k[1], 0, &k[2])).unwrap();
+    forged.signature.0[5] ^= 1;
+    let batch = vec![
+        send(&k[0], 0, &k[1]),
+        forged.encode(),
+        b"not a transaction".to_vec(),
+        send(&k[2], 0, &k[0]),
+        send(&k[0], 0, &k[1]),
+        Tx::new("other", k[2].address(), 1, Amount::tgr(1), Msg::Heartbeat).sign(&k[2]).encode(),
+        send(&k[0], 1, &k[1]),
+    ];
+    let mut one_by_one = Mempool::new(MempoolConfig::default());
+    let expected: Vec<_> = batch.iter().map(|raw| insert(&mut one_by_one, &c, raw.clone())).collect();
+    let mut batched = Mempool::new(MempoolConfig::default());
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let got = batched.insert_batch(batch, TEST_CHAIN_ID, &c.params(), &View(&c), c.now, rng);
+    // A transaction repeated within the batch is refused as already known, as one by one.
+    assert_eq!(got, expected);
+    assert!(matches!(got[1], Err(MempoolError::Rejected(TxError::BadSignature { .. }))), "{:?}", got[1]);
+    assert_eq!(batched.len(), 3);
 }
