@@ -131,3 +131,16 @@ fn keys_from_creation_to_recovery() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key named `alice`"));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn demo_runs_a_real_chain_then_the_market() {
+    let out = tgrid(&["--output", "json", "demo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let chain = &report["chain"];
+    assert!(chain["first_transfer"]["height"].as_u64().unwrap() >= 1, "{chain}");
+    assert_eq!(chain["burst"]["transfers"], 50);
+    assert_eq!(chain["bob_balance"], "1000025000000");
+    assert_eq!(chain["status"]["chain"]["chain_id"], "tg-devnet");
+    assert!(report["market"]["events"].as_array().is_some_and(|e| !e.is_empty()), "{}", report["market"]);
+}

@@ -16,17 +16,17 @@ use crate::{emit_line, print_json, Output};
 /// A funded account of a local chain, as `demo-accounts.json` records it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct DemoAccount {
-    name: String,
-    address: String,
-    balance: Amount,
-    mnemonic: String,
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) balance: Amount,
+    pub(crate) mnemonic: String,
 }
 
 const DEMO_NAMES: [&str; 4] = ["alice", "bob", "carol", "provider"];
 
 /// Makes the demo accounts (fresh keys each time), stores them in the keystore under `dir/keys` with the
 /// unencrypted test backend, and records them in `dir/demo-accounts.json`.
-fn create_demo_accounts(dir: &Path) -> anyhow::Result<Vec<DemoAccount>> {
+pub(crate) fn create_demo_accounts(dir: &Path) -> anyhow::Result<Vec<DemoAccount>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let keystore = Keystore::open(dir.join("keys"))?;
     let mut accounts = Vec::new();
@@ -49,7 +49,7 @@ fn load_demo_accounts(dir: &Path) -> anyhow::Result<Vec<DemoAccount>> {
     Ok(serde_json::from_str(&text)?)
 }
 
-fn genesis_accounts(accounts: &[DemoAccount]) -> anyhow::Result<Vec<GenesisAccount>> {
+pub(crate) fn genesis_accounts(accounts: &[DemoAccount]) -> anyhow::Result<Vec<GenesisAccount>> {
     accounts
         .iter()
         .map(|a| {
@@ -61,7 +61,7 @@ fn genesis_accounts(accounts: &[DemoAccount]) -> anyhow::Result<Vec<GenesisAccou
         .collect()
 }
 
-fn fresh_dir(prefix: &str) -> PathBuf {
+pub(crate) fn fresh_dir(prefix: &str) -> PathBuf {
     let mut tag = [0u8; 4];
     OsRng.fill_bytes(&mut tag);
     std::env::temp_dir().join(format!("{prefix}-{}", hex::encode(tag)))

@@ -5,6 +5,7 @@
 //! itself was wrong (clap's usage errors).
 
 mod chain;
+mod demo;
 mod keys;
 
 use std::io::Write;
@@ -33,6 +34,13 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// See tensorgrid work in under a minute: a one-validator chain in this process takes transfers through
+    /// its API, then the seeded market simulation runs (providers, tenants, jobs, a cheater caught).
+    Demo {
+        /// Seed of the market simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run a seeded simulation of the market on the in-process ledger: providers register and bid, tenants
     /// lease and pay by block time, jobs run with commit–reveal, and misbehaving providers are caught.
     Sim {
@@ -102,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Testnet { validators, dir, base_port, dry_run } => {
             return chain::testnet(dir, validators, base_port, dry_run, cli.output);
         }
+        Command::Demo { seed } => return demo::demo(seed, cli.output),
         Command::Node => {
             init_logging();
             let home = cli
@@ -121,7 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim { seed } => sim(seed, cli.output),
         Command::Deploy(Deploy::Check { file }) => deploy_check(&file, cli.output),
         Command::Keys(command) => keys::run(command, &home, cli.output),
-        Command::Node | Command::Devnet { .. } | Command::Testnet { .. } => Ok(()),
+        Command::Demo { .. } | Command::Node | Command::Devnet { .. } | Command::Testnet { .. } => Ok(()),
     }
 }
 
