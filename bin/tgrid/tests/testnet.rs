@@ -121,6 +121,11 @@ async fn four_validator_processes_survive_kill_dash_nine() {
         }
     }
 
+    // Watch bob's transfers on validator 1's event stream while they happen.
+    let events_url = format!("{}/v1/events?kind=transfer&account={}", clients[1].base(), bob.address());
+    let mut stream = reqwest::get(&events_url).await.expect("event stream opens");
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
     // Transfers through every validator's API; gossip carries them to whoever leads.
     let amount = Amount(1_000);
     let mut builder = TxBuilder::for_account(&clients[0], &alice).await.expect("nonce");
@@ -131,6 +136,44 @@ async fn four_validator_processes_survive_kill_dash_nine() {
     }
     for client in &clients {
         wait_committed(client, &hashes).await;
+    }
+    let mut seen = 0;
+    let mut buffer = String::new();
+    while seen < 20 {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), stream.chunk())
+            .await
+            .expect("the stream delivers within 30 s")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let Some(data) = message.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
+            let block: Value = serde_json::from_str(data.trim()).expect("event data is JSON");
+            for event in block["events"].as_array().expect("events") {
+                assert_eq!(event["kind"], "transfer", "{event}");
+                if event["to"] == bob.address().to_string() && event["from"] == alice.address().to_string() {
+                    seen += 1;
+                }
+            }
+        }
+    }
+    let metrics = reqwest::get(format!("{}/metrics", clients[2].base()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "tensorgrid_height",
+        "tensorgrid_finality_p50_ms",
+        "tensorgrid_mempool_txs",
+        "tensorgrid_tx_per_second",
+    ] {
+        assert!(
+            metrics.contains(&format!("\n{name} ")) || metrics.starts_with(&format!("# HELP {name}")),
+            "{name} missing"
+        );
     }
 
     // Bad input over the API: typed errors, and the node keeps going.
