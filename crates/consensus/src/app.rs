@@ -203,7 +203,7 @@ impl Chain {
     pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, String> {
         let bytes = self.core.lock().ledger().store().indexed_tx(hash).map_err(|e| e.0)?;
         bytes
-            .map(|b| serde_json::from_slice(&b).map_err(|e| format!("corrupt transaction record: {e}")))
+            .map(|b| borsh::from_slice(&b).map_err(|e| format!("corrupt transaction record: {e}")))
             .transpose()
     }
 
@@ -214,7 +214,7 @@ impl Chain {
             return Ok(None);
         };
         let mut record: BlockRecord =
-            serde_json::from_slice(&bytes).map_err(|e| format!("corrupt block record: {e}"))?;
+            borsh::from_slice(&bytes).map_err(|e| format!("corrupt block record: {e}"))?;
         record.app_root = core.ledger().store().root_at(height).map_err(|e| e.0)?.unwrap_or(Hash::ZERO);
         Ok(Some(record))
     }
@@ -301,9 +301,9 @@ impl Chain {
     }
 }
 
-/// Writes a block's index records: the block by height and each transaction by hash. The block record's
-/// `app_root` is left zero here and filled from the state store when read, since it exists only once the
-/// block's state commits.
+/// Stages a block's index records (the block by height, each transaction by hash) to be written with its
+/// state. The block record's `app_root` is left zero here and filled from the state store when read, since it
+/// exists only once the block's state commits.
 fn index_block(store: &DiskStore, block: &Block, outcome: &BlockOutcome) -> Result<(), StoreError> {
     let time = Timestamp::from_millis(block.timestamp);
     let record = BlockRecord {
@@ -318,7 +318,7 @@ fn index_block(store: &DiskStore, block: &Block, outcome: &BlockOutcome) -> Resu
         txs: outcome.receipts.iter().map(|r| r.tx_hash).collect(),
         events: outcome.events.clone(),
     };
-    let block_bytes = json(&record)?;
+    let block_bytes = encode(&record)?;
     let mut txs = Vec::with_capacity(outcome.receipts.len());
     for (index, receipt) in outcome.receipts.iter().enumerate() {
         let tx = TxRecord {
@@ -328,13 +328,14 @@ fn index_block(store: &DiskStore, block: &Block, outcome: &BlockOutcome) -> Resu
             block_time: time,
             receipt: receipt.clone(),
         };
-        txs.push((receipt.tx_hash, json(&tx)?));
+        txs.push((receipt.tx_hash, encode(&tx)?));
     }
-    store.index_block(block.height, &block_bytes, &txs)
+    store.stage_index(block.height, block_bytes, txs);
+    Ok(())
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError(format!("encoding an index record: {e}")))
+fn encode<T: borsh::BorshSerialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    borsh::to_vec(value).map_err(|e| StoreError(format!("encoding an index record: {e}")))
 }
 
 /// The randomness a block's execution sees: a hash of its parent's digest and its height. The parent's

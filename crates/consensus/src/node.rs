@@ -391,7 +391,9 @@ pub async fn start_validator(
     }
     let peers: Map<PublicKey, Address> = Map::from_iter_dedup(peers);
     oracle.track(0, peers);
-    let quota = Quota::per_second(NZU32!(100_000));
+    // Messages per second each peer may send on each channel. The network sizes its queues from this (peers ×
+    // burst × channels), so it is a memory budget too; consensus sends a handful per view and gossip batches.
+    let quota = Quota::per_second(NZU32!(2_000));
     let mut registered = Vec::new();
     for channel in channels::ALL {
         registered.push(network.register(channel, quota));

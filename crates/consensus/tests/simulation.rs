@@ -23,7 +23,7 @@ use tensorgrid_types::{Amount, Genesis, GenesisAccount, Hash, Msg, Params, Secre
 const VALIDATORS: usize = 4;
 const ACCOUNTS: usize = 8;
 const CHAIN_ID: &str = "tg-sim";
-const QUOTA: Quota = Quota::per_second(NZU32!(100_000));
+const QUOTA: Quota = Quota::per_second(NZU32!(2_000));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {

@@ -70,6 +70,16 @@ pub struct DiskStore {
     /// Snapshots of the tree's tables, read while computing the next root.
     nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
     values: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// Index records staged by [`DiskStore::stage_index`], written by the next batch in its transaction.
+    staged: std::sync::Mutex<Option<StagedIndex>>,
+}
+
+/// A block's index records, waiting for the block's state batch.
+#[derive(Debug)]
+struct StagedIndex {
+    height: u64,
+    block: Vec<u8>,
+    txs: Vec<(Hash, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -105,7 +115,7 @@ impl DiskStore {
         txn.open_table(BLOCKS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         txn.commit().map_err(|e| DiskStoreError::Db(e.to_string()))?;
         let (state, nodes, values) = snapshot(&db).map_err(|e| DiskStoreError::Db(e.0))?;
-        Ok(DiskStore { db, state, nodes, values })
+        Ok(DiskStore { db, state, nodes, values, staged: std::sync::Mutex::new(None) })
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -148,20 +158,12 @@ impl DiskStore {
         Ok(Hash(root.0))
     }
 
-    /// Records a block and its transactions in the node's index (not part of the state or its root). A node
-    /// writes the index before the block's state, so a crash in between only means the records are written
-    /// again, identically, when the block is executed again.
-    pub fn index_block(&self, height: u64, block: &[u8], txs: &[(Hash, Vec<u8>)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut blocks = txn.open_table(BLOCKS).map_err(db_err)?;
-            blocks.insert(height, block).map_err(db_err)?;
-            let mut table = txn.open_table(TXS).map_err(db_err)?;
-            for (hash, record) in txs {
-                table.insert(hash.0.as_slice(), record.as_slice()).map_err(db_err)?;
-            }
-        }
-        txn.commit().map_err(db_err)
+    /// Stages a block's index records (the block by height, each transaction by hash; not part of the state
+    /// or its root) for the next [`Store::write_batch`], which writes them in the same transaction as the
+    /// block's state: one commit per block, and the index never runs ahead of or behind the state.
+    pub fn stage_index(&self, height: u64, block: Vec<u8>, txs: Vec<(Hash, Vec<u8>)>) {
+        let mut staged = self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *staged = Some(StagedIndex { height, block, txs });
     }
 
     /// The index record of a transaction, by hash.
@@ -258,6 +260,15 @@ impl Store for DiskStore {
                     None => vec![0u8],
                 };
                 values.insert(k.as_slice(), encoded.as_slice()).map_err(db_err)?;
+            }
+            let staged = self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(index) = staged {
+                let mut blocks = txn.open_table(BLOCKS).map_err(db_err)?;
+                blocks.insert(index.height, index.block.as_slice()).map_err(db_err)?;
+                let mut txs = txn.open_table(TXS).map_err(db_err)?;
+                for (hash, record) in &index.txs {
+                    txs.insert(hash.0.as_slice(), record.as_slice()).map_err(db_err)?;
+                }
             }
             let mut meta = txn.open_table(META).map_err(db_err)?;
             meta.insert("version", version.to_be_bytes().as_slice()).map_err(db_err)?;

@@ -188,3 +188,26 @@ fn a_simulated_block_previews_the_root_its_execution_commits() {
         assert_eq!(ledger.store().root().unwrap(), preview, "the preview is the committed root");
     }
 }
+
+#[test]
+fn index_records_commit_with_the_next_batch_and_roots_stay_readable_per_height() {
+    let dir = TempDir::new("index");
+    let mut store = DiskStore::open(dir.0.join("state.redb")).unwrap();
+    store.write_batch(vec![(b"a".to_vec(), Some(b"1".to_vec()))]).unwrap();
+    let first_root = store.root().unwrap();
+    let tx = Hash::of(b"tx");
+    store.stage_index(1, b"block one".to_vec(), vec![(tx, b"record".to_vec())]);
+    // Staged records are invisible until the batch they ride with commits.
+    assert_eq!(store.indexed_block(1).unwrap(), None);
+    assert_eq!(store.indexed_tx(&tx).unwrap(), None);
+    store.write_batch(vec![(b"a".to_vec(), Some(b"2".to_vec()))]).unwrap();
+    assert_eq!(store.indexed_block(1).unwrap(), Some(b"block one".to_vec()));
+    assert_eq!(store.indexed_tx(&tx).unwrap(), Some(b"record".to_vec()));
+    assert_eq!(store.root_at(0).unwrap(), Some(first_root));
+    assert_eq!(store.root_at(1).unwrap(), Some(store.root().unwrap()));
+    assert_eq!(store.root_at(2).unwrap(), None);
+    drop(store);
+    let reopened = DiskStore::open(dir.0.join("state.redb")).unwrap();
+    assert_eq!(reopened.indexed_tx(&tx).unwrap(), Some(b"record".to_vec()));
+    assert_eq!(reopened.root_at(0).unwrap(), Some(first_root));
+}

@@ -65,7 +65,7 @@ pub struct BlockOutcome {
 }
 
 /// A node's record of a committed transaction: where it landed and what it did (`GET /v1/tx/{hash}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct TxRecord {
     pub hash: Hash,
     pub height: u64,
@@ -76,7 +76,7 @@ pub struct TxRecord {
 }
 
 /// A node's record of a committed block (`GET /v1/blocks/{height}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct BlockRecord {
     pub height: u64,
     /// The digest validators signed, hex.
