@@ -61,7 +61,18 @@ impl Drop for Nodes {
 
 fn testnet_homes(dir: &Path, base_port: u16) -> Value {
     let out = Command::new(TGRID)
-        .args(["--output", "json", "testnet", "--validators", "4", "--dry-run", "--base-port"])
+        // Epochs of 15 blocks: the run crosses several boundaries, one of them while a validator is down.
+        .args([
+            "--output",
+            "json",
+            "testnet",
+            "--validators",
+            "4",
+            "--dry-run",
+            "--blocks-per-epoch",
+            "15",
+            "--base-port",
+        ])
         .arg(base_port.to_string())
         .arg("--dir")
         .arg(dir)
@@ -221,6 +232,19 @@ async fn four_validator_processes_survive_kill_dash_nine() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_committed(&clients[3], &more).await;
+
+    // Past at least two epoch boundaries on every validator.
+    for (i, client) in clients.iter().enumerate() {
+        let start = Instant::now();
+        while height(client).await.unwrap_or(0) < 35 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "validator {i} stalled:\n{}",
+                nodes.log_tail(i)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 
     // All four agree: the same block and state root at a common height, and the same balances.
     let common = {

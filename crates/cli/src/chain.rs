@@ -123,12 +123,14 @@ pub(crate) fn testnet(
     dir: Option<PathBuf>,
     validators: usize,
     base_port: u16,
+    blocks_per_epoch: u64,
     dry_run: bool,
     output: Output,
 ) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| fresh_dir("tgrid-testnet"));
     let accounts = create_demo_accounts(&dir)?;
-    let nodes = launch::prepare_testnet(&dir, validators, base_port, genesis_accounts(&accounts)?)?;
+    let nodes =
+        launch::prepare_testnet(&dir, validators, base_port, genesis_accounts(&accounts)?, blocks_per_epoch)?;
     let exe = std::env::current_exe().context("cannot find the tgrid executable")?;
     let commands: Vec<String> =
         nodes.iter().map(|n| format!("{} --home {} node", exe.display(), n.home.display())).collect();

@@ -77,6 +77,9 @@ enum Command {
         /// Write the homes and print the commands that would start them, without starting anything.
         #[arg(long)]
         dry_run: bool,
+        /// Blocks per consensus epoch (validator-set changes take effect at epoch boundaries).
+        #[arg(long, default_value_t = tensorgrid_consensus::node::DEFAULT_BLOCKS_PER_EPOCH)]
+        blocks_per_epoch: u64,
     },
 }
 
@@ -107,8 +110,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             return chain::devnet(cli.home, p2p_port, rpc_port, cli.output);
         }
-        Command::Testnet { validators, dir, base_port, dry_run } => {
-            return chain::testnet(dir, validators, base_port, dry_run, cli.output);
+        Command::Testnet { validators, dir, base_port, dry_run, blocks_per_epoch } => {
+            return chain::testnet(dir, validators, base_port, blocks_per_epoch, dry_run, cli.output);
         }
         Command::Demo { seed } => return demo::demo(seed, cli.output),
         Command::Node => {

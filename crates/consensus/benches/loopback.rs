@@ -35,7 +35,7 @@ fn main() {
         .map(|k| GenesisAccount { address: k.address(), balance: Amount::tgr(1_000_000) })
         .collect();
     let base_port = 29_000 + (std::process::id() % 500) as u16 * 8;
-    let nodes = prepare_testnet(dir.path(), 4, base_port, funded).expect("homes");
+    let nodes = prepare_testnet(dir.path(), 4, base_port, funded, 1_000).expect("homes");
     let homes: Vec<Home> = nodes.iter().map(|n| Home::load(&n.home).expect("home loads")).collect();
     let chain_id = homes[0].spec.genesis.chain_id.clone();
 

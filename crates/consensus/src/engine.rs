@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commonware_broadcast::buffered;
+use commonware_codec::DecodeExt;
 use commonware_consensus::marshal::core::Actor as MarshalActor;
 use commonware_consensus::marshal::resolver::p2p as marshal_resolver;
 use commonware_consensus::marshal::standard::Inline;
@@ -15,11 +16,12 @@ use commonware_consensus::marshal::{self, Start};
 use commonware_consensus::simplex::config::{Floor, ForwardPolicy, SkipBudget, SkipPolicy};
 use commonware_consensus::simplex::elector::RoundRobin;
 use commonware_consensus::simplex::{self};
-use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
+use commonware_consensus::types::{Epoch, Epocher as _, FixedEpocher, ViewDelta};
 use commonware_cryptography::certificate::{ConstantProvider, Verifier as _};
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_cryptography::sha256::Sha256;
 use commonware_cryptography::{Digested, Digestible, Signer as _};
+use commonware_p2p::utils::mux::{Builder as _, MuxHandle, Muxer};
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::buffer::paged::CacheRef;
@@ -241,41 +243,41 @@ where
     let wrapper = Inline::new(
         context.child("application"),
         App::new(chain.clone(), config.block_interval),
+        marshal.clone(),
+        epocher.clone(),
+    );
+    // Each epoch runs its own simplex instance on its own subchannels of the three consensus channels, so
+    // an instance never sees another epoch's messages.
+    // Votes for epochs this validator has not reached land in the backup queue: they tell it the network
+    // moved on, and from whom to fetch the finalized blocks it missed.
+    let (votes_mux, votes, ahead) =
+        Muxer::builder(context.child("votes_mux"), network.votes.0, network.votes.1).with_backup().build();
+    let (certificates_mux, certificates) =
+        Muxer::new(context.child("certificates_mux"), network.certificates.0, network.certificates.1);
+    let (resolver_mux, resolver) =
+        Muxer::new(context.child("resolver_mux"), network.resolver.0, network.resolver.1);
+    for mux in [votes_mux.start(), certificates_mux.start(), resolver_mux.start()] {
+        handles.push(context.child("mux").spawn(move |_| async move {
+            let _ = mux.await;
+        }));
+    }
+    let epochs = Epochs {
         marshal,
+        config,
+        chain: chain.clone(),
         epocher,
+        wrapper,
+        blocker: network.blocker,
+        genesis_digest,
+        page_cache,
+        mailbox_size,
+        prefix,
+    };
+    handles.push(
+        context
+            .child("epochs")
+            .spawn(move |context| epochs.run(context, votes, certificates, resolver, ahead)),
     );
-    let engine = simplex::Engine::new(
-        context.child("simplex"),
-        simplex::config::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker: network.blocker,
-            automaton: wrapper.clone(),
-            relay: wrapper.clone(),
-            reporter: wrapper,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex"),
-            mailbox_size,
-            epoch: Epoch::zero(),
-            floor: Floor::Genesis(genesis_digest),
-            replay_buffer: IO_BUFFER,
-            write_buffer: IO_BUFFER,
-            page_cache,
-            leader_timeout: config.leader_timeout,
-            certification_timeout: config.certification_timeout,
-            timeout_retry: config.timeout_retry,
-            view_retention: ViewDelta::new(10),
-            skip: SkipPolicy::Enabled {
-                timeout: config.certification_timeout * 3,
-                budget: SkipBudget::Participants,
-            },
-            fetch_timeout: NZDuration!(config.fetch_timeout.max(Duration::from_millis(1))),
-            fetch_retry_delay: Duration::from_millis(100),
-            forward: ForwardPolicy::Disabled,
-            track_historical_votes: false,
-        },
-    );
-    handles.push(engine.start(network.votes, network.certificates, network.resolver));
     Validator { chain, gossip, handles }
 }
 
@@ -309,4 +311,196 @@ fn archive_config<C>(
 /// The state root right after genesis, which the genesis block carries.
 pub fn genesis_block(chain_id: &str, genesis_time: u64, genesis_root: Hash) -> Block {
     Block::genesis(chain_id, genesis_time, genesis_root)
+}
+
+/// The validators of an epoch. The set is the genesis set until the staking issue makes it come from the
+/// ledger's state at the previous epoch's last block; this is the one place that will change.
+fn validators_for(config: &EngineConfig, _epoch: Epoch) -> Set<PublicKey> {
+    Set::from_iter_dedup(config.participants.iter().cloned())
+}
+
+/// Runs one simplex instance per epoch: when this validator has committed the last block of an epoch, the
+/// instance of the next epoch starts from that block (its genesis: marshal re-proposes an epoch's last block
+/// instead of building past it) and the previous instance stops.
+struct Epochs<W, B> {
+    marshal: marshal::core::Mailbox<Scheme, marshal::standard::Standard<Block>>,
+    config: EngineConfig,
+    chain: Arc<Chain>,
+    epocher: FixedEpocher,
+    wrapper: W,
+    blocker: B,
+    genesis_digest: commonware_cryptography::sha256::Digest,
+    page_cache: CacheRef,
+    mailbox_size: NonZeroUsize,
+    prefix: String,
+}
+
+impl<W, B> Epochs<W, B>
+where
+    W: commonware_consensus::CertifiableAutomaton<
+            Context = commonware_consensus::simplex::types::Context<
+                commonware_cryptography::sha256::Digest,
+                PublicKey,
+            >,
+            Digest = commonware_cryptography::sha256::Digest,
+        > + commonware_consensus::Relay<
+            Digest = commonware_cryptography::sha256::Digest,
+            PublicKey = PublicKey,
+            Plan = simplex::Plan<PublicKey>,
+        > + commonware_consensus::Reporter<
+            Activity = simplex::types::Activity<Scheme, commonware_cryptography::sha256::Digest>,
+        >,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    /// The epoch of the next block this validator will commit.
+    fn current(&self) -> Epoch {
+        let next = commonware_consensus::types::Height::new(self.chain.committed_height() + 1);
+        self.epocher.containing(next).map(|info| info.epoch()).unwrap_or(Epoch::zero())
+    }
+
+    /// The block an epoch's instance starts from: genesis, or the previous epoch's last block.
+    fn floor(&self, epoch: Epoch) -> Option<commonware_cryptography::sha256::Digest> {
+        let Some(previous) = epoch.get().checked_sub(1) else { return Some(self.genesis_digest) };
+        let last = self.epocher.last(Epoch::new(previous))?.get();
+        let record = self.chain.block(last).ok().flatten()?;
+        let bytes = hex::decode(record.digest).ok()?;
+        commonware_cryptography::sha256::Digest::decode(bytes::Bytes::from(bytes)).ok()
+    }
+
+    async fn run<E, S>(
+        self,
+        context: E,
+        mut votes: MuxHandle<S>,
+        mut certificates: MuxHandle<S>,
+        mut resolver: MuxHandle<S>,
+        mut ahead: commonware_utils::channel::mpsc::Receiver<(u64, (PublicKey, commonware_runtime::IoBuf))>,
+    ) where
+        E: Clock + CryptoRng + Rng + Spawner + Storage + Metrics,
+        S: Sender<PublicKey = PublicKey>,
+    {
+        // The epoch whose subchannels are registered, and its instance if this validator is in its set.
+        let mut running: Option<(Epoch, Option<Handle<()>>)> = None;
+        let mut last_hint = 0u64;
+        loop {
+            let epoch = self.current();
+            if running.as_ref().map(|(e, _)| *e) != Some(epoch) {
+                if let Some((_, Some(handle))) = running.take() {
+                    handle.abort();
+                }
+                let Some(floor) = self.floor(epoch) else {
+                    tracing::error!(
+                        epoch = epoch.get(),
+                        "no record of the previous epoch's last block; stopping"
+                    );
+                    return;
+                };
+                let sub = epoch.get();
+                let (Ok(v), Ok(c), Ok(r)) = (
+                    votes.register(sub).await,
+                    certificates.register(sub).await,
+                    resolver.register(sub).await,
+                ) else {
+                    tracing::error!(epoch = sub, "the epoch's subchannels are already taken; stopping");
+                    return;
+                };
+                let Some(scheme) = Scheme::signer(
+                    NAMESPACE,
+                    validators_for(&self.config, epoch),
+                    self.config.signer.clone(),
+                ) else {
+                    tracing::warn!(epoch = sub, "not a validator of this epoch; following only");
+                    running = Some((epoch, None));
+                    continue;
+                };
+                tracing::info!(epoch = sub, "starting the epoch's consensus instance");
+                let engine = self.instance(&context, epoch, floor, scheme);
+                running = Some((epoch, Some(engine.start(v, c, r))));
+            }
+            let committed = self.chain.committed_height();
+            commonware_macros::select! {
+                _ = self.chain.wait_committed(committed + 1) => {},
+                message = ahead.recv() => {
+                    let Some((sub, (peer, _))) = message else { continue };
+                    self.catch_up(epoch, Epoch::new(sub), peer, &mut last_hint);
+                },
+            }
+        }
+    }
+
+    /// A peer voting in a later epoch has finalized the last block of the epoch before it: ask marshal to
+    /// fetch that finalization from the peer, which backfills every block in between.
+    fn catch_up(&self, ours: Epoch, theirs: Epoch, peer: PublicKey, last_hint: &mut u64) {
+        if theirs <= ours {
+            return;
+        }
+        let Some(target) = theirs.get().checked_sub(1).and_then(|e| self.epocher.last(Epoch::new(e))) else {
+            return;
+        };
+        if target.get() <= self.chain.committed_height() || target.get() <= *last_hint {
+            return;
+        }
+        *last_hint = target.get();
+        tracing::info!(
+            ours = ours.get(),
+            theirs = theirs.get(),
+            height = target.get(),
+            "behind; fetching finalized blocks"
+        );
+        self.marshal.hint_finalized(target, commonware_utils::vec::NonEmptyVec::new(peer));
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn instance<E>(
+        &self,
+        context: &E,
+        epoch: Epoch,
+        floor: commonware_cryptography::sha256::Digest,
+        scheme: Scheme,
+    ) -> simplex::Engine<
+        E,
+        Scheme,
+        RoundRobin<Sha256>,
+        B,
+        commonware_cryptography::sha256::Digest,
+        W,
+        W,
+        W,
+        Sequential,
+    >
+    where
+        E: Clock + CryptoRng + Rng + Spawner + Storage + Metrics,
+    {
+        let config = &self.config;
+        simplex::Engine::new(
+            context.child("simplex").with_attribute("epoch", epoch.get()),
+            simplex::config::Config {
+                scheme,
+                elector: RoundRobin::<Sha256>::default(),
+                blocker: self.blocker.clone(),
+                automaton: self.wrapper.clone(),
+                relay: self.wrapper.clone(),
+                reporter: self.wrapper.clone(),
+                strategy: Sequential,
+                partition: format!("{}-simplex-{}", self.prefix, epoch.get()),
+                mailbox_size: self.mailbox_size,
+                epoch,
+                floor: Floor::Genesis(floor),
+                replay_buffer: IO_BUFFER,
+                write_buffer: IO_BUFFER,
+                page_cache: self.page_cache.clone(),
+                leader_timeout: config.leader_timeout,
+                certification_timeout: config.certification_timeout,
+                timeout_retry: config.timeout_retry,
+                view_retention: ViewDelta::new(10),
+                skip: SkipPolicy::Enabled {
+                    timeout: config.certification_timeout * 3,
+                    budget: SkipBudget::Participants,
+                },
+                fetch_timeout: NZDuration!(config.fetch_timeout.max(Duration::from_millis(1))),
+                fetch_retry_delay: Duration::from_millis(100),
+                forward: ForwardPolicy::Disabled,
+                track_historical_votes: false,
+            },
+        )
+    }
 }

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use rand_core::{OsRng, RngCore};
 use tensorgrid_types::{Genesis, GenesisAccount, Params, Timestamp};
 
-use crate::node::{public_key_of_seed, ChainSpec, GenesisValidator, Home, NodeConfig, NodeError, Peer};
+use crate::node::{
+    public_key_of_seed, ChainSpec, GenesisValidator, Home, NodeConfig, NodeError, Peer,
+    DEFAULT_BLOCKS_PER_EPOCH,
+};
 
 /// Default devnet ports: p2p, then the API.
 pub const DEVNET_P2P_PORT: u16 = 26656;
@@ -33,7 +36,12 @@ fn random_seed() -> [u8; 32] {
 
 /// The chain spec of a new local chain: `accounts` funded, `validators` named `validator-0…` with the given
 /// consensus seeds.
-pub fn local_spec(chain_id: &str, accounts: Vec<GenesisAccount>, seeds: &[[u8; 32]]) -> ChainSpec {
+pub fn local_spec(
+    chain_id: &str,
+    accounts: Vec<GenesisAccount>,
+    seeds: &[[u8; 32]],
+    blocks_per_epoch: u64,
+) -> ChainSpec {
     ChainSpec {
         genesis: Genesis {
             chain_id: chain_id.into(),
@@ -49,6 +57,7 @@ pub fn local_spec(chain_id: &str, accounts: Vec<GenesisAccount>, seeds: &[[u8; 3
                 consensus_key: public_key_of_seed(*seed),
             })
             .collect(),
+        blocks_per_epoch,
     }
 }
 
@@ -64,7 +73,7 @@ pub fn prepare_devnet(
         return Ok(false);
     }
     let seed = random_seed();
-    let spec = local_spec("tg-devnet", accounts, &[seed]);
+    let spec = local_spec("tg-devnet", accounts, &[seed], DEFAULT_BLOCKS_PER_EPOCH);
     let config = NodeConfig {
         name: "validator-0".into(),
         p2p_listen: local(p2p_port),
@@ -94,6 +103,7 @@ pub fn prepare_testnet(
     n: usize,
     base_port: u16,
     accounts: Vec<GenesisAccount>,
+    blocks_per_epoch: u64,
 ) -> Result<Vec<TestnetNode>, NodeError> {
     if n == 0 {
         return Err(NodeError::Invalid {
@@ -108,7 +118,7 @@ pub fn prepare_testnet(
         })
     };
     let seeds: Vec<[u8; 32]> = (0..n).map(|_| random_seed()).collect();
-    let spec = local_spec("tg-testnet", accounts, &seeds);
+    let spec = local_spec("tg-testnet", accounts, &seeds, blocks_per_epoch);
     let mut peers = Vec::new();
     for (i, seed) in seeds.iter().enumerate() {
         peers.push(Peer { consensus_key: public_key_of_seed(*seed), address: local(port(i, 0)?) });

@@ -48,6 +48,16 @@ pub struct ChainSpec {
     #[serde(flatten)]
     pub genesis: Genesis,
     pub validators: Vec<GenesisValidator>,
+    /// Blocks per consensus epoch; validator-set changes take effect at epoch boundaries.
+    #[serde(default = "default_blocks_per_epoch")]
+    pub blocks_per_epoch: u64,
+}
+
+/// About five and a half hours of 200 ms blocks.
+pub const DEFAULT_BLOCKS_PER_EPOCH: u64 = 100_000;
+
+fn default_blocks_per_epoch() -> u64 {
+    DEFAULT_BLOCKS_PER_EPOCH
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -163,6 +173,9 @@ impl Home {
         }
         if participants.is_empty() {
             return Err(invalid(&spec_path, "no validators"));
+        }
+        if spec.blocks_per_epoch == 0 {
+            return Err(invalid(&spec_path, "blocks_per_epoch must be at least 1"));
         }
         let me = signer.public_key();
         if !participants.contains(&me) {
@@ -421,6 +434,7 @@ pub async fn start_validator(
     engine.leader_timeout = Duration::from_millis(home.config.leader_timeout_ms);
     engine.certification_timeout = Duration::from_millis(home.config.certification_timeout_ms);
     engine.block_interval = Duration::from_millis(home.config.block_interval_ms);
+    engine.blocks_per_epoch = home.spec.blocks_per_epoch;
     Ok(crate::start(context.child("consensus"), engine, chain, net).await)
 }
 

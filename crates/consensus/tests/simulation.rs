@@ -23,6 +23,7 @@ use tensorgrid_types::{Amount, Genesis, GenesisAccount, Hash, Msg, Params, Secre
 const VALIDATORS: usize = 4;
 const ACCOUNTS: usize = 8;
 const CHAIN_ID: &str = "tg-sim";
+const BLOCKS_PER_EPOCH: u64 = 20;
 const QUOTA: Quota = Quota::per_second(NZU32!(2_000));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +121,8 @@ async fn start_validator(
     config.certification_timeout = Duration::from_secs(1);
     config.timeout_retry = Duration::from_secs(2);
     config.block_interval = Duration::from_millis(50);
+    // Short epochs, so every run crosses several boundaries (and the crash and partition straddle some).
+    config.blocks_per_epoch = BLOCKS_PER_EPOCH;
     tensorgrid_consensus::start(
         context.child("validator").with_attribute("index", index),
         config,
