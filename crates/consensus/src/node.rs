@@ -293,9 +293,9 @@ impl NodeApi for ValidatorApi {
         self.chain.block(height.unwrap_or_else(|| self.chain.committed_height()))
     }
 
-    fn subscribe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<BlockEvents>> {
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<BlockEvents>> {
         let mut committed = self.chain.subscribe();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(rpc::EVENT_BUFFER);
         tokio::spawn(async move {
             while let Some(c) = committed.recv().await {
                 let events = BlockEvents {
@@ -303,7 +303,8 @@ impl NodeApi for ValidatorApi {
                     time: Timestamp::from_millis(c.timestamp),
                     events: c.outcome.events.clone(),
                 };
-                if tx.send(events).is_err() {
+                // Full or closed: the subscriber is gone or too slow; dropping `tx` ends its stream.
+                if tx.try_send(events).is_err() {
                     return;
                 }
             }

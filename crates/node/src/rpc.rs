@@ -39,6 +39,9 @@ use tokio::sync::mpsc;
 use crate::core::{NodeCore, SubmitError};
 use crate::mempool::MempoolError;
 
+/// Blocks an event subscriber may fall behind before it is dropped.
+pub const EVENT_BUFFER: usize = 1024;
+
 /// How long `POST /v1/tx` with `"wait": true` waits for the commit.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
@@ -66,8 +69,10 @@ pub trait NodeApi: Send + Sync + 'static {
     fn block(&self, _height: Option<u64>) -> Result<Option<BlockRecord>, String> {
         Ok(None)
     }
-    /// Every block committed from now on, or `None` if this node has no stream.
-    fn subscribe(&self) -> Option<mpsc::UnboundedReceiver<BlockEvents>> {
+    /// Every block committed from now on, or `None` if this node has no stream. The channel is bounded
+    /// ([`EVENT_BUFFER`] blocks): a subscriber that falls that far behind is dropped (its stream ends and it
+    /// reconnects), so a stalled reader never makes the node buffer without limit.
+    fn subscribe(&self) -> Option<mpsc::Receiver<BlockEvents>> {
         None
     }
     /// Prometheus text exposition.
