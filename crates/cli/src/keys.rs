@@ -79,7 +79,7 @@ fn read_secret(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string()))
 }
 
-fn passphrase(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn passphrase(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
     if let Ok(p) = std::env::var("TGRID_KEYRING_PASSPHRASE") {
         return Ok(Zeroizing::new(p));
     }

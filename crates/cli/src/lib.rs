@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 the command failed (the message says why and what to do next); 2 the command line
 //! itself was wrong (clap's usage errors).
 
+mod account;
 mod chain;
 mod demo;
 mod keys;
@@ -22,6 +23,9 @@ pub struct Cli {
     home: Option<PathBuf>,
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// The node whose API commands talk to.
+    #[arg(long, global = true, env = "TGRID_NODE", default_value = "http://127.0.0.1:26657")]
+    node: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +58,11 @@ enum Command {
     /// Keys: create, recover, list, show, export and delete.
     #[command(subcommand)]
     Keys(keys::Keys),
+    /// The chain as the node sees it: chain id, height, latest block time, validators, the node's version.
+    Status,
+    /// Accounts: balances and transfers.
+    #[command(subcommand)]
+    Account(account::Account),
     /// Run the validator whose home is --home (genesis.json, node.toml, validator.key, data/).
     Node,
     /// Run a one-validator network in this process, with funded demo accounts whose keys it prints. State
@@ -133,6 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim { seed } => sim(seed, cli.output),
         Command::Deploy(Deploy::Check { file }) => deploy_check(&file, cli.output),
         Command::Keys(command) => keys::run(command, &home, cli.output),
+        Command::Status => account::status(&cli.node, cli.output),
+        Command::Account(command) => account::run(command, &cli.node, &home, cli.output),
         Command::Demo { .. } | Command::Node | Command::Devnet { .. } | Command::Testnet { .. } => Ok(()),
     }
 }
