@@ -83,6 +83,31 @@ fn status_balances_and_a_transfer_against_a_devnet() {
     assert_eq!(utgr(&alice_after["balance"]), 1_000_000_000_000 - 1_500_000 - fee);
     assert_eq!(alice_after["nonce"], 1);
 
+    // A deployment from a community SDL file: orders open, a top-up, then closing refunds the escrow exactly.
+    let sdl = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/akash-sdl/AI-Image-App.yaml");
+    let before = utgr(&json(&tgrid(&home, &node, &["account", "balance", "alice"]))["balance"]);
+    let created =
+        json(&tgrid(&home, &node, &["deploy", "create", sdl, "--from", "alice", "--deposit", "5tgr"]));
+    let dseq = created["dseq"].as_u64().expect("dseq");
+    let mut fees = utgr(&created["fee"]);
+    let orders = json(&tgrid(&home, &node, &["market", "orders"]));
+    assert!(orders["items"].as_array().unwrap().iter().any(|o| o["id"]["dseq"] == dseq), "{orders}");
+    let shown = json(&tgrid(&home, &node, &["deploy", "show", &dseq.to_string()]));
+    assert_eq!(shown["deployment"]["owner"], alice["address"]);
+    let listed = json(&tgrid(&home, &node, &["deploy", "list", "alice"]));
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let deposited =
+        json(&tgrid(&home, &node, &["deploy", "deposit", &dseq.to_string(), "2.5tgr", "--from", "alice"]));
+    fees += utgr(&deposited["receipt"]["fee_paid"]);
+    let mid = utgr(&json(&tgrid(&home, &node, &["account", "balance", "alice"]))["balance"]);
+    assert_eq!(mid, before - 7_500_000 - fees);
+    let closed = json(&tgrid(&home, &node, &["deploy", "close", &dseq.to_string(), "--from", "alice"]));
+    fees += utgr(&closed["receipt"]["fee_paid"]);
+    let after = utgr(&json(&tgrid(&home, &node, &["account", "balance", "alice"]))["balance"]);
+    assert_eq!(after, before - fees, "no lease ran, so all 7.5 TGR of escrow comes back");
+    let orders = json(&tgrid(&home, &node, &["market", "orders"]));
+    assert!(!orders["items"].as_array().unwrap().iter().any(|o| o["id"]["dseq"] == dseq), "{orders}");
+
     // Clear errors, exit code 1: an unknown key, more than the account holds, a node that is not there.
     let unknown = tgrid(&home, &node, &["account", "send", "--from", "nobody", "bob", "1tgr"]);
     assert_eq!(unknown.status.code(), Some(1));

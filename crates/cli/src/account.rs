@@ -30,12 +30,12 @@ pub(crate) enum Account {
     },
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 /// An address, or the address of a key in the keystore.
-fn resolve(who: &str, home: &Path) -> anyhow::Result<Address> {
+pub(crate) fn resolve(who: &str, home: &Path) -> anyhow::Result<Address> {
     if let Ok(address) = who.parse::<Address>() {
         return Ok(address);
     }
@@ -46,7 +46,7 @@ fn resolve(who: &str, home: &Path) -> anyhow::Result<Address> {
     Ok(info.address)
 }
 
-fn unlock(name: &str, home: &Path) -> anyhow::Result<SecretKey> {
+pub(crate) fn unlock(name: &str, home: &Path) -> anyhow::Result<SecretKey> {
     let store = Keystore::open(home.join("keys"))?;
     let info = store.show(name).with_context(|| format!("no key `{name}`; see `tgrid keys list`"))?;
     let pass = match info.backend {
@@ -56,7 +56,7 @@ fn unlock(name: &str, home: &Path) -> anyhow::Result<SecretKey> {
     Ok(store.unlock(name, pass.as_deref().map(String::as_str))?.key)
 }
 
-fn unreachable_hint(e: tensorgrid_client::RpcError, node: &str) -> anyhow::Error {
+pub(crate) fn unreachable_hint(e: tensorgrid_client::RpcError, node: &str) -> anyhow::Error {
     match e {
         tensorgrid_client::RpcError::Transport { .. } => {
             anyhow::anyhow!("{e}\nis a node running there? start one with `tgrid devnet`, or pass --node URL")

@@ -7,6 +7,7 @@
 mod account;
 mod chain;
 mod demo;
+mod deploy;
 mod keys;
 
 use std::io::Write;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tensorgrid_types::{Amount, Msg};
 
 #[derive(Debug, Parser)]
 #[command(name = "tgrid", version, about = "tensorgrid: a decentralized compute market for AI")]
@@ -55,6 +57,9 @@ enum Command {
     /// Deployments from Akash SDL manifests.
     #[command(subcommand)]
     Deploy(Deploy),
+    /// The market: open orders.
+    #[command(subcommand)]
+    Market(Market),
     /// Keys: create, recover, list, show, export and delete.
     #[command(subcommand)]
     Keys(keys::Keys),
@@ -97,6 +102,46 @@ enum Deploy {
     /// Check an Akash SDL v2.0 file and print the deployment it maps to, sending nothing. Exits 0 if it maps,
     /// 1 if it does not (the error names the file, line and field).
     Check { file: PathBuf },
+    /// Create a deployment from an Akash SDL v2.0 file: its groups open as orders for providers to bid on,
+    /// paid from `--deposit` in escrow. Prints the new dseq.
+    Create {
+        file: PathBuf,
+        /// The key that owns the deployment and pays.
+        #[arg(long)]
+        from: String,
+        /// Escrow to start with (`5tgr`, `5000000utgr`).
+        #[arg(long)]
+        deposit: Amount,
+        #[arg(long, default_value = "1tgr")]
+        max_fee: Amount,
+    },
+    /// A deployment with its orders and leases.
+    Show { dseq: u64 },
+    /// An owner's deployments (an address or a key name).
+    List { owner: String },
+    /// Add to a deployment's escrow.
+    Deposit {
+        dseq: u64,
+        amount: Amount,
+        #[arg(long)]
+        from: String,
+        #[arg(long, default_value = "1tgr")]
+        max_fee: Amount,
+    },
+    /// Close a deployment: its leases end and what is left in escrow goes back to the owner.
+    Close {
+        dseq: u64,
+        #[arg(long)]
+        from: String,
+        #[arg(long, default_value = "1tgr")]
+        max_fee: Amount,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Market {
+    /// Orders open for bids.
+    Orders,
 }
 
 /// Parses the command line, runs the command and reports errors on stderr.
@@ -141,6 +186,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sim { seed } => sim(seed, cli.output),
         Command::Deploy(Deploy::Check { file }) => deploy_check(&file, cli.output),
+        Command::Deploy(Deploy::Create { file, from, deposit, max_fee }) => {
+            deploy::create(&file, &from, deposit, max_fee, &cli.node, &home, cli.output)
+        }
+        Command::Deploy(Deploy::Show { dseq }) => deploy::show(dseq, &cli.node, cli.output),
+        Command::Deploy(Deploy::List { owner }) => deploy::list(&owner, &cli.node, &home, cli.output),
+        Command::Deploy(Deploy::Deposit { dseq, amount, from, max_fee }) => {
+            deploy::tx(&from, Msg::DepositDeployment { dseq, amount }, max_fee, &cli.node, &home, cli.output)
+        }
+        Command::Deploy(Deploy::Close { dseq, from, max_fee }) => {
+            deploy::tx(&from, Msg::CloseDeployment { dseq }, max_fee, &cli.node, &home, cli.output)
+        }
+        Command::Market(Market::Orders) => deploy::orders(&cli.node, cli.output),
         Command::Keys(command) => keys::run(command, &home, cli.output),
         Command::Status => account::status(&cli.node, cli.output),
         Command::Account(command) => account::run(command, &cli.node, &home, cli.output),
