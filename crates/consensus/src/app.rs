@@ -274,7 +274,7 @@ impl Chain {
             digest: block.digest(),
             timestamp: block.timestamp,
             state_root,
-            tx_hashes: block.tx_hashes().collect(),
+            tx_hashes: outcome.receipts.iter().map(|r| r.tx_hash).collect(),
             outcome: Arc::new(outcome),
         };
         {

@@ -30,7 +30,6 @@ use commonware_storage::archive::immutable;
 use commonware_utils::ordered::Set;
 use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
 use cw_rand::{CryptoRng, Rng};
-use tensorgrid_types::Hash;
 
 use crate::app::{start_executor, App, Chain};
 use crate::block::Block;
@@ -112,6 +111,27 @@ pub struct Network<S, R, P, B> {
     pub mempool: (S, R),
     pub peers: P,
     pub blocker: B,
+}
+
+impl<S, R, P, B> Network<S, R, P, B> {
+    /// A network from one registration per channel of [`channels::ALL`], in that order (`register` is
+    /// called with each channel number).
+    pub async fn register<F, Fut>(mut register: F, peers: P, blocker: B) -> Network<S, R, P, B>
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: std::future::Future<Output = (S, R)>,
+    {
+        Network {
+            votes: register(channels::VOTES).await,
+            certificates: register(channels::CERTIFICATES).await,
+            resolver: register(channels::RESOLVER).await,
+            backfill: register(channels::BACKFILL).await,
+            blocks: register(channels::BLOCKS).await,
+            mempool: register(channels::MEMPOOL).await,
+            peers,
+            blocker,
+        }
+    }
 }
 
 /// The running validator's handles.
@@ -306,11 +326,6 @@ fn archive_config<C>(
         freezer_value_write_buffer: IO_BUFFER,
         ordinal_write_buffer: IO_BUFFER,
     }
-}
-
-/// The state root right after genesis, which the genesis block carries.
-pub fn genesis_block(chain_id: &str, genesis_time: u64, genesis_root: Hash) -> Block {
-    Block::genesis(chain_id, genesis_time, genesis_root)
 }
 
 /// The validators of an epoch. The set is the genesis set until the staking issue makes it come from the

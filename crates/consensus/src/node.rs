@@ -32,7 +32,7 @@ use tensorgrid_types::query::{Query, QueryResponse};
 use tensorgrid_types::{BlockRecord, Genesis, Hash, Timestamp, TxRecord};
 use tracing::{info, warn};
 
-use crate::engine::{channels, EngineConfig, Network};
+use crate::engine::{EngineConfig, Network};
 use crate::mempool::Gossip;
 use crate::{Chain, OpenError};
 
@@ -408,22 +408,12 @@ pub async fn start_validator(
     // Messages per second each peer may send on each channel. The network sizes its queues from this (peers ×
     // burst × channels), so it is a memory budget too; consensus sends a handful per view and gossip batches.
     let quota = Quota::per_second(NZU32!(2_000));
-    let mut registered = Vec::new();
-    for channel in channels::ALL {
-        registered.push(network.register(channel, quota));
-    }
-    let mut registered = registered.into_iter();
-    let mut take = || registered.next().expect("one registration per channel");
-    let net = Network {
-        votes: take(),
-        certificates: take(),
-        resolver: take(),
-        backfill: take(),
-        blocks: take(),
-        mempool: take(),
-        peers: oracle.clone(),
-        blocker: oracle.clone(),
-    };
+    let net = Network::register(
+        |channel| std::future::ready(network.register(channel, quota)),
+        oracle.clone(),
+        oracle.clone(),
+    )
+    .await;
     let _p2p = network.start();
 
     let mut engine = EngineConfig::new(

@@ -15,7 +15,6 @@ use commonware_runtime::{deterministic, Clock, Quota, Runner as _, Supervisor as
 use commonware_utils::{NZUsize, NZU32};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use tensorgrid_consensus::engine::channels;
 use tensorgrid_consensus::{Chain, EngineConfig, Network, Validator};
 use tensorgrid_node::mempool::MempoolConfig;
 use tensorgrid_types::{Amount, Genesis, GenesisAccount, Hash, Msg, Params, SecretKey, Timestamp, Tx};
@@ -99,22 +98,15 @@ async fn start_validator(
         Chain::open(&home.join("state.redb"), genesis, MempoolConfig::default()).expect("the ledger opens");
     let me = signer.public_key();
     let control = oracle.control(me.clone());
-    let mut registered = Vec::new();
-    for channel in channels::ALL {
-        registered.push(control.register(channel, QUOTA).await.expect("channel registers"));
-    }
-    let mut registered = registered.into_iter();
-    let mut next = || registered.next().expect("one registration per channel");
-    let network = Network {
-        votes: next(),
-        certificates: next(),
-        resolver: next(),
-        backfill: next(),
-        blocks: next(),
-        mempool: next(),
-        peers: oracle.manager(),
-        blocker: oracle.control(me.clone()),
-    };
+    let network = Network::register(
+        |channel| {
+            let control = control.clone();
+            async move { control.register(channel, QUOTA).await.expect("channel registers") }
+        },
+        oracle.manager(),
+        oracle.control(me.clone()),
+    )
+    .await;
     let mut config =
         EngineConfig::new(signer.clone(), participants.to_vec(), format!("validator-{index}"), genesis_block);
     config.leader_timeout = Duration::from_millis(500);
