@@ -349,7 +349,7 @@ pub fn block_randomness(parent: &Digest, height: u64) -> Hash {
     Hash(*hasher.finalize().as_bytes())
 }
 
-fn millis(clock: &impl Clock) -> u64 {
+pub(crate) fn millis(clock: &impl Clock) -> u64 {
     let ms = clock.current().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     u64::try_from(ms).unwrap_or(u64::MAX)
 }

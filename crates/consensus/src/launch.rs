@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use rand_core::{OsRng, RngCore};
-use tensorgrid_types::{Genesis, GenesisAccount, Params, Timestamp};
+use tensorgrid_types::{Genesis, GenesisAccount, Params};
 
 use crate::node::{
     public_key_of_seed, ChainSpec, GenesisValidator, Home, NodeConfig, NodeError, Peer,
@@ -18,14 +18,6 @@ pub const DEVNET_RPC_PORT: u16 = 26657;
 
 fn local(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-}
-
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_millis(ms)
 }
 
 fn random_seed() -> [u8; 32] {
@@ -45,7 +37,7 @@ pub fn local_spec(
     ChainSpec {
         genesis: Genesis {
             chain_id: chain_id.into(),
-            genesis_time: now(),
+            genesis_time: tensorgrid_node::wall_clock(),
             params: Params::default(),
             accounts,
         },

@@ -3,7 +3,6 @@
 //! peer cannot push anything into a mempool that a client could not.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use bytes::{Buf as _, BufMut, Bytes};
 use commonware_codec::varint::UInt;
@@ -102,11 +101,7 @@ where
                         debug!(?peer, "ignoring a malformed mempool message");
                         continue;
                     };
-                    let now = context
-                        .current()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                        .unwrap_or(0);
+                    let now = crate::app::millis(&context);
                     // Duplicates and transactions the ledger refuses are simply not kept.
                     let _ = chain.core().lock().submit_batch(txs, Timestamp::from_millis(now));
                 },

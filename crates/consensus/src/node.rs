@@ -251,16 +251,9 @@ impl std::fmt::Debug for ValidatorApi {
     }
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 impl NodeApi for ValidatorApi {
     fn submit(&self, raw: Vec<u8>) -> Result<Hash, SubmitError> {
-        let hash = self.chain.core().lock().submit(raw.clone(), Timestamp::from_millis(wall_ms()))?;
+        let hash = self.chain.core().lock().submit(raw.clone(), tensorgrid_node::wall_clock())?;
         self.gossip.send(raw);
         Ok(hash)
     }
@@ -338,7 +331,7 @@ impl NodeApi for ValidatorApi {
         gauge(
             "tensorgrid_tx_per_second",
             "Transactions committed per second over the last 10 seconds.",
-            format!("{:.1}", stats.tx_rate(wall_ms(), 10_000)),
+            format!("{:.1}", stats.tx_rate(tensorgrid_node::wall_clock().millis(), 10_000)),
         );
         out.push_str(&format!(
             "# HELP tensorgrid_committed_txs_total Transactions committed since start.\n# TYPE \

@@ -130,13 +130,9 @@ impl<S: Store> NodeCore<S> {
     /// Makes the next block from the mempool at `time` with `randomness`, executes it and clears what it
     /// included. Stale mempool entries expire first.
     pub fn produce_block(&mut self, time: Timestamp, randomness: Hash) -> Result<BlockOutcome, LedgerError> {
-        self.mempool.evict_expired(time);
-        let height = self.ledger.chain_info()?.height.saturating_add(1);
-        let txs = self.mempool.reap(self.block_max_txs, self.block_max_bytes, &Accounts(&self.ledger));
-        let outcome = self.ledger.execute_block(&BlockContext { height, time, randomness }, &txs, OsRng)?;
-        let included: Vec<Hash> = outcome.receipts.iter().map(|r| r.tx_hash).collect();
-        self.mempool.committed(&included, &Accounts(&self.ledger));
-        Ok(outcome)
+        let height = self.height()?.saturating_add(1);
+        let txs = self.reap(time, &HashSet::new());
+        self.commit_block(&BlockContext { height, time, randomness }, &txs, OsRng, |_, _| Ok(()))
     }
 }
 

@@ -19,7 +19,7 @@
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, Query as UrlQuery, State};
@@ -83,7 +83,7 @@ pub trait NodeApi: Send + Sync + 'static {
 
 impl<S: Store + Send + 'static> NodeApi for Mutex<NodeCore<S>> {
     fn submit(&self, raw: Vec<u8>) -> Result<Hash, SubmitError> {
-        self.lock().map_err(|_| SubmitError::Poisoned)?.submit(raw, now())
+        self.lock().map_err(|_| SubmitError::Poisoned)?.submit(raw, crate::wall_clock())
     }
 
     fn query(&self, query: &Query) -> Result<QueryResponse, QueryError> {
@@ -178,11 +178,6 @@ async fn json_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, ApiErr
             format!("the body is not valid JSON for this endpoint: {e}"),
         )
     })
-}
-
-fn now() -> Timestamp {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 #[derive(Deserialize)]
