@@ -1,5 +1,7 @@
 //! The CLI against a real devnet (spawned here): status, balances by key name or address, a transfer waited
-//! on until committed, exact arithmetic, and clear errors.
+//! on until committed, exact arithmetic, and clear errors; then a client's whole journey: new keys, funding,
+//! a provider registering and bidding, a lease from an SDL fixture created and closed with the refund checked
+//! to the utgr, account history, jobs, config defaults and exit codes.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,13 +20,55 @@ impl Drop for Devnet {
 }
 
 fn tgrid(home: &std::path::Path, node: &str, args: &[&str]) -> Output {
-    Command::new(TGRID)
+    tgrid_env(home, node, args, &[])
+}
+
+/// `tgrid` with JSON output against `node`, never reading the developer's own config file.
+fn tgrid_env(home: &std::path::Path, node: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(TGRID);
+    command.env("TGRID_CONFIG", home.join("no-config.toml"));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
         .arg("--home")
         .arg(home)
         .args(["--node", node, "--output", "json"])
         .args(args)
         .output()
         .expect("tgrid runs")
+}
+
+/// Starts `tgrid devnet` with its home in `home` on ports `base`, `base + 1`, and waits for its first block.
+fn start_devnet(home: &std::path::Path, base: u16) -> (Devnet, String, Value) {
+    let node = format!("http://127.0.0.1:{}", base + 1);
+    let child = Command::new(TGRID)
+        .env("TGRID_CONFIG", home.join("no-config.toml"))
+        .arg("--home")
+        .arg(home)
+        .args(["devnet", "--p2p-port", &base.to_string(), "--rpc-port", &(base + 1).to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("devnet starts");
+    let devnet = Devnet(child);
+    let started = Instant::now();
+    loop {
+        let out = tgrid(home, &node, &["status"]);
+        if out.status.success() {
+            let status = json(&out);
+            if status["chain"]["height"].as_u64().unwrap_or(0) >= 1 {
+                return (devnet, node, status);
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the devnet did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A port range for this test process (tests in one binary share a pid, so each passes its own `slot`).
+fn ports(slot: u16) -> u16 {
+    33_000 + (std::process::id() % 1_000) as u16 * 4 + slot * 2
 }
 
 fn json(out: &Output) -> Value {
@@ -40,29 +84,7 @@ fn utgr(value: &Value) -> u128 {
 fn status_balances_and_a_transfer_against_a_devnet() {
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().join("devnet");
-    let base = 33_000 + (std::process::id() % 1_000) as u16 * 2;
-    let node = format!("http://127.0.0.1:{}", base + 1);
-    let child = Command::new(TGRID)
-        .arg("--home")
-        .arg(&home)
-        .args(["devnet", "--p2p-port", &base.to_string(), "--rpc-port", &(base + 1).to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("devnet starts");
-    let _devnet = Devnet(child);
-    let started = Instant::now();
-    let status = loop {
-        let out = tgrid(&home, &node, &["status"]);
-        if out.status.success() {
-            let status = json(&out);
-            if status["chain"]["height"].as_u64().unwrap_or(0) >= 1 {
-                break status;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the devnet did not start");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (_devnet, node, status) = start_devnet(&home, ports(0));
     assert_eq!(status["chain"]["chain_id"], "tg-devnet");
     assert_eq!(status["validators"], serde_json::json!(["validator-0"]));
 
@@ -74,7 +96,7 @@ fn status_balances_and_a_transfer_against_a_devnet() {
     assert_eq!(utgr(&bob["balance"]), 1_000_000_000_000);
 
     let sent = json(&tgrid(&home, &node, &["account", "send", "--from", "alice", "bob", "1.5tgr"]));
-    let committed = &sent["committed"];
+    let committed = &sent;
     assert_eq!(committed["receipt"]["outcome"]["status"], "succeeded", "{sent}");
     let fee = utgr(&committed["receipt"]["fee_paid"]);
     let alice_after = json(&tgrid(&home, &node, &["account", "balance", "alice"]));
@@ -108,18 +130,247 @@ fn status_balances_and_a_transfer_against_a_devnet() {
     let orders = json(&tgrid(&home, &node, &["market", "orders"]));
     assert!(!orders["items"].as_array().unwrap().iter().any(|o| o["id"]["dseq"] == dseq), "{orders}");
 
-    // Clear errors, exit code 1: an unknown key, more than the account holds, a node that is not there.
+    // Clear errors with documented exit codes: an unknown key (1), more than the account holds (4: the
+    // transaction committed and failed), a node that is not there (3).
     let unknown = tgrid(&home, &node, &["account", "send", "--from", "nobody", "bob", "1tgr"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no key `nobody`"));
     let too_much = tgrid(&home, &node, &["account", "send", "--from", "bob", "alice", "2000000tgr"]);
-    assert_eq!(too_much.status.code(), Some(1));
+    assert_eq!(too_much.status.code(), Some(4));
     assert!(
         String::from_utf8_lossy(&too_much.stderr).contains("failed"),
         "{}",
         String::from_utf8_lossy(&too_much.stderr)
     );
     let nowhere = tgrid(&home, "http://127.0.0.1:9", &["status"]);
-    assert_eq!(nowhere.status.code(), Some(1));
+    assert_eq!(nowhere.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("tgrid devnet"));
+}
+
+/// The fee a committed transaction's JSON record says it paid.
+fn fee(record: &Value) -> u128 {
+    utgr(&record["receipt"]["fee_paid"])
+}
+
+fn balance(home: &std::path::Path, node: &str, who: &str) -> u128 {
+    utgr(&json(&tgrid(home, node, &["account", "balance", who]))["balance"])
+}
+
+/// The amount of the first event of `kind` in a transaction record.
+fn event_amount(record: &Value, kind: &str, field: &str) -> u128 {
+    let events = record["receipt"]["events"].as_array().expect("events");
+    let event = events.iter().find(|e| e["kind"] == kind).unwrap_or_else(|| panic!("no {kind} in {record}"));
+    utgr(&event[field])
+}
+
+fn fails_with(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+}
+
+#[test]
+fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("devnet");
+    let (_devnet, node, _) = start_devnet(&home, ports(1));
+    let n = node.as_str();
+    // The tenant's key is encrypted at rest; the passphrase comes from the environment, as in scripts.
+    let pass = [("TGRID_KEYRING_PASSPHRASE", "correct horse battery staple")];
+    let tenant_key = json(&tgrid_env(&home, n, &["keys", "add", "tenant"], &pass));
+    assert_eq!(tenant_key["key"]["backend"], "file");
+    assert_eq!(tenant_key["mnemonic"].as_str().unwrap().split(' ').count(), 24);
+    let tenant = tenant_key["key"]["address"].as_str().unwrap().to_string();
+    let provider_key = json(&tgrid(&home, n, &["keys", "add", "gpu-host", "--keyring-backend", "test"]));
+    let provider = provider_key["key"]["address"].as_str().unwrap().to_string();
+    let t = |args: &[&str]| tgrid_env(&home, n, args, &pass);
+
+    // Funding from a demo account.
+    json(&tgrid(&home, n, &["account", "send", "--from", "alice", "tenant", "1000tgr"]));
+    json(&tgrid(&home, n, &["account", "send", "--from", "alice", "gpu-host", "1000tgr"]));
+    assert_eq!(balance(&home, n, &tenant), 1_000_000_000);
+
+    // The provider registers with stake and attributes.
+    let registered = json(&tgrid(
+        &home,
+        n,
+        &[
+            "provider",
+            "register",
+            "--from",
+            "gpu-host",
+            "--host-uri",
+            "https://gpu-host.example.org:8443",
+            "--stake",
+            "100tgr",
+            "--attribute",
+            "region=us-west",
+            "--email",
+            "ops@example.org",
+        ],
+    ));
+    let mut provider_fees = fee(&registered);
+    let status = json(&tgrid(&home, n, &["provider", "status", "gpu-host"]));
+    assert_eq!(status["provider"]["status"], "active");
+    assert_eq!(utgr(&status["provider"]["stake"]), 100_000_000);
+    assert_eq!(status["live"], true);
+    assert_eq!(status["provider"]["attributes"][0]["key"], "region");
+
+    // The tenant deploys a community SDL file; its order opens with the mapped price ceiling.
+    let sdl = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/akash-sdl/AI-Image-App.yaml");
+    let created = json(&t(&["deploy", "create", sdl, "--from", "tenant", "--deposit", "50tgr"]));
+    let dseq = created["dseq"].as_u64().expect("dseq");
+    let mut tenant_fees = utgr(&created["fee"]);
+    let order = format!("{dseq}/1");
+    let orders = json(&tgrid(&home, n, &["market", "orders"]));
+    let open = orders["items"].as_array().unwrap().iter().find(|o| o["id"]["dseq"] == dseq).expect("order");
+    let max_price = utgr(&open["spec"]["max_price"]);
+    assert_eq!(max_price, 59_016_393, "AI-Image-App's pricing mapped to utgr per hour");
+
+    // The provider bids just under the ceiling; the tenant sees the bid and accepts it.
+    let price = max_price - 16_393;
+    let bid = json(&tgrid(
+        &home,
+        n,
+        &["market", "bid", &order, "--price", &format!("{price}utgr"), "--from", "gpu-host"],
+    ));
+    provider_fees += fee(&bid);
+    let bids = json(&tgrid(&home, n, &["market", "bids", &order]));
+    assert_eq!(bids[0]["id"]["provider"], provider.as_str());
+    assert_eq!(bids[0]["state"]["state"], "open");
+    let bid_id = format!("{order}/{provider}");
+    let leased = json(&t(&["lease", "create", "--bid", &bid_id, "--from", "tenant"]));
+    tenant_fees += fee(&leased);
+    std::thread::sleep(Duration::from_millis(1500));
+    let running = json(&t(&["lease", "status", &order]));
+    assert_eq!(running["lease"]["state"]["state"], "active");
+    assert!(utgr(&running["unsettled"]) > 0, "a running lease accrues: {running}");
+    let listed = json(&t(&["lease", "list", "--from", "tenant"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // Closing the lease pays the provider exactly ⌊price × duration / 1 h⌋; with its only group done the
+    // deployment closes too and refunds the rest of the escrow; nobody gains or loses a utgr beyond that and
+    // the fees.
+    let closed = json(&t(&["lease", "close", &order, "--from", "tenant"]));
+    tenant_fees += fee(&closed);
+    let lease = json(&t(&["lease", "status", &bid_id]))["lease"].clone();
+    assert_eq!(lease["state"]["state"], "closed");
+    let started = lease["started_at"].as_u64().unwrap();
+    let ended = lease["state"]["at"].as_u64().unwrap();
+    let paid = utgr(&lease["paid"]);
+    assert_eq!(paid, price * u128::from(ended - started) / 3_600_000);
+    assert!(paid > 0);
+    assert_eq!(event_amount(&closed, "lease_paid", "amount"), paid);
+    assert_eq!(event_amount(&closed, "deployment_closed", "refunded"), 50_000_000 - paid);
+    // Closing it again is a transaction that commits and fails (exit 4): it pays its fee and changes nothing
+    // else. Its record is the newest in the tenant's history.
+    fails_with(&t(&["deploy", "close", &dseq.to_string(), "--from", "tenant"]), 4, "is closed");
+    let history = json(&t(&["account", "history", "tenant"]));
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items[0]["receipt"]["outcome"]["status"], "failed", "{history}");
+    tenant_fees += fee(&items[0]);
+    assert_eq!(balance(&home, n, &tenant), 1_000_000_000 - tenant_fees - paid);
+    // The provider got the lease's pay and its bid deposit back; its stake stays bonded.
+    assert_eq!(balance(&home, n, &provider), 1_000_000_000 - 100_000_000 - provider_fees + paid);
+    let withdrawn = json(&tgrid(&home, n, &["provider", "withdraw", "--from", "gpu-host"]));
+    assert_eq!(utgr(&withdrawn["paid"]), 0, "nothing left to collect once the lease closed");
+
+    // History: newest first, paged, naming the transfer in as well as what the tenant signed.
+    assert_eq!(items.len(), 5, "{history}");
+    assert_eq!(items[1]["hash"], closed["hash"]);
+    assert_eq!(items[4]["receipt"]["signer"], json(&tgrid(&home, n, &["keys", "show", "alice"]))["address"]);
+    let first = json(&t(&["account", "history", "tenant", "--limit", "2"]));
+    let cursor = first["next"].as_str().expect("a next cursor").to_string();
+    let second = json(&t(&["account", "history", "tenant", "--limit", "2", "--after", &cursor]));
+    assert_eq!(second["items"][0]["hash"], items[2]["hash"]);
+    let provider_history = json(&tgrid(&home, n, &["account", "history", "gpu-host"]));
+    let kinds: Vec<&str> = provider_history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["receipt"]["events"].as_array().unwrap())
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"lease_paid"), "the tenant's close names the provider: {kinds:?}");
+
+    // Jobs: a job nobody bids on fails when its window closes and the whole budget comes back; a job
+    // cancelled while bidding is refunded too.
+    let module = dir.path().join("hello.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, b"hello").unwrap();
+    let module = module.to_str().unwrap();
+    let before = balance(&home, n, &tenant);
+    let failed = json(&t(&[
+        "job",
+        "submit",
+        module,
+        "--input",
+        input.to_str().unwrap(),
+        "--budget",
+        "2tgr",
+        "-k",
+        "2",
+        "--bid-window",
+        "2s",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--from",
+        "tenant",
+    ]));
+    assert_eq!(failed["state"]["state"], "failed", "{failed}");
+    assert_eq!(failed["state"]["reason"]["not_enough_bids"]["needed"], 2);
+    assert_eq!(failed["spec"]["inputs"][0], blake3::hash(b"hello").to_hex().as_str());
+    let job_id = failed["id"].as_u64().unwrap().to_string();
+    let job_history = json(&t(&["account", "history", "tenant", "--limit", "1"]));
+    let submit_fee = fee(&job_history["items"][0]);
+    assert_eq!(balance(&home, n, &tenant), before - submit_fee, "the budget came back whole");
+    fails_with(&t(&["job", "result", &job_id]), 1, "no revealed result");
+
+    let before = balance(&home, n, &tenant);
+    let submitted =
+        json(&t(&["job", "submit", module, "--budget", "1tgr", "--bid-window", "60s", "--from", "tenant"]));
+    let second_job = submitted["job"].as_u64().unwrap().to_string();
+    assert_eq!(json(&t(&["job", "status", &second_job]))["state"]["state"], "bidding");
+    let cancelled = json(&t(&["job", "cancel", &second_job, "--from", "tenant"]));
+    assert_eq!(event_amount(&cancelled, "job_cancelled", "refunded"), 1_000_000);
+    assert_eq!(balance(&home, n, &tenant), before - utgr(&submitted["fee"]) - fee(&cancelled));
+
+    // Exit codes: 5 not found, 4 refused or failed on chain, 1 what this version cannot do yet.
+    fails_with(&t(&["deploy", "show", "424242"]), 5, "no deployment 424242");
+    fails_with(&t(&["job", "status", "424242"]), 5, "no job 424242");
+    fails_with(&t(&["lease", "close", &bid_id, "--from", "tenant"]), 4, "failed");
+    fails_with(&t(&["lease", "logs", &bid_id]), 1, "gpu-host.example.org");
+    fails_with(
+        &t(&["account", "send", "--from", "tenant", "--chain-id", "tg-mainnet", "alice", "1tgr"]),
+        4,
+        "serves chain `tg-devnet`",
+    );
+    fails_with(&t(&["account", "send", "alice", "1tgr"]), 1, "--from KEY");
+
+    // Defaults from a config file: the signing key and node come from it when no flag says otherwise.
+    let config = dir.path().join("config.toml");
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(TGRID)
+            .args(["--config", config, "--home"])
+            .arg(&home)
+            .args(args)
+            .output()
+            .expect("tgrid runs")
+    };
+    assert!(run(&["config", "set", "from", "tenant"]).status.success());
+    assert!(run(&["config", "set", "node", n]).status.success());
+    assert!(run(&["config", "set", "output", "json"]).status.success());
+    let effective = json(&run(&["config", "show"]));
+    assert_eq!(effective["effective"]["from"], "tenant");
+    assert_eq!(json(&run(&["account", "balance"]))["address"], tenant.as_str());
+    fails_with(&run(&["config", "set", "nod", "x"]), 1, "no config key `nod`");
+    std::fs::write(config, "nodes = 1\n").unwrap();
+    fails_with(&run(&["status"]), 1, "unknown field `nodes`");
+
+    let completions = Command::new(TGRID).args(["completions", "bash"]).output().unwrap();
+    assert!(completions.status.success());
+    assert!(String::from_utf8_lossy(&completions.stdout).contains("tgrid__subcmd__lease__subcmd__create"));
 }

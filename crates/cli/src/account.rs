@@ -1,141 +1,139 @@
 //! `tgrid status` and `tgrid account …`: the chain and accounts through a node's API, with the SDK's client.
 
-use std::path::Path;
-
-use anyhow::Context as _;
 use clap::Subcommand;
-use tensorgrid_client::{Backend, Keystore, RpcClient};
-use tensorgrid_types::{Address, Amount, Msg, SecretKey};
+use tensorgrid_types::{Amount, Msg, TxRecord};
 
+use crate::ctx::{event_text, Ctx};
 use crate::{emit_line, print_json, Output};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Account {
-    /// An account's balance and nonce. WHO is an address (tg1…) or the name of a key in the keystore.
-    Balance { who: String },
-    /// Send TGR: `tgrid account send --from alice tg1… 1.5tgr` (amounts as `1.5tgr` or `1500000utgr`).
+    /// An account's balance and nonce. WHO is an address (tg1…) or a key name; --from's by default.
+    Balance { who: Option<String> },
+    /// Send TGR from --from: `tgrid account send --from alice tg1… 1.5tgr` (or `1500000utgr`).
     Send {
-        /// The key that signs and pays (a name in the keystore).
-        #[arg(long)]
-        from: String,
         /// Recipient: an address or a key name.
         to: String,
         amount: Amount,
-        /// The most fee this transaction may pay.
-        #[arg(long, default_value = "1tgr")]
-        max_fee: Amount,
         /// Return once the transaction is in the mempool instead of once it is committed.
         #[arg(long)]
         no_wait: bool,
     },
+    /// The transactions an account signed or that named it (transfers in, leases, bids, …), newest first.
+    History {
+        /// An address or a key name; --from's by default.
+        who: Option<String>,
+        /// How many transactions (at most 200 per page).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Continue after this cursor (printed at the end of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+    },
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
-}
-
-/// An address, or the address of a key in the keystore.
-pub(crate) fn resolve(who: &str, home: &Path) -> anyhow::Result<Address> {
-    if let Ok(address) = who.parse::<Address>() {
-        return Ok(address);
-    }
-    let store = Keystore::open(home.join("keys"))?;
-    let info = store.show(who).with_context(|| {
-        format!("`{who}` is neither an address (tg1…) nor a key in {}", store.dir().display())
-    })?;
-    Ok(info.address)
-}
-
-pub(crate) fn unlock(name: &str, home: &Path) -> anyhow::Result<SecretKey> {
-    let store = Keystore::open(home.join("keys"))?;
-    let info = store.show(name).with_context(|| format!("no key `{name}`; see `tgrid keys list`"))?;
-    let pass = match info.backend {
-        Backend::File => Some(crate::keys::passphrase(false)?),
-        Backend::Test => None,
-    };
-    Ok(store.unlock(name, pass.as_deref().map(String::as_str))?.key)
-}
-
-pub(crate) fn unreachable_hint(e: tensorgrid_client::RpcError, node: &str) -> anyhow::Error {
-    match e {
-        tensorgrid_client::RpcError::Transport { .. } => {
-            anyhow::anyhow!("{e}\nis a node running there? start one with `tgrid devnet`, or pass --node URL")
+pub(crate) fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let status = ctx.block_on(ctx.client().status())?;
+    ctx.show(&status, |status| {
+        let mut text = format!("chain      {}\n", status["chain"]["chain_id"].as_str().unwrap_or("?"));
+        text.push_str(&format!("height     {}\n", status["chain"]["height"]));
+        if let Some(time) = status["chain"]["time"].as_u64() {
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time);
+            text.push_str(&format!("block time {}\n", humantime::format_rfc3339_millis(when)));
         }
-        other => anyhow::anyhow!("{other} (node {node})"),
-    }
-}
-
-pub(crate) fn status(node: &str, output: Output) -> anyhow::Result<()> {
-    let client = RpcClient::new(node);
-    let status = runtime()?.block_on(client.status()).map_err(|e| unreachable_hint(e, node))?;
-    match output {
-        Output::Json => print_json(&status),
-        Output::Text => {
-            emit_line(&format!("chain     {}", status["chain"]["chain_id"].as_str().unwrap_or("?")))?;
-            emit_line(&format!("height    {}", status["chain"]["height"]))?;
-            emit_line(&format!("time      {} ms since the epoch", status["chain"]["time"]))?;
-            if let Some(validators) = status["validators"].as_array() {
-                let names: Vec<&str> = validators.iter().filter_map(|v| v.as_str()).collect();
-                emit_line(&format!("validators {} ({})", names.len(), names.join(", ")))?;
-            }
-            emit_line(&format!("mempool   {} transactions", status["mempool_txs"]))?;
-            if let Some(version) = status["node"]["version"].as_str() {
-                emit_line(&format!("node      {} {version}", status["node"]["name"].as_str().unwrap_or("")))?;
-            }
-            if let Some(halted) = status["halted"].as_str() {
-                emit_line(&format!("HALTED    {halted}"))?;
-            }
-            Ok(())
+        if let Some(validators) = status["validators"].as_array() {
+            let names: Vec<&str> = validators.iter().filter_map(|v| v.as_str()).collect();
+            text.push_str(&format!("validators {} ({})\n", names.len(), names.join(", ")));
         }
+        text.push_str(&format!("mempool    {} transactions\n", status["mempool_txs"]));
+        if let Some(version) = status["node"]["version"].as_str() {
+            text.push_str(&format!(
+                "node       {} {version}\n",
+                status["node"]["name"].as_str().unwrap_or("")
+            ));
+        }
+        if let Some(halted) = status["halted"].as_str() {
+            text.push_str(&format!("HALTED     {halted}\n"));
+        }
+        text
+    })
+}
+
+/// The key named, or `--from`'s.
+fn who_or_from(ctx: &Ctx, who: Option<&str>) -> anyhow::Result<tensorgrid_types::Address> {
+    match who {
+        Some(who) => ctx.resolve(who),
+        None => ctx.signer_address(),
     }
 }
 
-pub(crate) fn run(command: Account, node: &str, home: &Path, output: Output) -> anyhow::Result<()> {
-    let client = RpcClient::new(node);
-    let rt = runtime()?;
+pub(crate) fn run(ctx: &Ctx, command: Account) -> anyhow::Result<()> {
+    let client = ctx.client();
     match command {
         Account::Balance { who } => {
-            let address = resolve(&who, home)?;
-            let account = rt.block_on(client.account(&address)).map_err(|e| unreachable_hint(e, node))?;
+            let address = who_or_from(ctx, who.as_deref())?;
+            let account = ctx.block_on(client.account(&address))?;
             let (balance, nonce) = account.map(|a| (a.balance, a.nonce)).unwrap_or((Amount::ZERO, 0));
-            match output {
-                Output::Json => {
-                    print_json(&serde_json::json!({ "address": address, "balance": balance, "nonce": nonce }))
-                }
-                Output::Text => emit_line(&format!("{address}  {balance}  (nonce {nonce})")),
-            }
+            let value = serde_json::json!({ "address": address, "balance": balance, "nonce": nonce });
+            ctx.show(&value, |_| format!("{address}  {balance}  (nonce {nonce})"))
         }
-        Account::Send { from, to, amount, max_fee, no_wait } => {
-            let key = unlock(&from, home)?;
-            let to = resolve(&to, home)?;
-            let sent = rt
-                .block_on(client.send_msg(&key, Msg::Send { to, amount }, max_fee, !no_wait))
-                .map_err(|e| unreachable_hint(e, node))?;
-            if let Some(record) = &sent.committed {
-                if let Some(error) = record.receipt.error() {
-                    match output {
-                        Output::Json => print_json(&record)?,
-                        Output::Text => {}
-                    }
-                    anyhow::bail!(
-                        "transaction {} was committed in block {} but failed: {error}",
-                        sent.hash,
-                        record.height
-                    );
-                }
+        Account::Send { to, amount, no_wait } => {
+            let to = ctx.resolve(&to)?;
+            if no_wait {
+                let key = ctx.signer()?;
+                let sent =
+                    ctx.block_on(client.send_msg(&key, Msg::Send { to, amount }, ctx.max_fee, false))?;
+                let value = serde_json::json!({ "hash": sent.hash });
+                return ctx.show(&value, |_| {
+                    format!("submitted {}; follow it with `tgrid account history`", sent.hash)
+                });
             }
-            match (output, &sent.committed) {
-                (Output::Json, _) => {
-                    print_json(&serde_json::json!({ "hash": sent.hash, "committed": sent.committed }))
-                }
-                (Output::Text, Some(record)) => emit_line(&format!(
-                    "sent {amount} to {to}: committed in block {} (fee {}), tx {}",
-                    record.height, record.receipt.fee_paid, sent.hash
-                )),
-                (Output::Text, None) => {
-                    emit_line(&format!("submitted {}; see it with GET /v1/tx/{}", sent.hash, sent.hash))
+            let record = ctx.execute(Msg::Send { to, amount })?;
+            ctx.show_tx(&format!("sent {amount} to {to}"), &record)
+        }
+        Account::History { who, limit, after } => {
+            let address = who_or_from(ctx, who.as_deref())?;
+            let page = ctx.block_on(client.account_txs(&address, after.as_deref(), limit))?;
+            match ctx.output {
+                Output::Json => print_json(&page),
+                Output::Text => {
+                    if page.items.is_empty() {
+                        emit_line(&format!("no transactions for {address}"))?;
+                    }
+                    for record in &page.items {
+                        emit_line(&history_line(record, &address))?;
+                    }
+                    if let Some(next) = &page.next {
+                        emit_line(&format!("more: tgrid account history {address} --after {next}"))?;
+                    }
+                    Ok(())
                 }
             }
         }
     }
+}
+
+/// One transaction of an account's history: where, what, and whether it worked.
+fn history_line(record: &TxRecord, account: &tensorgrid_types::Address) -> String {
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.block_time.millis());
+    let role = if record.receipt.signer.as_ref() == Some(account) { "signed" } else { "named" };
+    let status = match record.receipt.error() {
+        None => "ok".to_string(),
+        Some(error) => format!("FAILED: {error}"),
+    };
+    let events: Vec<String> = record
+        .receipt
+        .events
+        .iter()
+        .filter(|e| !matches!(e, tensorgrid_types::Event::FeePaid { .. }))
+        .map(event_text)
+        .collect();
+    format!(
+        "{:>8}  {}  {role:<6}  fee {:<10}  {status}  {}\n          tx {}",
+        record.height,
+        humantime::format_rfc3339_seconds(when),
+        record.receipt.fee_paid.to_string(),
+        events.join("; "),
+        record.hash
+    )
 }

@@ -1,38 +1,76 @@
 //! The `tgrid` command line. The binary only calls [`main`]; everything a command does lives in the library
 //! crates it calls, and this crate turns their results into text or JSON.
 //!
-//! Exit codes: 0 success; 1 the command failed (the message says why and what to do next); 2 the command line
-//! itself was wrong (clap's usage errors).
+//! Settings come from flags, then `TGRID_*` environment variables, then the config file
+//! (`$XDG_CONFIG_HOME/tensorgrid/config.toml`, or `--config`), then built-in defaults.
+//!
+//! Exit codes (also in `tgrid --help`):
+//! 0 success; 1 the command failed (the message says why and what to do next); 2 the command line itself was
+//! wrong; 3 the node could not be reached; 4 the node refused the request, or the transaction was committed
+//! but failed (it paid its fee); 5 what the command names does not exist; 6 the transaction was accepted but
+//! not committed in time (it may still commit).
 
 mod account;
 mod chain;
+mod ctx;
 mod demo;
 mod deploy;
+mod job;
 mod keys;
+mod market;
+mod provider;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use tensorgrid_client::RpcError;
 use tensorgrid_types::{Amount, Msg};
 
+use crate::ctx::{Config, Ctx, NotFound};
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the command failed (the message says why); 2 bad command \
+line; 3 node unreachable; 4 the node refused the request or the transaction failed (fee paid); 5 not found; \
+6 accepted but not committed in time.";
+
 #[derive(Debug, Parser)]
-#[command(name = "tgrid", version, about = "tensorgrid: a decentralized compute market for AI")]
+#[command(
+    name = "tgrid",
+    version,
+    about = "tensorgrid: a decentralized compute market for AI",
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
-    /// Where tgrid keeps its state (keys, config); defaults to $TGRID_HOME or the user's data directory.
+    /// Where tgrid keeps its state (keys); defaults to $TGRID_HOME, `home` in the config, or the user's data
+    /// directory.
     #[arg(long, global = true, env = "TGRID_HOME")]
     home: Option<PathBuf>,
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
-    /// The node whose API commands talk to.
-    #[arg(long, global = true, env = "TGRID_NODE", default_value = "http://127.0.0.1:26657")]
-    node: String,
+    /// The config file; defaults to $XDG_CONFIG_HOME/tensorgrid/config.toml.
+    #[arg(long, global = true, env = "TGRID_CONFIG")]
+    config: Option<PathBuf>,
+    /// text for people, json for programs [default: text]
+    #[arg(long, global = true, value_enum, env = "TGRID_OUTPUT")]
+    output: Option<Output>,
+    /// The node whose API commands talk to [default: http://127.0.0.1:26657]
+    #[arg(long, global = true, env = "TGRID_NODE")]
+    node: Option<String>,
+    /// The key that signs transactions (a name in the keystore).
+    #[arg(long, global = true, env = "TGRID_FROM")]
+    from: Option<String>,
+    /// Refuse to sign unless the node serves this chain.
+    #[arg(long, global = true, env = "TGRID_CHAIN_ID")]
+    chain_id: Option<String>,
+    /// The most fee a transaction may pay (`0.01tgr`, `10000utgr`) [default: 1tgr]
+    #[arg(long, global = true, env = "TGRID_MAX_FEE")]
+    max_fee: Option<Amount>,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Output {
     Text,
     Json,
@@ -57,15 +95,29 @@ enum Command {
     /// Deployments from Akash SDL manifests.
     #[command(subcommand)]
     Deploy(Deploy),
-    /// The market: open orders.
+    /// The market: open orders, bids on them, bidding as a provider.
     #[command(subcommand)]
-    Market(Market),
+    Market(market::Market),
+    /// Leases: accept a bid, see, close and withdraw from leases.
+    #[command(subcommand)]
+    Lease(market::Lease),
+    /// One-shot jobs (WASM modules, containers, inference batches) run by k providers and verified.
+    #[command(subcommand)]
+    Job(job::Job),
+    /// Providers: register, update, stake, withdraw earnings, leave.
+    #[command(subcommand)]
+    Provider(provider::Provider),
+    /// The config file of defaults: where it is, what it says, change it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script: `tgrid completions bash > ~/.local/share/bash-completion/completions/tgrid`.
+    Completions { shell: clap_complete::Shell },
     /// Keys: create, recover, list, show, export and delete.
     #[command(subcommand)]
     Keys(keys::Keys),
     /// The chain as the node sees it: chain id, height, latest block time, validators, the node's version.
     Status,
-    /// Accounts: balances and transfers.
+    /// Accounts: balances, transfers and history.
     #[command(subcommand)]
     Account(account::Account),
     /// Run the validator whose home is --home (genesis.json, node.toml, validator.key, data/).
@@ -106,45 +158,34 @@ enum Deploy {
     /// paid from `--deposit` in escrow. Prints the new dseq.
     Create {
         file: PathBuf,
-        /// The key that owns the deployment and pays.
-        #[arg(long)]
-        from: String,
-        /// Escrow to start with (`5tgr`, `5000000utgr`).
+        /// Escrow to start with (`5tgr`, `5000000utgr`); paid by --from, who owns the deployment.
         #[arg(long)]
         deposit: Amount,
-        #[arg(long, default_value = "1tgr")]
-        max_fee: Amount,
     },
     /// A deployment with its orders and leases.
     Show { dseq: u64 },
-    /// An owner's deployments (an address or a key name).
-    List { owner: String },
-    /// Add to a deployment's escrow.
-    Deposit {
-        dseq: u64,
-        amount: Amount,
-        #[arg(long)]
-        from: String,
-        #[arg(long, default_value = "1tgr")]
-        max_fee: Amount,
-    },
+    /// An owner's deployments (an address or a key name; --from's by default).
+    List { owner: Option<String> },
+    /// Add to a deployment's escrow (paid by --from).
+    Deposit { dseq: u64, amount: Amount },
     /// Close a deployment: its leases end and what is left in escrow goes back to the owner.
-    Close {
-        dseq: u64,
-        #[arg(long)]
-        from: String,
-        #[arg(long, default_value = "1tgr")]
-        max_fee: Amount,
-    },
+    Close { dseq: u64 },
 }
 
 #[derive(Debug, Subcommand)]
-enum Market {
-    /// Orders open for bids.
-    Orders,
+enum ConfigCommand {
+    /// Print the config file's path.
+    Path,
+    /// Print the config file's settings and the effective ones.
+    Show,
+    /// Set a default: node, from, chain_id, output, max_fee or home.
+    Set { key: String, value: String },
+    /// Remove a default.
+    Unset { key: String },
 }
 
-/// Parses the command line, runs the command and reports errors on stderr.
+/// Parses the command line, runs the command and reports errors on stderr, with an exit code that says
+/// what kind of failure it was.
 // The CLI is where errors meet the user, so it prints to stderr.
 #[allow(clippy::print_stderr)]
 pub fn main() -> ExitCode {
@@ -153,55 +194,180 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let (code, hint) = classify(&e);
+            if let Some(hint) = hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(code)
         }
     }
 }
 
+/// The exit code of a failure and, where there is one, the next thing to try.
+fn classify(e: &anyhow::Error) -> (u8, Option<String>) {
+    for cause in e.chain() {
+        if let Some(rpc) = cause.downcast_ref::<RpcError>() {
+            return match rpc {
+                RpcError::Transport { url, .. } => (
+                    3,
+                    Some(format!(
+                        "is a node running at {url}? Start one with `tgrid devnet`, or pass --node URL \
+                         (or `tgrid config set node URL`)"
+                    )),
+                ),
+                RpcError::WrongChain { .. } => {
+                    (4, Some("check --chain-id (or `chain_id` in `tgrid config show`) and --node".into()))
+                }
+                RpcError::Node { code, .. } if code == "insufficient_funds" || code == "fee_not_payable" => {
+                    (4, Some("see the balance with `tgrid account balance KEY`".into()))
+                }
+                RpcError::Node { status: 404, .. } => (5, None),
+                RpcError::Node { .. } | RpcError::Failed { .. } => (4, None),
+                RpcError::NotCommitted { hash } => {
+                    (6, Some(format!("look it up later: `tgrid account history` or GET /v1/tx/{hash}")))
+                }
+                RpcError::Decode { .. } => (1, None),
+            };
+        }
+        if cause.downcast_ref::<NotFound>().is_some() {
+            return (5, None);
+        }
+    }
+    (1, None)
+}
+
+/// The settings in effect: each from its flag or environment variable, else the config file, else the
+/// built-in default.
+#[derive(Debug, Serialize)]
+struct Effective {
+    node: String,
+    from: Option<String>,
+    chain_id: Option<String>,
+    output: Output,
+    max_fee: Amount,
+    home: Option<PathBuf>,
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config_path = cli.config.clone().or_else(Config::default_path);
+    let config = match &config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let settings = Effective {
+        node: cli.node.or(config.node.clone()).unwrap_or_else(|| ctx::DEFAULT_NODE.to_string()),
+        from: cli.from.or(config.from.clone()),
+        chain_id: cli.chain_id.or(config.chain_id.clone()),
+        output: cli.output.or(config.output).unwrap_or(Output::Text),
+        max_fee: cli.max_fee.or(config.max_fee).unwrap_or(ctx::DEFAULT_MAX_FEE),
+        home: cli.home.or(config.home.clone()),
+    };
+    let output = settings.output;
     match cli.command {
         Command::Devnet { p2p_port, rpc_port } => {
             init_logging();
-            return chain::devnet(cli.home, p2p_port, rpc_port, cli.output);
+            return chain::devnet(settings.home, p2p_port, rpc_port, output);
         }
         Command::Testnet { validators, dir, base_port, dry_run, blocks_per_epoch } => {
-            return chain::testnet(dir, validators, base_port, blocks_per_epoch, dry_run, cli.output);
+            return chain::testnet(dir, validators, base_port, blocks_per_epoch, dry_run, output);
         }
-        Command::Demo { seed } => return demo::demo(seed, cli.output),
+        Command::Demo { seed } => return demo::demo(seed, output),
         Command::Node => {
             init_logging();
-            let home = cli
+            let home = settings
                 .home
                 .ok_or_else(|| anyhow::anyhow!("`tgrid node` needs --home DIR (a validator home)"))?;
             return chain::node(&home);
         }
+        Command::Sim { seed } => return sim(seed, output),
+        Command::Deploy(Deploy::Check { file }) => return deploy_check(&file, output),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tgrid", &mut out);
+            return emit(&String::from_utf8_lossy(&out));
+        }
+        Command::Config(command) => {
+            let path = config_path
+                .ok_or_else(|| anyhow::anyhow!("no config directory on this system: pass --config FILE"))?;
+            return config_command(command, &path, config, &settings);
+        }
         _ => {}
     }
-    let home = match cli.home {
+    let home = match settings.home {
         Some(home) => home,
         None => dirs::data_dir()
             .map(|d| d.join("tensorgrid"))
             .ok_or_else(|| anyhow::anyhow!("no data directory on this system: pass --home DIR"))?,
     };
+    let ctx = Ctx::new(home, output, settings.node, settings.from, settings.chain_id, settings.max_fee)?;
     match cli.command {
-        Command::Sim { seed } => sim(seed, cli.output),
-        Command::Deploy(Deploy::Check { file }) => deploy_check(&file, cli.output),
-        Command::Deploy(Deploy::Create { file, from, deposit, max_fee }) => {
-            deploy::create(&file, &from, deposit, max_fee, &cli.node, &home, cli.output)
+        Command::Deploy(Deploy::Create { file, deposit }) => deploy::create(&ctx, &file, deposit),
+        Command::Deploy(Deploy::Show { dseq }) => deploy::show(&ctx, dseq),
+        Command::Deploy(Deploy::List { owner }) => deploy::list(&ctx, owner.as_deref()),
+        Command::Deploy(Deploy::Deposit { dseq, amount }) => {
+            let record = ctx.execute(Msg::DepositDeployment { dseq, amount })?;
+            ctx.show_tx(&format!("deposited {amount} into deployment {dseq}"), &record)
         }
-        Command::Deploy(Deploy::Show { dseq }) => deploy::show(dseq, &cli.node, cli.output),
-        Command::Deploy(Deploy::List { owner }) => deploy::list(&owner, &cli.node, &home, cli.output),
-        Command::Deploy(Deploy::Deposit { dseq, amount, from, max_fee }) => {
-            deploy::tx(&from, Msg::DepositDeployment { dseq, amount }, max_fee, &cli.node, &home, cli.output)
+        Command::Deploy(Deploy::Close { dseq }) => {
+            let record = ctx.execute(Msg::CloseDeployment { dseq })?;
+            ctx.show_tx(&format!("closed deployment {dseq}"), &record)
         }
-        Command::Deploy(Deploy::Close { dseq, from, max_fee }) => {
-            deploy::tx(&from, Msg::CloseDeployment { dseq }, max_fee, &cli.node, &home, cli.output)
+        Command::Market(command) => market::market(&ctx, command),
+        Command::Lease(command) => market::lease(&ctx, command),
+        Command::Job(command) => job::run(&ctx, command),
+        Command::Provider(command) => provider::run(&ctx, command),
+        Command::Keys(command) => keys::run(command, &ctx.home, ctx.output),
+        Command::Status => account::status(&ctx),
+        Command::Account(command) => account::run(&ctx, command),
+        Command::Demo { .. }
+        | Command::Node
+        | Command::Devnet { .. }
+        | Command::Testnet { .. }
+        | Command::Sim { .. }
+        | Command::Deploy(Deploy::Check { .. })
+        | Command::Completions { .. }
+        | Command::Config(_) => Ok(()),
+    }
+}
+
+fn config_command(
+    command: ConfigCommand,
+    path: &Path,
+    mut config: Config,
+    settings: &Effective,
+) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Path => emit_line(&path.display().to_string()),
+        ConfigCommand::Show => match settings.output {
+            Output::Json => print_json(&serde_json::json!({
+                "path": path, "file": config, "effective": settings,
+            })),
+            Output::Text => {
+                emit_line(&format!("# effective settings (config file: {})", path.display()))?;
+                let value = serde_json::to_value(settings)?;
+                if let Some(map) = value.as_object() {
+                    for (key, value) in map {
+                        let value = match value {
+                            serde_json::Value::Null => "(not set)".to_string(),
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        emit_line(&format!("{key:<9} {value}"))?;
+                    }
+                }
+                Ok(())
+            }
+        },
+        ConfigCommand::Set { key, value } => {
+            config.set(&key, &value)?;
+            config.save(path)?;
+            emit_line(&format!("{key} = {value}  ({})", path.display()))
         }
-        Command::Market(Market::Orders) => deploy::orders(&cli.node, cli.output),
-        Command::Keys(command) => keys::run(command, &home, cli.output),
-        Command::Status => account::status(&cli.node, cli.output),
-        Command::Account(command) => account::run(command, &cli.node, &home, cli.output),
-        Command::Demo { .. } | Command::Node | Command::Devnet { .. } | Command::Testnet { .. } => Ok(()),
+        ConfigCommand::Unset { key } => {
+            config.unset(&key)?;
+            config.save(path)?;
+            emit_line(&format!("{key} unset  ({})", path.display()))
+        }
     }
 }
 

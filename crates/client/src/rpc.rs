@@ -9,8 +9,13 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tensorgrid_types::query::{ChainInfo, Query, QueryResponse};
-use tensorgrid_types::{Account, Address, Amount, BlockRecord, Hash, Msg, SecretKey, Tx, TxRecord};
+use tensorgrid_types::job::{Job, JobBid, JobId};
+use tensorgrid_types::market::{Bid, Dseq, Lease, LeaseId, Order, OrderId};
+use tensorgrid_types::provider::Provider;
+use tensorgrid_types::query::{ChainInfo, DeploymentInfo, Page, Paged, Query, QueryResponse};
+use tensorgrid_types::{
+    Account, Address, Amount, BlockRecord, Hash, Msg, Params, SecretKey, Tx, TxError, TxRecord,
+};
 
 /// Why a call to a node failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,16 @@ pub enum RpcError {
     /// The node answered something this client does not understand.
     #[error("unexpected answer from the node for {what}: {reason}")]
     Decode { what: String, reason: String },
+    /// The node serves another chain than the one the caller named (`--chain-id`); nothing was signed.
+    #[error("the node at {url} serves chain `{node}`, not `{expected}`; nothing was sent")]
+    WrongChain { url: String, expected: String, node: String },
+    /// The transaction was committed but its message failed: it paid its fee and used its nonce, and
+    /// changed nothing else.
+    #[error("transaction {} was committed in block {} but failed: {error}", .record.hash, .record.height)]
+    Failed { error: TxError, record: Box<TxRecord> },
+    /// The node gave up waiting for the commit; the transaction may still commit later.
+    #[error("transaction {hash} was accepted but not committed in time; look it up later with its hash")]
+    NotCommitted { hash: Hash },
 }
 
 impl RpcError {
@@ -49,6 +64,8 @@ pub struct Submitted {
 pub struct RpcClient {
     base: String,
     http: reqwest::Client,
+    /// The chain transactions must be signed for, if the caller insists on one.
+    chain_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -74,7 +91,14 @@ impl RpcClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        RpcClient { base, http }
+        RpcClient { base, http, chain_id: None }
+    }
+
+    /// Refuses to sign anything unless the node serves `chain_id` (`--chain-id`): a transaction for the
+    /// wrong chain would be refused anyway, and a query answered by the wrong chain misleads.
+    pub fn with_chain_id(mut self, chain_id: Option<String>) -> RpcClient {
+        self.chain_id = chain_id;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -149,10 +173,27 @@ impl RpcClient {
         self.call(self.http.post(format!("{}/v1/query", self.base)).json(query), "query").await
     }
 
+    /// The node's chain id, height and time; fails with [`RpcError::WrongChain`] if the client was told to
+    /// expect another chain.
     pub async fn chain_info(&self) -> Result<ChainInfo, RpcError> {
-        match self.query(&Query::ChainInfo).await? {
-            QueryResponse::ChainInfo(info) => Ok(info),
-            other => Err(unexpected("chain info", &other)),
+        let info = match self.query(&Query::ChainInfo).await? {
+            QueryResponse::ChainInfo(info) => info,
+            other => return Err(unexpected("chain info", &other)),
+        };
+        match &self.chain_id {
+            Some(expected) if *expected != info.chain_id => Err(RpcError::WrongChain {
+                url: self.base.clone(),
+                expected: expected.clone(),
+                node: info.chain_id,
+            }),
+            _ => Ok(info),
+        }
+    }
+
+    pub async fn params(&self) -> Result<Params, RpcError> {
+        match self.query(&Query::Params).await? {
+            QueryResponse::Params(params) => Ok(params),
+            other => Err(unexpected("params", &other)),
         }
     }
 
@@ -160,6 +201,113 @@ impl RpcClient {
         match self.query(&Query::Account { address: *address }).await? {
             QueryResponse::Account(account) => Ok(account),
             other => Err(unexpected("account", &other)),
+        }
+    }
+
+    /// A page of the transactions `account` signed or that named it, newest first (`after` is the previous
+    /// page's `next`).
+    pub async fn account_txs(
+        &self,
+        account: &Address,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Paged<TxRecord>, RpcError> {
+        let mut url = reqwest::Url::parse(&format!("{}/v1/accounts/{account}/txs", self.base))
+            .map_err(|e| RpcError::Transport { url: self.base.clone(), reason: e.to_string() })?;
+        url.query_pairs_mut().append_pair("limit", &limit.to_string());
+        if let Some(after) = after {
+            url.query_pairs_mut().append_pair("after", after);
+        }
+        self.call(self.http.get(url), "account history").await
+    }
+
+    pub async fn provider(&self, address: &Address) -> Result<Option<Provider>, RpcError> {
+        match self.query(&Query::Provider { address: *address }).await? {
+            QueryResponse::Provider(provider) => Ok(provider),
+            other => Err(unexpected("provider", &other)),
+        }
+    }
+
+    pub async fn providers(&self, page: Page) -> Result<Paged<Provider>, RpcError> {
+        match self.query(&Query::Providers { page }).await? {
+            QueryResponse::Providers(providers) => Ok(providers),
+            other => Err(unexpected("providers", &other)),
+        }
+    }
+
+    pub async fn deployment(&self, dseq: Dseq) -> Result<Option<DeploymentInfo>, RpcError> {
+        match self.query(&Query::Deployment { dseq }).await? {
+            QueryResponse::Deployment(info) => Ok(info),
+            other => Err(unexpected("deployment", &other)),
+        }
+    }
+
+    pub async fn order(&self, order: OrderId) -> Result<Option<Order>, RpcError> {
+        match self.query(&Query::Order { order }).await? {
+            QueryResponse::Order(order) => Ok(order),
+            other => Err(unexpected("order", &other)),
+        }
+    }
+
+    pub async fn open_orders(&self, page: Page) -> Result<Paged<Order>, RpcError> {
+        match self.query(&Query::OpenOrders { page }).await? {
+            QueryResponse::Orders(orders) => Ok(orders),
+            other => Err(unexpected("orders", &other)),
+        }
+    }
+
+    /// Every bid on an order, open or not.
+    pub async fn bids(&self, order: OrderId) -> Result<Vec<Bid>, RpcError> {
+        match self.query(&Query::Bids { order }).await? {
+            QueryResponse::Bids(bids) => Ok(bids),
+            other => Err(unexpected("bids", &other)),
+        }
+    }
+
+    pub async fn lease(&self, lease: LeaseId) -> Result<Option<Lease>, RpcError> {
+        match self.query(&Query::Lease { lease }).await? {
+            QueryResponse::Lease(lease) => Ok(lease),
+            other => Err(unexpected("lease", &other)),
+        }
+    }
+
+    pub async fn leases_by_provider(&self, provider: Address, page: Page) -> Result<Paged<Lease>, RpcError> {
+        match self.query(&Query::LeasesByProvider { provider, page }).await? {
+            QueryResponse::Leases(leases) => Ok(leases),
+            other => Err(unexpected("leases", &other)),
+        }
+    }
+
+    pub async fn job(&self, job: JobId) -> Result<Option<Job>, RpcError> {
+        match self.query(&Query::Job { job }).await? {
+            QueryResponse::Job(job) => Ok(job),
+            other => Err(unexpected("job", &other)),
+        }
+    }
+
+    pub async fn job_bids(&self, job: JobId) -> Result<Vec<JobBid>, RpcError> {
+        match self.query(&Query::JobBids { job }).await? {
+            QueryResponse::JobBids(bids) => Ok(bids),
+            other => Err(unexpected("job bids", &other)),
+        }
+    }
+
+    pub async fn open_jobs(&self, page: Page) -> Result<Paged<Job>, RpcError> {
+        match self.query(&Query::OpenJobs { page }).await? {
+            QueryResponse::Jobs(jobs) => Ok(jobs),
+            other => Err(unexpected("jobs", &other)),
+        }
+    }
+
+    /// Signs `msg` from `key`, submits it and waits for the commit. A committed transaction whose message
+    /// failed is [`RpcError::Failed`] (with its record: the fee was paid), so `Ok` always means it took
+    /// effect.
+    pub async fn execute(&self, key: &SecretKey, msg: Msg, max_fee: Amount) -> Result<TxRecord, RpcError> {
+        let sent = self.send_msg(key, msg, max_fee, true).await?;
+        let record = sent.committed.ok_or(RpcError::NotCommitted { hash: sent.hash })?;
+        match record.receipt.error() {
+            Some(error) => Err(RpcError::Failed { error: error.clone(), record: Box::new(record) }),
+            None => Ok(record),
         }
     }
 

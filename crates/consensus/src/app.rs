@@ -23,8 +23,10 @@ use rand_chacha::ChaCha20Rng;
 use tensorgrid_ledger::{Ledger, LedgerError, StoreError};
 use tensorgrid_node::core::NodeCore;
 use tensorgrid_node::mempool::MempoolConfig;
-use tensorgrid_store::DiskStore;
-use tensorgrid_types::{BlockContext, BlockOutcome, BlockRecord, Genesis, Hash, Timestamp, TxRecord};
+use tensorgrid_store::{BlockIndex, DiskStore};
+use tensorgrid_types::{
+    Address, BlockContext, BlockOutcome, BlockRecord, Genesis, Hash, Timestamp, TxRecord,
+};
 use tracing::{debug, error, info, warn};
 
 use crate::block::Block;
@@ -219,6 +221,26 @@ impl Chain {
         Ok(Some(record))
     }
 
+    /// Up to `limit` of `account`'s committed transactions, newest first, strictly before `before`.
+    pub fn account_txs(
+        &self,
+        account: &Address,
+        before: Option<(u64, u32)>,
+        limit: usize,
+    ) -> Result<Vec<TxRecord>, String> {
+        let core = self.core.lock();
+        let store = core.ledger().store();
+        let mut out = Vec::new();
+        for (_, hash) in store.account_txs(account, before, limit).map_err(|e| e.0)? {
+            let bytes = store
+                .indexed_tx(&hash)
+                .map_err(|e| e.0)?
+                .ok_or_else(|| format!("the account index names transaction {hash}, which has no record"))?;
+            out.push(borsh::from_slice(&bytes).map_err(|e| format!("corrupt transaction record: {e}"))?);
+        }
+        Ok(out)
+    }
+
     /// The state root this validator committed at `height`.
     pub fn root_at(&self, height: u64) -> Result<Option<Hash>, String> {
         self.core.lock().ledger().store().root_at(height).map_err(|e| e.0)
@@ -320,17 +342,30 @@ fn index_block(store: &DiskStore, block: &Block, outcome: &BlockOutcome) -> Resu
     };
     let block_bytes = encode(&record)?;
     let mut txs = Vec::with_capacity(outcome.receipts.len());
+    let mut accounts = Vec::new();
     for (index, receipt) in outcome.receipts.iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
         let tx = TxRecord {
             hash: receipt.tx_hash,
             height: block.height,
-            index: u32::try_from(index).unwrap_or(u32::MAX),
+            index,
             block_time: time,
             receipt: receipt.clone(),
         };
         txs.push((receipt.tx_hash, encode(&tx)?));
+        // An account's history is every transaction it signed or that named it (a transfer's recipient, a
+        // lease's provider, …), each listed once.
+        let mut touched: Vec<Address> = receipt.signer.into_iter().collect();
+        for event in &receipt.events {
+            for account in event.accounts() {
+                if !touched.contains(&account) {
+                    touched.push(account);
+                }
+            }
+        }
+        accounts.extend(touched.into_iter().map(|a| (a, index, receipt.tx_hash)));
     }
-    store.stage_index(block.height, block_bytes, txs);
+    store.stage_index(BlockIndex { height: block.height, block: block_bytes, txs, accounts });
     Ok(())
 }
 

@@ -282,6 +282,15 @@ impl NodeApi for ValidatorApi {
         self.chain.tx(hash)
     }
 
+    fn account_txs(
+        &self,
+        account: &tensorgrid_types::Address,
+        before: Option<(u64, u32)>,
+        limit: usize,
+    ) -> Result<Option<Vec<TxRecord>>, String> {
+        self.chain.account_txs(account, before, limit).map(Some)
+    }
+
     fn block(&self, height: Option<u64>) -> Result<Option<BlockRecord>, String> {
         self.chain.block(height.unwrap_or_else(|| self.chain.committed_height()))
     }

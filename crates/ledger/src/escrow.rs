@@ -17,10 +17,7 @@ use crate::state::State;
 use crate::store::Store;
 use crate::timers::Timer;
 
-/// `⌊price × elapsed / 1 h⌋`: what a lease has accrued in total after running `elapsed_ms`.
-pub fn accrued(price_per_hour: Amount, elapsed_ms: u64) -> Option<Amount> {
-    price_per_hour.0.checked_mul(u128::from(elapsed_ms)).map(|v| Amount(v / u128::from(MS_PER_HOUR)))
-}
+pub use tensorgrid_types::market::accrued;
 
 /// The first millisecond at which leases with these `(price, started_at, paid)` have accrued at least
 /// `balance + Σ paid`, i.e. the escrow is spent: `⌈((balance + Σ paid) × 1 h + Σ price × start) / Σ price⌉`.

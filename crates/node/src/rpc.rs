@@ -7,6 +7,8 @@
 //! - `POST /v1/query` with a [`Query`] as JSON → its [`QueryResponse`] (accounts, providers, deployments,
 //!   orders, bids, leases, jobs, …).
 //! - `GET /v1/blocks/latest`, `GET /v1/blocks/{height}` → the block's record.
+//! - `GET /v1/accounts/{address}/txs?limit=50&after=<cursor>` → `{"items": [tx records], "next": cursor}`:
+//!   the transactions the account signed or that named it, newest first, paged like queries.
 //! - `GET /v1/status` → chain id, height, time, mempool size, and what the node adds (consensus, version).
 //! - `GET /v1/events?kind=transfer,lease_created&account=tg1…` → a server-sent event stream, one `block`
 //!   event per committed block carrying the events that pass the filters.
@@ -63,6 +65,16 @@ pub trait NodeApi: Send + Sync + 'static {
     fn status(&self) -> Result<Value, String>;
     /// A committed transaction's record.
     fn tx(&self, _hash: &Hash) -> Result<Option<TxRecord>, String> {
+        Ok(None)
+    }
+    /// Up to `limit` of an account's committed transactions, newest first, strictly before `before`
+    /// (`(height, position)`); `None` if this node keeps no account index.
+    fn account_txs(
+        &self,
+        _account: &tensorgrid_types::Address,
+        _before: Option<(u64, u32)>,
+        _limit: usize,
+    ) -> Result<Option<Vec<TxRecord>>, String> {
         Ok(None)
     }
     /// A committed block's record; `None` asks for the latest.
@@ -245,6 +257,48 @@ async fn get_tx<A: NodeApi>(
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct HistoryPage {
+    #[serde(default)]
+    limit: u32,
+    after: Option<String>,
+}
+
+async fn account_txs<A: NodeApi>(
+    State(node): State<Arc<A>>,
+    Path(address): Path<String>,
+    UrlQuery(page): UrlQuery<HistoryPage>,
+) -> Result<Json<Value>, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+    let account: tensorgrid_types::Address = address.parse().map_err(|e| bad(format!("`{address}`: {e}")))?;
+    let before = match &page.after {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .split_once('.')
+                .and_then(|(h, i)| Some((h.parse::<u64>().ok()?, i.parse::<u32>().ok()?)))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_cursor",
+                        format!("`{cursor}` is not a cursor this API handed out (height.position)"),
+                    )
+                })?,
+        ),
+    };
+    let limit = tensorgrid_types::query::Page { after: None, limit: page.limit }.effective_limit();
+    let Some(items) = node.account_txs(&account, before, limit).map_err(internal)? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_index",
+            "this node keeps no account history; ask a validator's API",
+        ));
+    };
+    let next =
+        (items.len() == limit).then(|| items.last().map(|r| format!("{}.{}", r.height, r.index))).flatten();
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
 async fn get_block<A: NodeApi>(
     State(node): State<Arc<A>>,
     Path(which): Path<String>,
@@ -356,6 +410,7 @@ pub fn router<A: NodeApi>(node: Arc<A>) -> Router {
         .route("/v1/tx/{hash}", get(get_tx::<A>))
         .route("/v1/query", post(query::<A>))
         .route("/v1/blocks/{which}", get(get_block::<A>))
+        .route("/v1/accounts/{address}/txs", get(account_txs::<A>))
         .route("/v1/status", get(status::<A>))
         .route("/v1/events", get(events::<A>))
         .route("/metrics", get(metrics::<A>))

@@ -54,7 +54,8 @@ impl Decimal {
 }
 
 /// Why a quantity was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct QuantityError(pub String);
 
 fn with_suffix(

@@ -17,7 +17,7 @@ use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, Version};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 use sha2::Sha256;
 use tensorgrid_ledger::{KeyValue, ScanItem, Store, StoreError, WriteBatch};
-use tensorgrid_types::Hash;
+use tensorgrid_types::{Address, Hash};
 
 const STATE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("state");
 const NODES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jmt_nodes");
@@ -28,6 +28,9 @@ const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta")
 const TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("index_txs");
 /// Block height (big-endian) → the node's record of the block.
 const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("index_blocks");
+/// Each account's transactions: `address ‖ height (BE) ‖ position (BE)` → transaction hash, so one account's
+/// history is one key range, newest last.
+const ACCOUNT_TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("index_account_txs");
 
 /// The state root of an empty store.
 pub const EMPTY_ROOT: Hash = Hash(JellyfishMerkleTree::<DiskStore, Sha256>::EMPTY_ROOT.0);
@@ -71,15 +74,30 @@ pub struct DiskStore {
     nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
     values: ReadOnlyTable<&'static [u8], &'static [u8]>,
     /// Index records staged by [`DiskStore::stage_index`], written by the next batch in its transaction.
-    staged: std::sync::Mutex<Option<StagedIndex>>,
+    staged: std::sync::Mutex<Option<BlockIndex>>,
 }
 
-/// A block's index records, waiting for the block's state batch.
-#[derive(Debug)]
-struct StagedIndex {
-    height: u64,
-    block: Vec<u8>,
-    txs: Vec<(Hash, Vec<u8>)>,
+/// A block's index records (not part of the state or its root), written with the block's state.
+#[derive(Debug, Default)]
+pub struct BlockIndex {
+    pub height: u64,
+    /// The block's record.
+    pub block: Vec<u8>,
+    /// Each transaction's record, by hash.
+    pub txs: Vec<(Hash, Vec<u8>)>,
+    /// `(account, position in the block, transaction hash)` for every account a transaction touched.
+    pub accounts: Vec<(Address, u32, Hash)>,
+}
+
+/// Where one account's transaction sits in the chain: `(height, position in the block)`.
+pub type TxPosition = (u64, u32);
+
+fn account_key(account: &Address, (height, position): TxPosition) -> [u8; 44] {
+    let mut key = [0u8; 44];
+    key[..32].copy_from_slice(account.as_bytes());
+    key[32..40].copy_from_slice(&height.to_be_bytes());
+    key[40..].copy_from_slice(&position.to_be_bytes());
+    key
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -111,7 +129,9 @@ impl DiskStore {
             txn.open_table(table).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         }
         txn.open_table(META).map_err(|e| DiskStoreError::Db(e.to_string()))?;
-        txn.open_table(TXS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        for table in [TXS, ACCOUNT_TXS] {
+            txn.open_table(table).map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        }
         txn.open_table(BLOCKS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         txn.commit().map_err(|e| DiskStoreError::Db(e.to_string()))?;
         let (state, nodes, values) = snapshot(&db).map_err(|e| DiskStoreError::Db(e.0))?;
@@ -161,9 +181,32 @@ impl DiskStore {
     /// Stages a block's index records (the block by height, each transaction by hash; not part of the state
     /// or its root) for the next [`Store::write_batch`], which writes them in the same transaction as the
     /// block's state: one commit per block, and the index never runs ahead of or behind the state.
-    pub fn stage_index(&self, height: u64, block: Vec<u8>, txs: Vec<(Hash, Vec<u8>)>) {
+    pub fn stage_index(&self, index: BlockIndex) {
         let mut staged = self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *staged = Some(StagedIndex { height, block, txs });
+        *staged = Some(index);
+    }
+
+    /// Up to `limit` of `account`'s transactions, newest first, strictly before `before` (all when `None`).
+    pub fn account_txs(
+        &self,
+        account: &Address,
+        before: Option<TxPosition>,
+        limit: usize,
+    ) -> Result<Vec<(TxPosition, Hash)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ACCOUNT_TXS).map_err(db_err)?;
+        let start = account_key(account, (0, 0));
+        let end = account_key(account, before.unwrap_or((u64::MAX, u32::MAX)));
+        let mut out = Vec::new();
+        for item in table.range(start.as_slice()..end.as_slice()).map_err(db_err)?.rev().take(limit) {
+            let (key, value) = item.map_err(db_err)?;
+            let key = key.value();
+            let height = u64::from_be_bytes(key[32..40].try_into().map_err(db_err)?);
+            let position = u32::from_be_bytes(key[40..44].try_into().map_err(db_err)?);
+            let hash = Hash(value.value().try_into().map_err(db_err)?);
+            out.push(((height, position), hash));
+        }
+        Ok(out)
     }
 
     /// The index record of a transaction, by hash.
@@ -268,6 +311,11 @@ impl Store for DiskStore {
                 let mut txs = txn.open_table(TXS).map_err(db_err)?;
                 for (hash, record) in &index.txs {
                     txs.insert(hash.0.as_slice(), record.as_slice()).map_err(db_err)?;
+                }
+                let mut accounts = txn.open_table(ACCOUNT_TXS).map_err(db_err)?;
+                for (account, position, hash) in &index.accounts {
+                    let key = account_key(account, (index.height, *position));
+                    accounts.insert(key.as_slice(), hash.0.as_slice()).map_err(db_err)?;
                 }
             }
             let mut meta = txn.open_table(META).map_err(db_err)?;

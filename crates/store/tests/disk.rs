@@ -3,7 +3,7 @@
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tensorgrid_ledger::{Ledger, MemStore, Store};
-use tensorgrid_store::{DiskStore, EMPTY_ROOT};
+use tensorgrid_store::{BlockIndex, DiskStore, EMPTY_ROOT};
 use tensorgrid_types::{
     Amount, BlockContext, Genesis, GenesisAccount, Hash, Msg, Params, SecretKey, Timestamp, Tx,
 };
@@ -196,7 +196,12 @@ fn index_records_commit_with_the_next_batch_and_roots_stay_readable_per_height()
     store.write_batch(vec![(b"a".to_vec(), Some(b"1".to_vec()))]).unwrap();
     let first_root = store.root().unwrap();
     let tx = Hash::of(b"tx");
-    store.stage_index(1, b"block one".to_vec(), vec![(tx, b"record".to_vec())]);
+    store.stage_index(BlockIndex {
+        height: 1,
+        block: b"block one".to_vec(),
+        txs: vec![(tx, b"record".to_vec())],
+        accounts: vec![],
+    });
     // Staged records are invisible until the batch they ride with commits.
     assert_eq!(store.indexed_block(1).unwrap(), None);
     assert_eq!(store.indexed_tx(&tx).unwrap(), None);
@@ -210,4 +215,34 @@ fn index_records_commit_with_the_next_batch_and_roots_stay_readable_per_height()
     let reopened = DiskStore::open(dir.0.join("state.redb")).unwrap();
     assert_eq!(reopened.indexed_tx(&tx).unwrap(), Some(b"record".to_vec()));
     assert_eq!(reopened.root_at(0).unwrap(), Some(first_root));
+}
+
+#[test]
+fn an_accounts_history_pages_newest_first_and_stays_apart_from_other_accounts() {
+    let dir = TempDir::new("account-index");
+    let mut store = DiskStore::open(dir.0.join("state.redb")).unwrap();
+    let alice = SecretKey::from_label("alice").address();
+    let bob = SecretKey::from_label("bob").address();
+    let tx = |h: u64, i: u32| Hash::of(format!("{h}/{i}").as_bytes());
+    assert_eq!(store.account_txs(&alice, None, 10).unwrap(), vec![], "nothing indexed yet");
+    for height in 1..=3u64 {
+        // Alice appears twice in each block, bob once (in the middle); the transfer between them names both.
+        store.stage_index(BlockIndex {
+            height,
+            block: vec![],
+            txs: vec![],
+            accounts: vec![(alice, 0, tx(height, 0)), (alice, 1, tx(height, 1)), (bob, 1, tx(height, 1))],
+        });
+        store.write_batch(vec![(b"h".to_vec(), Some(height.to_be_bytes().to_vec()))]).unwrap();
+    }
+    let first = store.account_txs(&alice, None, 4).unwrap();
+    let positions: Vec<_> = first.iter().map(|(p, _)| *p).collect();
+    assert_eq!(positions, vec![(3, 1), (3, 0), (2, 1), (2, 0)]);
+    assert_eq!(first[0].1, tx(3, 1));
+    let rest = store.account_txs(&alice, Some((2, 0)), 4).unwrap();
+    assert_eq!(rest.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![(1, 1), (1, 0)]);
+    let bobs = store.account_txs(&bob, None, 10).unwrap();
+    assert_eq!(bobs, vec![((3, 1), tx(3, 1)), ((2, 1), tx(2, 1)), ((1, 1), tx(1, 1))]);
+    let nobody = SecretKey::from_label("carol").address();
+    assert_eq!(store.account_txs(&nobody, None, 10).unwrap(), vec![]);
 }

@@ -161,3 +161,43 @@ pub enum Event {
         refunded: Amount,
     },
 }
+
+impl Event {
+    /// The accounts the event names, in the order it names them: what an account's history is indexed by.
+    /// A bid or lease names its provider through its id.
+    pub fn accounts(&self) -> Vec<Address> {
+        match self {
+            Event::Transfer { from, to, .. } => vec![*from, *to],
+            Event::FeePaid { payer, .. } => vec![*payer],
+            Event::ProviderRegistered { provider, .. }
+            | Event::ProviderUpdated { provider }
+            | Event::ProviderDeregistered { provider }
+            | Event::StakeBonded { provider, .. }
+            | Event::UnbondingStarted { provider, .. }
+            | Event::UnbondingCompleted { provider, .. }
+            | Event::JobBid { provider, .. }
+            | Event::JobBidReturned { provider, .. }
+            | Event::JobAssigned { provider, .. }
+            | Event::JobCommitted { provider, .. }
+            | Event::JobRevealed { provider, .. }
+            | Event::JobDeadlineMissed { provider, .. }
+            | Event::JobPaid { provider, .. } => vec![*provider],
+            Event::DeploymentCreated { owner, .. } | Event::DeploymentClosed { owner, .. } => vec![*owner],
+            Event::JobSubmitted { client, .. } => vec![*client],
+            Event::BidCreated { bid, .. } | Event::BidClosed { bid, .. } => vec![bid.provider],
+            Event::LeaseCreated { lease, owner, .. } | Event::LeaseClosed { lease, owner, .. } => {
+                vec![*owner, lease.provider]
+            }
+            Event::LeasePaid { lease, .. } => vec![lease.provider],
+            Event::DeploymentDeposited { .. }
+            | Event::OrderCreated { .. }
+            | Event::OrderClosed { .. }
+            | Event::JobRevealStarted { .. }
+            | Event::JobChallengeStarted { .. }
+            | Event::JobCompleted { .. }
+            | Event::JobDisputed { .. }
+            | Event::JobFailed { .. }
+            | Event::JobCancelled { .. } => Vec::new(),
+        }
+    }
+}

@@ -357,6 +357,15 @@ pub struct Lease {
     pub settled_to: Timestamp,
 }
 
+/// `⌊price × elapsed / 1 h⌋`: what a lease has accrued in total after running `elapsed_ms` (the ledger's rule;
+/// clients use it to show what a lease owes between settlements). `None` on overflow.
+pub fn accrued(price_per_hour: Amount, elapsed_ms: u64) -> Option<Amount> {
+    price_per_hour
+        .0
+        .checked_mul(u128::from(elapsed_ms))
+        .map(|v| Amount(v / u128::from(crate::time::MS_PER_HOUR)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,294 @@
+//! `tgrid market …` (orders, bids, bidding) and `tgrid lease …` (accept a bid, see, close, withdraw).
+
+use clap::Subcommand;
+use serde::Serialize;
+use tensorgrid_types::market::{
+    accrued, BidId, BidState, Lease as OnChainLease, LeaseId, LeaseState, OrderId,
+};
+use tensorgrid_types::query::{Page, Query, QueryResponse};
+use tensorgrid_types::{Address, Amount, Msg, Timestamp};
+
+use crate::ctx::{Ctx, NotFound};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Market {
+    /// Orders open for bids.
+    Orders {
+        /// How many (at most 200 per page).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after this cursor (printed at the end of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// The bids on an order (`DSEQ/GSEQ`), cheapest first.
+    Bids { order: OrderId },
+    /// Bid on an order as the provider --from, at PRICE utgr per hour; a bid deposit is locked until the bid
+    /// closes.
+    Bid {
+        order: OrderId,
+        #[arg(long)]
+        price: Amount,
+    },
+    /// Withdraw an open bid (`DSEQ/GSEQ/PROVIDER`); its deposit comes back.
+    CloseBid { bid: BidId },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Lease {
+    /// Accept a bid on your order: the lease starts now and accrues from the deployment's escrow.
+    Create {
+        /// The bid, `DSEQ/GSEQ/PROVIDER` (see `tgrid market bids DSEQ/GSEQ`).
+        #[arg(long)]
+        bid: BidId,
+    },
+    /// Leases of --from's deployments, or of a provider.
+    List {
+        /// List the leases this provider (address or key name) serves instead.
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// A lease's on-chain state, what it has accrued and what its escrow holds.
+    Status { lease: String },
+    /// The workload's logs, from the provider.
+    Logs { lease: String },
+    /// End a lease (as its tenant or its provider); the provider is paid up to now.
+    Close { lease: String },
+    /// As the provider, collect what a lease has accrued so far.
+    Withdraw { lease: String },
+}
+
+pub(crate) fn market(ctx: &Ctx, command: Market) -> anyhow::Result<()> {
+    let client = ctx.client();
+    match command {
+        Market::Orders { limit, after } => {
+            let page = ctx.block_on(client.open_orders(Page { after, limit }))?;
+            ctx.show(&page, |page| {
+                if page.items.is_empty() {
+                    return "no open orders".into();
+                }
+                let mut text: String = page
+                    .items
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{}\towner {}\tmax {}/h\t{} live bids\n",
+                            o.id,
+                            o.owner,
+                            o.spec.max_price,
+                            o.live_bids.len()
+                        )
+                    })
+                    .collect();
+                if let Some(next) = &page.next {
+                    text.push_str(&format!("more: tgrid market orders --after {next}\n"));
+                }
+                text
+            })
+        }
+        Market::Bids { order } => {
+            if ctx.block_on(client.order(order))?.is_none() {
+                return Err(NotFound(format!("no order {order}")).into());
+            }
+            let mut bids = ctx.block_on(client.bids(order))?;
+            bids.sort_by_key(|b| (b.price, b.id.provider));
+            ctx.show(&bids, |bids| {
+                if bids.is_empty() {
+                    return format!("no bids on order {order} yet");
+                }
+                bids.iter()
+                    .map(|b| {
+                        let state = match b.state {
+                            BidState::Open => "open".to_string(),
+                            BidState::Active => "active (leased)".to_string(),
+                            BidState::Closed { reason, .. } => format!("closed ({reason:?})"),
+                        };
+                        format!("{}\t{}/h\t{state}\n", b.id, b.price)
+                    })
+                    .collect()
+            })
+        }
+        Market::Bid { order, price } => {
+            let record = ctx.execute(Msg::CreateBid { order, price })?;
+            let bid = order.bid(ctx.signer_address()?);
+            ctx.show_tx(&format!("bid {bid} at {price}/h"), &record)
+        }
+        Market::CloseBid { bid } => {
+            let record = ctx.execute(Msg::CloseBid { bid })?;
+            ctx.show_tx(&format!("closed bid {bid}"), &record)
+        }
+    }
+}
+
+/// A lease named in full (`DSEQ/GSEQ/PROVIDER`), or by its order (`DSEQ/GSEQ`) when that order has one lease.
+fn lease_id(ctx: &Ctx, text: &str) -> anyhow::Result<LeaseId> {
+    if let Ok(id) = text.parse::<LeaseId>() {
+        return Ok(id);
+    }
+    let order: OrderId = text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "`{text}` is not a lease; expected `DSEQ/GSEQ/PROVIDER` (or `DSEQ/GSEQ` if it has one)"
+        )
+    })?;
+    let info = ctx
+        .block_on(ctx.client().deployment(order.dseq))?
+        .ok_or_else(|| NotFound(format!("no deployment {}", order.dseq)))?;
+    let mut leases: Vec<&OnChainLease> = info.leases.iter().filter(|l| l.id.order() == order).collect();
+    if leases.len() > 1 {
+        // The active one is what people mean; closed ones stay on file.
+        leases.retain(|l| l.state == LeaseState::Active);
+    }
+    match leases.as_slice() {
+        [lease] => Ok(lease.id),
+        [] => Err(NotFound(format!("order {order} has no lease")).into()),
+        many => anyhow::bail!(
+            "order {order} has {} leases; name one in full: {}",
+            many.len(),
+            many.iter().map(|l| l.id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// What `tgrid lease status` reports.
+#[derive(Debug, Serialize)]
+struct LeaseStatus {
+    lease: OnChainLease,
+    /// The chain's time when this was read.
+    chain_time: Timestamp,
+    /// Accrued by the provider and not yet paid out of escrow, as of `chain_time` (what settling now would
+    /// pay, capped by the provider's heartbeat grace and by the escrow).
+    unsettled: Amount,
+    escrow_balance: Amount,
+    /// When the escrow runs dry at the current prices, if it will.
+    escrow_dry_at: Option<Timestamp>,
+    provider_host_uri: Option<String>,
+    /// The workload's own state, from the provider's API; absent until this version can ask one.
+    workload: Option<serde_json::Value>,
+    workload_note: String,
+}
+
+fn lease_status(ctx: &Ctx, id: LeaseId) -> anyhow::Result<LeaseStatus> {
+    let client = ctx.client();
+    let lease = ctx.block_on(client.lease(id))?.ok_or_else(|| NotFound(format!("no lease {id}")))?;
+    let info = ctx
+        .block_on(client.deployment(id.dseq))?
+        .ok_or_else(|| NotFound(format!("no deployment {}", id.dseq)))?;
+    let chain = ctx.block_on(client.chain_info())?;
+    let provider = ctx.block_on(client.provider(&id.provider))?;
+    let params = ctx.block_on(client.params())?;
+    let unsettled = match lease.state {
+        LeaseState::Active => {
+            let alive_until = provider
+                .as_ref()
+                .map(|p| p.last_heartbeat.plus(params.heartbeat_grace_ms))
+                .unwrap_or(chain.time);
+            let end = chain.time.min(alive_until).max(lease.settled_to);
+            let total = accrued(lease.price, end.since(lease.started_at)).unwrap_or(Amount(u128::MAX));
+            total.saturating_sub(lease.paid).min(info.deployment.escrow.balance)
+        }
+        LeaseState::Closed { .. } => Amount::ZERO,
+    };
+    Ok(LeaseStatus {
+        chain_time: chain.time,
+        unsettled,
+        escrow_balance: info.deployment.escrow.balance,
+        escrow_dry_at: info.deployment.escrow.dry_at,
+        provider_host_uri: provider.map(|p| p.host_uri),
+        workload: None,
+        workload_note:
+            "this version of tgrid cannot ask the provider's API for the workload's state or logs; \
+                        the lease's on-chain state above is authoritative for payment"
+                .into(),
+        lease,
+    })
+}
+
+pub(crate) fn lease(ctx: &Ctx, command: Lease) -> anyhow::Result<()> {
+    let client = ctx.client();
+    match command {
+        Lease::Create { bid } => {
+            let record = ctx.execute(Msg::AcceptBid { bid })?;
+            ctx.show_tx(&format!("lease {bid} created"), &record)
+        }
+        Lease::List { provider } => {
+            let leases = match provider {
+                Some(who) => {
+                    let provider: Address = ctx.resolve(&who)?;
+                    ctx.block_on(client.leases_by_provider(provider, Page::first(200)))?.items
+                }
+                None => {
+                    let owner = ctx.signer_address()?;
+                    let query = Query::DeploymentsByOwner { owner, page: Page::first(200) };
+                    let deployments = match ctx.block_on(client.query(&query))? {
+                        QueryResponse::Deployments(page) => page.items,
+                        other => anyhow::bail!("unexpected answer from the node: {other:?}"),
+                    };
+                    let mut leases = Vec::new();
+                    for d in deployments {
+                        if let Some(info) = ctx.block_on(client.deployment(d.dseq))? {
+                            leases.extend(info.leases);
+                        }
+                    }
+                    leases
+                }
+            };
+            ctx.show(&leases, |leases| {
+                if leases.is_empty() {
+                    return "no leases".into();
+                }
+                leases
+                    .iter()
+                    .map(|l| format!("{}\t{:?}\t{}/h\tpaid {}\n", l.id, l.state, l.price, l.paid))
+                    .collect()
+            })
+        }
+        Lease::Status { lease } => {
+            let status = lease_status(ctx, lease_id(ctx, &lease)?)?;
+            ctx.show(&status, |s| {
+                let l = &s.lease;
+                let state = match l.state {
+                    LeaseState::Active => "active".to_string(),
+                    LeaseState::Closed { reason, at } => format!("closed ({reason:?}) at {} ms", at.millis()),
+                };
+                let mut text = format!("lease     {}\nstate     {state}\nowner     {}\n", l.id, l.owner);
+                text.push_str(&format!("price     {}/h\n", l.price));
+                text.push_str(&format!(
+                    "paid      {} (settled to {} ms; running {} s)\n",
+                    l.paid,
+                    l.settled_to.millis(),
+                    s.chain_time.since(l.started_at) / 1000
+                ));
+                text.push_str(&format!("unsettled {}\n", s.unsettled));
+                text.push_str(&format!("escrow    {}", s.escrow_balance));
+                if let Some(dry) = s.escrow_dry_at {
+                    text.push_str(&format!(" (runs dry at {} ms)", dry.millis()));
+                }
+                text.push('\n');
+                if let Some(uri) = &s.provider_host_uri {
+                    text.push_str(&format!("provider  {uri}\n"));
+                }
+                text.push_str(&format!("workload  unknown: {}\n", s.workload_note));
+                text
+            })
+        }
+        Lease::Logs { lease } => {
+            let id = lease_id(ctx, &lease)?;
+            let provider = ctx.block_on(client.provider(&id.provider))?;
+            let uri = provider.map(|p| p.host_uri).unwrap_or_else(|| "(unregistered)".into());
+            anyhow::bail!(
+                "logs of lease {id} are served by its provider ({uri}), and this version of tgrid cannot ask \
+                 a provider's API yet; `tgrid lease status {lease}` shows the lease's on-chain state"
+            )
+        }
+        Lease::Close { lease } => {
+            let id = lease_id(ctx, &lease)?;
+            let record = ctx.execute(Msg::CloseLease { lease: id })?;
+            ctx.show_tx(&format!("closed lease {id}"), &record)
+        }
+        Lease::Withdraw { lease } => {
+            let id = lease_id(ctx, &lease)?;
+            let record = ctx.execute(Msg::WithdrawLease { lease: id })?;
+            ctx.show_tx(&format!("withdrew from lease {id}"), &record)
+        }
+    }
+}
