@@ -1,9 +1,9 @@
 //! `tgrid status` and `tgrid account …`: the chain and accounts through a node's API, with the SDK's client.
 
 use clap::Subcommand;
-use tensorgrid_types::{Amount, Msg, TxRecord};
+use tensorgrid_types::{Address, Amount, Event, Msg, TxRecord};
 
-use crate::ctx::{event_text, Ctx};
+use crate::ctx::{tgr, when, Ctx};
 use crate::{emit_line, print_json, Output};
 
 #[derive(Debug, Subcommand)]
@@ -38,8 +38,7 @@ pub(crate) fn status(ctx: &Ctx) -> anyhow::Result<()> {
         let mut text = format!("chain      {}\n", status["chain"]["chain_id"].as_str().unwrap_or("?"));
         text.push_str(&format!("height     {}\n", status["chain"]["height"]));
         if let Some(time) = status["chain"]["time"].as_u64() {
-            let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time);
-            text.push_str(&format!("block time {}\n", humantime::format_rfc3339_millis(when)));
+            text.push_str(&format!("block time {}\n", when(tensorgrid_types::Timestamp::from_millis(time))));
         }
         if let Some(validators) = status["validators"].as_array() {
             let names: Vec<&str> = validators.iter().filter_map(|v| v.as_str()).collect();
@@ -60,7 +59,7 @@ pub(crate) fn status(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// The key named, or `--from`'s.
-fn who_or_from(ctx: &Ctx, who: Option<&str>) -> anyhow::Result<tensorgrid_types::Address> {
+fn who_or_from(ctx: &Ctx, who: Option<&str>) -> anyhow::Result<Address> {
     match who {
         Some(who) => ctx.resolve(who),
         None => ctx.signer_address(),
@@ -75,7 +74,7 @@ pub(crate) fn run(ctx: &Ctx, command: Account) -> anyhow::Result<()> {
             let account = ctx.block_on(client.account(&address))?;
             let (balance, nonce) = account.map(|a| (a.balance, a.nonce)).unwrap_or((Amount::ZERO, 0));
             let value = serde_json::json!({ "address": address, "balance": balance, "nonce": nonce });
-            ctx.show(&value, |_| format!("{address}  {balance}  (nonce {nonce})"))
+            ctx.show(&value, |_| format!("{address}  {}  (nonce {nonce})", tgr(balance)))
         }
         Account::Send { to, amount, no_wait } => {
             let to = ctx.resolve(&to)?;
@@ -89,7 +88,7 @@ pub(crate) fn run(ctx: &Ctx, command: Account) -> anyhow::Result<()> {
                 });
             }
             let record = ctx.execute(Msg::Send { to, amount })?;
-            ctx.show_tx(&format!("sent {amount} to {to}"), &record)
+            ctx.show_tx(&format!("sent {} to {to}", tgr(amount)), &record)
         }
         Account::History { who, limit, after } => {
             let address = who_or_from(ctx, who.as_deref())?;
@@ -113,27 +112,58 @@ pub(crate) fn run(ctx: &Ctx, command: Account) -> anyhow::Result<()> {
     }
 }
 
-/// One transaction of an account's history: where, what, and whether it worked.
-fn history_line(record: &TxRecord, account: &tensorgrid_types::Address) -> String {
-    let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.block_time.millis());
+/// What a transaction did to `account`'s balance: transfers in, less transfers out and the fee it paid.
+fn balance_change(record: &TxRecord, account: &Address) -> (bool, Amount) {
+    let (mut gained, mut lost) = (Amount::ZERO, Amount::ZERO);
+    for event in &record.receipt.events {
+        match event {
+            Event::Transfer { from, to, amount } => {
+                if to == account {
+                    gained = gained.saturating_add(*amount);
+                }
+                if from == account {
+                    lost = lost.saturating_add(*amount);
+                }
+            }
+            Event::FeePaid { payer, amount } if payer == account => lost = lost.saturating_add(*amount),
+            _ => {}
+        }
+    }
+    if gained >= lost {
+        (true, gained.saturating_sub(lost))
+    } else {
+        (false, lost.saturating_sub(gained))
+    }
+}
+
+/// One transaction of an account's history: where, when, what it did to the balance, what happened, and the
+/// hash to look it up by.
+fn history_line(record: &TxRecord, account: &Address) -> String {
     let role = if record.receipt.signer.as_ref() == Some(account) { "signed" } else { "named" };
-    let status = match record.receipt.error() {
-        None => "ok".to_string(),
+    let (up, change) = balance_change(record, account);
+    let change = format!("{}{}", if up { "+" } else { "-" }, tgr(change));
+    let what = match record.receipt.error() {
+        None => {
+            let kinds: Vec<String> = record
+                .receipt
+                .events
+                .iter()
+                .filter(|e| !matches!(e, Event::FeePaid { .. }))
+                .filter_map(|e| serde_json::to_value(e).ok()?["kind"].as_str().map(str::to_string))
+                .fold(Vec::new(), |mut kinds, kind| {
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                    kinds
+                });
+            kinds.join(", ")
+        }
         Some(error) => format!("FAILED: {error}"),
     };
-    let events: Vec<String> = record
-        .receipt
-        .events
-        .iter()
-        .filter(|e| !matches!(e, tensorgrid_types::Event::FeePaid { .. }))
-        .map(event_text)
-        .collect();
     format!(
-        "{:>8}  {}  {role:<6}  fee {:<10}  {status}  {}\n          tx {}",
+        "{:>8}  {}  {role:<6}  {change:>16}  {what}\n          tx {}",
         record.height,
-        humantime::format_rfc3339_seconds(when),
-        record.receipt.fee_paid.to_string(),
-        events.join("; "),
+        when(record.block_time),
         record.hash
     )
 }

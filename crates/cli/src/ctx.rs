@@ -212,7 +212,9 @@ impl Ctx {
         self.show(record, |r| {
             let mut text = format!(
                 "{what}: committed in block {} (fee {}), tx {}\n",
-                r.height, r.receipt.fee_paid, r.hash
+                r.height,
+                tgr(r.receipt.fee_paid),
+                r.hash
             );
             for event in &r.receipt.events {
                 text.push_str(&format!("  {}\n", event_text(event)));
@@ -222,22 +224,86 @@ impl Ctx {
     }
 }
 
-/// One event as a line of text: its kind, then its fields.
-pub(crate) fn event_text(event: &tensorgrid_types::Event) -> String {
-    match serde_json::to_value(event) {
-        Ok(serde_json::Value::Object(mut fields)) => {
-            let kind = fields.remove("kind").and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default();
-            let rest: Vec<String> = fields
-                .into_iter()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k}={s}"),
-                    other => format!("{k}={other}"),
-                })
-                .collect();
-            format!("{kind} {}", rest.join(" "))
+/// An amount as people read it and as the CLI accepts it: `1.5tgr`.
+pub(crate) fn tgr(amount: Amount) -> String {
+    amount.to_tgr_string().replace(" TGR", "tgr")
+}
+
+/// A chain time as people read it (UTC, RFC 3339).
+pub(crate) fn when(time: tensorgrid_types::Timestamp) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time.millis());
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// A state as the wire model tags it (`{"state": "closed", "reason": "tenant_closed", "at": 17…}`) in words:
+/// `closed (tenant_closed) at 2026-…`.
+pub(crate) fn state_text(state: &impl Serialize) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(state) else {
+        return String::new();
+    };
+    let mut text = fields.get("state").and_then(|s| s.as_str()).unwrap_or("?").to_string();
+    if let Some(reason) = fields.get("reason") {
+        match reason.as_str() {
+            Some(reason) => text.push_str(&format!(" ({reason})")),
+            None => text.push_str(&format!(" ({reason})")),
         }
-        _ => format!("{event:?}"),
     }
+    if let Some(at) = fields.get("at").and_then(|a| a.as_u64()) {
+        text.push_str(&format!(" at {}", when(tensorgrid_types::Timestamp::from_millis(at))));
+    }
+    text
+}
+
+/// Event fields that hold times, shown as dates in text output.
+const TIME_FIELDS: [&str; 5] = ["settled_to", "matures_at", "deadline", "commit_deadline", "at"];
+
+/// Event fields that hold amounts, shown in TGR in text output.
+const AMOUNT_FIELDS: [&str; 11] = [
+    "amount",
+    "stake",
+    "price",
+    "deposit",
+    "refunded",
+    "balance",
+    "paid",
+    "budget",
+    "forfeited",
+    "max_price",
+    "fee",
+];
+
+/// One event as a line of text: its kind, then its fields, with amounts in TGR and bid or order ids in
+/// their `dseq/gseq/provider` form.
+pub(crate) fn event_text(event: &tensorgrid_types::Event) -> String {
+    use serde_json::Value;
+    let Ok(Value::Object(mut fields)) = serde_json::to_value(event) else {
+        return format!("{event:?}");
+    };
+    let kind = fields.remove("kind").and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default();
+    let rest: Vec<String> = fields
+        .into_iter()
+        .map(|(key, value)| {
+            let shown = match &value {
+                Value::String(s) if AMOUNT_FIELDS.contains(&key.as_str()) => {
+                    s.parse::<u128>().map(|u| tgr(Amount(u))).unwrap_or_else(|_| s.clone())
+                }
+                Value::String(s) => s.clone(),
+                Value::Number(n) if TIME_FIELDS.contains(&key.as_str()) => n
+                    .as_u64()
+                    .map(|ms| when(tensorgrid_types::Timestamp::from_millis(ms)))
+                    .unwrap_or_else(|| n.to_string()),
+                Value::Object(id) if id.contains_key("dseq") => ["dseq", "gseq", "provider"]
+                    .iter()
+                    .filter_map(|k| id.get(*k))
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                other => other.to_string(),
+            };
+            format!("{key}={shown}")
+        })
+        .collect();
+    format!("{kind} {}", rest.join(" "))
 }
 
 /// A thing the user named does not exist (exit code 5).

@@ -7,7 +7,7 @@ use tensorgrid_types::market::Dseq;
 use tensorgrid_types::query::Page;
 use tensorgrid_types::{Amount, Event, Msg};
 
-use crate::ctx::{Ctx, NotFound};
+use crate::ctx::{state_text, tgr, Ctx, NotFound};
 use crate::{emit_line, print_json, Output};
 
 fn parse_sdl(file: &Path) -> anyhow::Result<tensorgrid_sdl::Mapped> {
@@ -43,8 +43,9 @@ pub(crate) fn create(ctx: &Ctx, file: &Path, deposit: Amount) -> anyhow::Result<
                 emit_line(&format!("warning: {warning}"))?;
             }
             emit_line(&format!(
-                "deployment {dseq} created in block {} with {deposit} in escrow ({} orders open for bids)",
+                "deployment {dseq} created in block {} with {} in escrow ({} orders open for bids)",
                 record.height,
+                tgr(deposit),
                 mapped.deployment.groups.len()
             ))?;
             emit_line(&format!(
@@ -61,24 +62,30 @@ pub(crate) fn show(ctx: &Ctx, dseq: Dseq) -> anyhow::Result<()> {
     ctx.show(&info, |info| {
         let d = &info.deployment;
         let e = &d.escrow;
-        let mut text = format!("deployment {}  owner {}  {:?}\n", d.dseq, d.owner, d.state);
+        let mut text = format!("deployment {}  owner {}  {}\n", d.dseq, d.owner, state_text(&d.state));
         text.push_str(&format!(
             "escrow     balance {}  deposited {}  paid {}  refunded {}\n",
-            e.balance, e.total_deposited, e.total_paid, e.refunded
+            tgr(e.balance),
+            tgr(e.total_deposited),
+            tgr(e.total_paid),
+            tgr(e.refunded)
         ));
         for order in &info.orders {
             text.push_str(&format!(
-                "order {}  {:?}  max {}/h  {} live bids\n",
+                "order {}  {}  max {}/h  {} live bids\n",
                 order.id,
-                order.state,
-                order.spec.max_price,
+                state_text(&order.state),
+                tgr(order.spec.max_price),
                 order.live_bids.len()
             ));
         }
         for lease in &info.leases {
             text.push_str(&format!(
-                "lease {}  {:?}  {}/h  paid {}\n",
-                lease.id, lease.state, lease.price, lease.paid
+                "lease {}  {}  {}/h  paid {}\n",
+                lease.id,
+                state_text(&lease.state),
+                tgr(lease.price),
+                tgr(lease.paid)
             ));
         }
         text
@@ -101,7 +108,15 @@ pub(crate) fn list(ctx: &Ctx, owner: Option<&str>) -> anyhow::Result<()> {
         }
         page.items
             .iter()
-            .map(|d| format!("{}\t{:?}\t{} groups\tescrow {}\n", d.dseq, d.state, d.groups, d.escrow.balance))
+            .map(|d| {
+                format!(
+                    "{}\t{}\t{} groups\tescrow {}\n",
+                    d.dseq,
+                    state_text(&d.state),
+                    d.groups,
+                    tgr(d.escrow.balance)
+                )
+            })
             .collect()
     })
 }

@@ -14,7 +14,7 @@ use tensorgrid_types::job::{Job as OnChain, JobId, JobSpec, JobState, SlotState,
 use tensorgrid_types::resources::ResourceUnits;
 use tensorgrid_types::{Amount, Event, Hash, Msg, Timestamp};
 
-use crate::ctx::{Ctx, NotFound};
+use crate::ctx::{tgr, Ctx, NotFound};
 use crate::{emit_line, print_json, Output};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -191,8 +191,9 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
                     })),
                     Output::Text => {
                         emit_line(&format!(
-                            "job {id} submitted in block {}: {budget} budget, k={redundancy}",
-                            record.height
+                            "job {id} submitted in block {}: {} budget, k={redundancy}",
+                            record.height,
+                            tgr(budget)
                         ))?;
                         emit_line(&format!("follow it with `tgrid job status {id} --wait`"))
                     }
@@ -345,18 +346,18 @@ fn print_job(ctx: &Ctx, job: &OnChain) -> anyhow::Result<()> {
         ));
         text.push_str(&format!(
             "budget    {} for k={} (at most {} each); held {}, paid {}\n",
-            job.spec.budget,
+            tgr(job.spec.budget),
             job.spec.redundancy,
-            job.spec.max_bid(),
-            job.held,
-            job.paid
+            tgr(job.spec.max_bid()),
+            tgr(job.held),
+            tgr(job.paid)
         ));
         text.push_str(&format!("bids      {} live\n", job.live_bids.len()));
         for slot in &job.slots {
             text.push_str(&format!(
                 "slot      {} at {}  {:?}{}\n",
                 slot.provider,
-                slot.price,
+                tgr(slot.price),
                 slot.state,
                 slot.result.map(|r| format!("  result {r}")).unwrap_or_default()
             ));

@@ -8,7 +8,7 @@ use tensorgrid_types::market::{
 use tensorgrid_types::query::{Page, Query, QueryResponse};
 use tensorgrid_types::{Address, Amount, Msg, Timestamp};
 
-use crate::ctx::{Ctx, NotFound};
+use crate::ctx::{state_text, tgr, when, Ctx, NotFound};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Market {
@@ -75,7 +75,7 @@ pub(crate) fn market(ctx: &Ctx, command: Market) -> anyhow::Result<()> {
                             "{}\towner {}\tmax {}/h\t{} live bids\n",
                             o.id,
                             o.owner,
-                            o.spec.max_price,
+                            tgr(o.spec.max_price),
                             o.live_bids.len()
                         )
                     })
@@ -99,11 +99,10 @@ pub(crate) fn market(ctx: &Ctx, command: Market) -> anyhow::Result<()> {
                 bids.iter()
                     .map(|b| {
                         let state = match b.state {
-                            BidState::Open => "open".to_string(),
                             BidState::Active => "active (leased)".to_string(),
-                            BidState::Closed { reason, .. } => format!("closed ({reason:?})"),
+                            other => state_text(&other),
                         };
-                        format!("{}\t{}/h\t{state}\n", b.id, b.price)
+                        format!("{}\t{}/h\t{state}\n", b.id, tgr(b.price))
                     })
                     .collect()
             })
@@ -111,7 +110,7 @@ pub(crate) fn market(ctx: &Ctx, command: Market) -> anyhow::Result<()> {
         Market::Bid { order, price } => {
             let record = ctx.execute(Msg::CreateBid { order, price })?;
             let bid = order.bid(ctx.signer_address()?);
-            ctx.show_tx(&format!("bid {bid} at {price}/h"), &record)
+            ctx.show_tx(&format!("bid {bid} at {}/h", tgr(price)), &record)
         }
         Market::CloseBid { bid } => {
             let record = ctx.execute(Msg::CloseBid { bid })?;
@@ -238,7 +237,15 @@ pub(crate) fn lease(ctx: &Ctx, command: Lease) -> anyhow::Result<()> {
                 }
                 leases
                     .iter()
-                    .map(|l| format!("{}\t{:?}\t{}/h\tpaid {}\n", l.id, l.state, l.price, l.paid))
+                    .map(|l| {
+                        format!(
+                            "{}\t{}\t{}/h\tpaid {}\n",
+                            l.id,
+                            state_text(&l.state),
+                            tgr(l.price),
+                            tgr(l.paid)
+                        )
+                    })
                     .collect()
             })
         }
@@ -246,22 +253,19 @@ pub(crate) fn lease(ctx: &Ctx, command: Lease) -> anyhow::Result<()> {
             let status = lease_status(ctx, lease_id(ctx, &lease)?)?;
             ctx.show(&status, |s| {
                 let l = &s.lease;
-                let state = match l.state {
-                    LeaseState::Active => "active".to_string(),
-                    LeaseState::Closed { reason, at } => format!("closed ({reason:?}) at {} ms", at.millis()),
-                };
+                let state = state_text(&l.state);
                 let mut text = format!("lease     {}\nstate     {state}\nowner     {}\n", l.id, l.owner);
-                text.push_str(&format!("price     {}/h\n", l.price));
+                text.push_str(&format!("price     {}/h\n", tgr(l.price)));
                 text.push_str(&format!(
-                    "paid      {} (settled to {} ms; running {} s)\n",
-                    l.paid,
-                    l.settled_to.millis(),
+                    "paid      {} (settled to {}; started {} s ago)\n",
+                    tgr(l.paid),
+                    when(l.settled_to),
                     s.chain_time.since(l.started_at) / 1000
                 ));
-                text.push_str(&format!("unsettled {}\n", s.unsettled));
-                text.push_str(&format!("escrow    {}", s.escrow_balance));
+                text.push_str(&format!("unsettled {}\n", tgr(s.unsettled)));
+                text.push_str(&format!("escrow    {}", tgr(s.escrow_balance)));
                 if let Some(dry) = s.escrow_dry_at {
-                    text.push_str(&format!(" (runs dry at {} ms)", dry.millis()));
+                    text.push_str(&format!(" (runs dry at {})", when(dry)));
                 }
                 text.push('\n');
                 if let Some(uri) = &s.provider_host_uri {

@@ -9,7 +9,7 @@ use tensorgrid_types::query::Page;
 use tensorgrid_types::resources::Attribute;
 use tensorgrid_types::{Amount, Msg, Timestamp, TxRecord};
 
-use crate::ctx::{Ctx, NotFound};
+use crate::ctx::{tgr, when, Ctx, NotFound};
 use crate::{emit_line, print_json, Output};
 
 #[derive(Debug, Subcommand)]
@@ -85,7 +85,7 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
             let msg = Msg::RegisterProvider { host_uri, attributes: details.attributes, info, stake };
             let record = ctx.execute(msg)?;
             ctx.show_tx(
-                &format!("registered provider {} with {stake} bonded", ctx.signer_address()?),
+                &format!("registered provider {} with {} bonded", ctx.signer_address()?, tgr(stake)),
                 &record,
             )
         }
@@ -124,14 +124,18 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
             let status = Status { provider, chain_time: chain.time, live, no_bid_reasons: None };
             ctx.show(&status, |s| {
                 let p = &s.provider;
-                let mut text = format!("provider   {}\nstatus     {:?}\n", p.address, p.status);
+                let status = match p.status {
+                    tensorgrid_types::provider::ProviderStatus::Active => "active",
+                    tensorgrid_types::provider::ProviderStatus::Deregistered => "deregistered",
+                };
+                let mut text = format!("provider   {}\nstatus     {status}\n", p.address);
                 text.push_str(&format!("host       {}\n", p.host_uri));
-                text.push_str(&format!("stake      {}\n", p.stake));
+                text.push_str(&format!("stake      {}\n", tgr(p.stake)));
                 for u in &p.unbonding {
                     text.push_str(&format!(
-                        "unbonding  {} (matures at {} ms)\n",
-                        u.amount,
-                        u.matures_at.millis()
+                        "unbonding  {} (matures at {})\n",
+                        tgr(u.amount),
+                        when(u.matures_at)
                     ));
                 }
                 text.push_str(&format!(
@@ -180,16 +184,18 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
                 .fold(Amount::ZERO, |acc, a| acc.saturating_add(a));
             match ctx.output {
                 Output::Json => print_json(&serde_json::json!({ "paid": paid, "transactions": records })),
-                Output::Text => emit_line(&format!("withdrew {paid} from {} active leases", records.len())),
+                Output::Text => {
+                    emit_line(&format!("withdrew {} from {} active leases", tgr(paid), records.len()))
+                }
             }
         }
         Provider::Bond { amount } => {
             let record = ctx.execute(Msg::Bond { amount })?;
-            ctx.show_tx(&format!("bonded {amount}"), &record)
+            ctx.show_tx(&format!("bonded {}", tgr(amount)), &record)
         }
         Provider::Unbond { amount } => {
             let record = ctx.execute(Msg::Unbond { amount })?;
-            ctx.show_tx(&format!("started unbonding {amount}"), &record)
+            ctx.show_tx(&format!("started unbonding {}", tgr(amount)), &record)
         }
         Provider::Heartbeat => {
             let record = ctx.execute(Msg::Heartbeat)?;
