@@ -264,4 +264,33 @@ async fn four_validator_processes_survive_kill_dash_nine() {
         let balance = c.account(&bob.address()).await.expect("account").expect("bob exists").balance;
         assert_eq!(balance, Amount::tgr(1_000_000).checked_add(Amount(40 * 1_000)).unwrap());
     }
+
+    // Every validator indexed bob's history the same way, including validator 3, which executed the second
+    // half after its restart: the 40 transfers, newest first, in pages that join up.
+    let mut histories = Vec::new();
+    for c in &clients {
+        let first = c.account_txs(&bob.address(), None, 25).await.expect("history");
+        let cursor = first.next.clone().expect("a second page");
+        let rest = c.account_txs(&bob.address(), Some(&cursor), 25).await.expect("history");
+        assert_eq!(rest.next, None);
+        let hashes: Vec<Hash> = first.items.iter().chain(&rest.items).map(|r| r.hash).collect();
+        histories.push(hashes);
+    }
+    assert_eq!(histories[0].len(), 40);
+    assert!(histories.iter().all(|h| *h == histories[0]), "validators index bob's history differently");
+    let mut all: Vec<Hash> = hashes.iter().chain(&more).copied().collect();
+    let mut indexed = histories[0].clone();
+    indexed.sort();
+    all.sort();
+    assert_eq!(indexed, all, "the history is exactly bob's 40 transfers");
+    let http = reqwest::Client::new();
+    let bad = http
+        .get(format!("{}/v1/accounts/{}/txs?after=yesterday", clients[0].base(), bob.address()))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(bad.status(), 400);
+    let not_an_address =
+        http.get(format!("{}/v1/accounts/tg1nope/txs", clients[0].base())).send().await.expect("answer");
+    assert_eq!(not_an_address.status(), 400);
 }

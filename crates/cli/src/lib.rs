@@ -421,3 +421,70 @@ fn deploy_check(file: &Path, output: Output) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: impl Into<anyhow::Error>) -> u8 {
+        classify(&e.into()).0
+    }
+
+    #[test]
+    fn exit_codes_follow_the_kind_of_failure_not_its_text() {
+        let transport = RpcError::Transport { url: "http://127.0.0.1:9".into(), reason: "refused".into() };
+        assert_eq!(
+            classify(&anyhow::Error::new(transport)).1.map(|h| h.contains("tgrid devnet")),
+            Some(true)
+        );
+        let refused = || RpcError::Node {
+            status: 400,
+            code: "bad_nonce".into(),
+            message: "nonce 3, expected 4".into(),
+            details: serde_json::Value::Null,
+        };
+        assert_eq!(code(refused()), 4);
+        assert_eq!(
+            code(anyhow::Error::new(refused()).context("sending the deployment")),
+            4,
+            "through context"
+        );
+        let wrong_chain = RpcError::WrongChain { url: "u".into(), expected: "a".into(), node: "b".into() };
+        assert_eq!(code(wrong_chain), 4);
+        let missing = RpcError::Node {
+            status: 404,
+            code: "unknown_transaction".into(),
+            message: "no such transaction".into(),
+            details: serde_json::Value::Null,
+        };
+        assert_eq!(code(missing), 5);
+        assert_eq!(code(NotFound("no job 7".into())), 5);
+        assert_eq!(code(RpcError::NotCommitted { hash: tensorgrid_types::Hash::ZERO }), 6);
+        assert_eq!(code(anyhow::anyhow!("cannot read app.yaml")), 1);
+    }
+
+    #[test]
+    fn every_command_parses_its_global_flags_anywhere() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "tgrid",
+            "lease",
+            "close",
+            "7/1",
+            "--from",
+            "alice",
+            "--chain-id",
+            "tg-devnet",
+            "--max-fee",
+            "0.5tgr",
+        ])
+        .expect("parses");
+        assert_eq!(cli.from.as_deref(), Some("alice"));
+        assert_eq!(cli.max_fee, Some(Amount(500_000)));
+        assert!(
+            Cli::try_parse_from(["tgrid", "market", "bid", "7", "--price", "1tgr"]).is_err(),
+            "order is dseq/gseq"
+        );
+        assert!(Cli::try_parse_from(["tgrid", "account", "send", "bob", "1.5atom"]).is_err());
+    }
+}
