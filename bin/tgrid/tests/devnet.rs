@@ -39,7 +39,8 @@ fn tgrid_env(home: &std::path::Path, node: &str, args: &[&str], env: &[(&str, &s
         .expect("tgrid runs")
 }
 
-/// Starts `tgrid devnet` with its home in `home` on ports `base`, `base + 1`, and waits for its first block.
+/// Starts `tgrid devnet` with its home in `home` on ports `base` (p2p), `base + 1` (API) and `base + 2` (the
+/// built-in provider), and waits for its first block.
 fn start_devnet(home: &std::path::Path, base: u16) -> (Devnet, String, Value) {
     let node = format!("http://127.0.0.1:{}", base + 1);
     let child = Command::new(TGRID)
@@ -47,6 +48,7 @@ fn start_devnet(home: &std::path::Path, base: u16) -> (Devnet, String, Value) {
         .arg("--home")
         .arg(home)
         .args(["devnet", "--p2p-port", &base.to_string(), "--rpc-port", &(base + 1).to_string()])
+        .args(["--provider-port", &(base + 2).to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -68,7 +70,7 @@ fn start_devnet(home: &std::path::Path, base: u16) -> (Devnet, String, Value) {
 
 /// A port range for this test process (tests in one binary share a pid, so each passes its own `slot`).
 fn ports(slot: u16) -> u16 {
-    33_000 + (std::process::id() % 1_000) as u16 * 4 + slot * 2
+    33_000 + (std::process::id() % 1_000) as u16 * 8 + slot * 4
 }
 
 fn json(out: &Output) -> Value {
@@ -293,15 +295,47 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
         .collect();
     assert!(kinds.contains(&"lease_paid"), "the tenant's close names the provider: {kinds:?}");
 
-    // Jobs: a job nobody bids on fails when its window closes and the whole budget comes back; a job
-    // cancelled while bidding is refunded too.
-    let module = dir.path().join("hello.wasm");
-    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    // A second provider daemon, as an operator runs it: `tgrid provider run --config provider.toml` with the
+    // gpu-host key. It updates its registration to its real API address.
+    let provider_port = ports(1) + 3;
+    let provider_config = dir.path().join("provider.toml");
+    std::fs::write(
+        &provider_config,
+        format!(
+            "key = \"gpu-host\"\nnode = \"{n}\"\nlisten = \"127.0.0.1:{provider_port}\"\n\
+             host_uri = \"http://127.0.0.1:{provider_port}\"\nstake = \"100tgr\"\nwork_dir = \"{}\"\n\
+             [limits]\nmax_jobs = 2\n",
+            dir.path().join("gpu-host-work").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Command::new(TGRID)
+        .env("TGRID_CONFIG", home.join("no-config.toml"))
+        .arg("--home")
+        .arg(&home)
+        .args(["provider", "run", "--config"])
+        .arg(&provider_config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("gpu-host.log")).unwrap())
+        .spawn()
+        .expect("the provider daemon starts");
+    let _daemon = Devnet(daemon);
+    let started = Instant::now();
+    while json(&tgrid(&home, n, &["provider", "status", "gpu-host"]))["provider"]["host_uri"]
+        != format!("http://127.0.0.1:{provider_port}").as_str()
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "the daemon did not update its registration");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A real job on two providers (the devnet's built-in one and gpu-host): both bid, both are assigned, the
+    // client uploads the module and input to each, each runs it in its WASM sandbox, commits and reveals the
+    // same result hash, and both are paid their bids; the rest of the budget comes back.
+    let module = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/wasm/copy.wat");
     let input = dir.path().join("input.txt");
-    std::fs::write(&input, b"hello").unwrap();
-    let module = module.to_str().unwrap();
+    std::fs::write(&input, b"hello from the tenant").unwrap();
     let before = balance(&home, n, &tenant);
-    let failed = json(&t(&[
+    let done = json(&t(&[
         "job",
         "submit",
         module,
@@ -312,6 +346,71 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
         "-k",
         "2",
         "--bid-window",
+        "3s",
+        "--wait",
+        "--timeout",
+        "120s",
+        "--from",
+        "tenant",
+    ]));
+    assert_eq!(done["state"]["state"], "completed", "{done}");
+    let job_id = done["id"].as_u64().unwrap().to_string();
+    let slots = done["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[0]["result"], slots[1]["result"], "two providers, one result");
+    let prices: u128 = slots.iter().map(|s| utgr(&s["price"])).sum();
+    assert_eq!(utgr(&done["paid"]), prices);
+    let submit_fee = fee(&json(&t(&["account", "history", "tenant", "--limit", "1"]))["items"][0]);
+    assert_eq!(balance(&home, n, &tenant), before - submit_fee - prices, "paid the bids, got the rest back");
+    let outputs = dir.path().join("outputs");
+    let result =
+        json(&t(&["job", "result", &job_id, "--download", outputs.to_str().unwrap(), "--from", "tenant"]));
+    assert_eq!(result["agreed"], true);
+    assert_eq!(std::fs::read(outputs.join("out/result.txt")).unwrap(), b"hello from the tenant");
+    assert_eq!(std::fs::read(outputs.join("stdout")).unwrap(), b"hello\n");
+
+    // A job that runs out of fuel: a result like any other, the same on both providers, and paid.
+    let spin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/wasm/spin.wat");
+    let out_of_fuel = json(&t(&[
+        "job",
+        "submit",
+        spin,
+        "--budget",
+        "1tgr",
+        "-k",
+        "2",
+        "--fuel",
+        "5000000",
+        "--bid-window",
+        "3s",
+        "--wait",
+        "--timeout",
+        "120s",
+        "--from",
+        "tenant",
+    ]));
+    assert_eq!(out_of_fuel["state"]["state"], "completed", "{out_of_fuel}");
+    let spin_id = out_of_fuel["id"].as_u64().unwrap().to_string();
+    let fuel_dir = dir.path().join("fuel");
+    let fuel_result =
+        json(&t(&["job", "result", &spin_id, "--download", fuel_dir.to_str().unwrap(), "--from", "tenant"]));
+    assert_eq!(fuel_result["outputs"]["exit"]["exit"], "out_of_fuel");
+    assert!(utgr(&out_of_fuel["paid"]) > 0, "running out of fuel is paid");
+
+    // A job with more redundancy than there are providers fails when its window closes and the whole budget
+    // comes back; a job cancelled while bidding is refunded too.
+    let before = balance(&home, n, &tenant);
+    let failed = json(&t(&[
+        "job",
+        "submit",
+        module,
+        "--input",
+        input.to_str().unwrap(),
+        "--budget",
+        "3tgr",
+        "-k",
+        "3",
+        "--bid-window",
         "2s",
         "--wait",
         "--timeout",
@@ -320,22 +419,39 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
         "tenant",
     ]));
     assert_eq!(failed["state"]["state"], "failed", "{failed}");
-    assert_eq!(failed["state"]["reason"]["not_enough_bids"]["needed"], 2);
-    assert_eq!(failed["spec"]["inputs"][0], blake3::hash(b"hello").to_hex().as_str());
-    let job_id = failed["id"].as_u64().unwrap().to_string();
+    assert_eq!(failed["state"]["reason"]["not_enough_bids"]["needed"], 3);
+    assert_eq!(failed["state"]["reason"]["not_enough_bids"]["got"], 2);
+    assert_eq!(failed["spec"]["inputs"][0], blake3::hash(b"hello from the tenant").to_hex().as_str());
+    let failed_id = failed["id"].as_u64().unwrap().to_string();
     let job_history = json(&t(&["account", "history", "tenant", "--limit", "1"]));
     let submit_fee = fee(&job_history["items"][0]);
     assert_eq!(balance(&home, n, &tenant), before - submit_fee, "the budget came back whole");
-    fails_with(&t(&["job", "result", &job_id]), 1, "no revealed result");
+    fails_with(&t(&["job", "result", &failed_id]), 1, "no revealed result");
 
+    // A runtime no provider has: both decline, say why, and `tgrid provider status` shows it.
     let before = balance(&home, n, &tenant);
-    let submitted =
-        json(&t(&["job", "submit", module, "--budget", "1tgr", "--bid-window", "60s", "--from", "tenant"]));
+    let submitted = json(&t(&[
+        "job",
+        "submit",
+        module,
+        "--runtime",
+        "wasi-p9",
+        "--budget",
+        "1tgr",
+        "--bid-window",
+        "60s",
+        "--from",
+        "tenant",
+    ]));
     let second_job = submitted["job"].as_u64().unwrap().to_string();
     assert_eq!(json(&t(&["job", "status", &second_job]))["state"]["state"], "bidding");
     let cancelled = json(&t(&["job", "cancel", &second_job, "--from", "tenant"]));
     assert_eq!(event_amount(&cancelled, "job_cancelled", "refunded"), 1_000_000);
     assert_eq!(balance(&home, n, &tenant), before - utgr(&submitted["fee"]) - fee(&cancelled));
+
+    let status = json(&tgrid(&home, n, &["provider", "status", "gpu-host"]));
+    let reasons = status["no_bid_reasons"].to_string();
+    assert!(reasons.contains("wasi-p9"), "{status}");
 
     // Exit codes: 5 not found, 4 refused or failed on chain, 1 what this version cannot do yet.
     fails_with(&t(&["deploy", "show", "424242"]), 5, "no deployment 424242");
@@ -354,7 +470,7 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let config = config.to_str().unwrap();
     let run = |args: &[&str]| {
         Command::new(TGRID)
-            .args(["--config", config, "--home"])
+            .args(["--config-file", config, "--home"])
             .arg(&home)
             .args(args)
             .output()

@@ -89,6 +89,7 @@ pub(crate) fn devnet(
     home: Option<PathBuf>,
     p2p_port: u16,
     rpc_port: u16,
+    provider_port: Option<u16>,
     output: Output,
 ) -> anyhow::Result<()> {
     let dir = home.unwrap_or_else(|| fresh_dir("tgrid-devnet"));
@@ -114,9 +115,50 @@ pub(crate) fn devnet(
                 "API: {api}/v1/status   metrics: {api}/metrics   (Ctrl-C stops; --home {} resumes)",
                 dir.display()
             ))?;
+            if let Some(port) = provider_port {
+                emit_line(&format!(
+                    "provider: the `provider` account runs WASM jobs, API http://127.0.0.1:{port}/v1/provider"
+                ))?;
+            }
         }
     }
+    if let Some(port) = provider_port {
+        start_provider(&dir, &api, port)?;
+    }
     node(&dir)
+}
+
+/// Starts the built-in provider (the `provider` demo account, WASM jobs) on its own thread and runtime; it
+/// waits for the node's API, registers and then bids on work like any other provider.
+fn start_provider(dir: &Path, api: &str, port: u16) -> anyhow::Result<()> {
+    let key = Keystore::open(dir.join("keys"))?.unlock("provider", None)?.key;
+    let config = tensorgrid_provider::ProviderConfig {
+        key: "provider".into(),
+        node: api.to_string(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        host_uri: format!("http://127.0.0.1:{port}"),
+        stake: Amount::tgr(100),
+        work_dir: dir.join("provider"),
+        attributes: [("region".to_string(), "devnet".to_string())].into_iter().collect(),
+        email: String::new(),
+        website: String::new(),
+        pricing: Default::default(),
+        limits: Default::default(),
+    };
+    std::thread::Builder::new().name("provider".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "the built-in provider could not start");
+                return;
+            }
+        };
+        if let Err(e) = runtime.block_on(tensorgrid_provider::run(config, key)) {
+            tracing::error!(error = %e, "the built-in provider stopped");
+        }
+    })?;
+    Ok(())
 }
 
 pub(crate) fn testnet(

@@ -171,7 +171,11 @@ impl Ctx {
 
     /// The signing key, unlocked (asking for the passphrase of an encrypted key).
     pub(crate) fn signer(&self) -> anyhow::Result<SecretKey> {
-        let name = self.signer_name()?;
+        self.unlock(self.signer_name()?)
+    }
+
+    /// A key of the keystore, unlocked (asking for the passphrase of an encrypted key).
+    pub(crate) fn unlock(&self, name: &str) -> anyhow::Result<SecretKey> {
         let store = self.keystore()?;
         let info = store.show(name).with_context(|| format!("no key `{name}`; see `tgrid keys list`"))?;
         let pass = match info.backend {

@@ -1,7 +1,7 @@
 //! `tgrid job …`: one-shot jobs. The module and inputs stay on this machine, addressed by blake3; the chain
-//! gets their hashes, the budget and the deadlines, and assigned providers fetch the bytes from the client
-//! (the provider API is the content store in this round). A job's local record (which files have which
-//! hashes) is kept in `<home>/jobs/<id>.json` so later commands can find them.
+//! gets their hashes, the budget and the deadlines, and the client uploads the bytes to each provider the job
+//! is assigned to (the provider API is the content store in this round). A job's local record (which files
+//! have which hashes) is kept in `<home>/jobs/<id>.json` so later commands (`job status --wait`) can upload.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -85,8 +85,14 @@ pub(crate) enum Job {
         #[arg(long)]
         timeout: Option<humantime::Duration>,
     },
-    /// A job's result: the agreed result hash and who produced it.
-    Result { id: JobId },
+    /// A job's result: the agreed result hash and who produced it; with --download, the outputs themselves,
+    /// checked against that hash.
+    Result {
+        id: JobId,
+        /// Write stdout, stderr and the output files (under `out/`) into this directory.
+        #[arg(long)]
+        download: Option<PathBuf>,
+    },
     /// Cancel a job still taking bids; the budget comes back.
     Cancel { id: JobId },
     /// Dispute a single provider's result during its challenge period; the funds are held for a referee.
@@ -206,7 +212,7 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
             let job = if wait { follow(ctx, id, timeout)? } else { fetch(ctx, id)? };
             print_job(ctx, &job)
         }
-        Job::Result { id } => {
+        Job::Result { id, download: target } => {
             let job = fetch(ctx, id)?;
             let results: Vec<(String, Hash, SlotState)> = job
                 .slots
@@ -220,11 +226,21 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
                 );
             }
             let agreed = results.windows(2).all(|w| w[0].1 == w[1].1);
+            let outputs = match &target {
+                Some(dir) => {
+                    anyhow::ensure!(
+                        agreed,
+                        "the providers' results disagree; nothing is downloaded until a referee decides"
+                    );
+                    Some(download(ctx, &job, results[0].1, dir)?)
+                }
+                None => None,
+            };
             match ctx.output {
                 Output::Json => print_json(&serde_json::json!({
                     "job": id, "state": job.state, "agreed": agreed,
                     "results": results.iter().map(|(p, h, s)| serde_json::json!({ "provider": p, "result_hash": h, "slot": s })).collect::<Vec<_>>(),
-                    "outputs": null,
+                    "outputs": outputs,
                 })),
                 Output::Text => {
                     emit_line(&format!(
@@ -235,10 +251,17 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
                     for (provider, hash, state) in &results {
                         emit_line(&format!("  {hash}  from {provider} ({state:?})"))?;
                     }
-                    emit_line(
-                        "outputs are served by the providers' APIs, which this version of tgrid cannot fetch from \
-                         yet; the hash above is what they must match",
-                    )
+                    match (&outputs, &target) {
+                        (Some(outputs), Some(dir)) => emit_line(&format!(
+                            "downloaded to {}: exit {:?}, {} output files, checked against the result hash",
+                            dir.display(),
+                            outputs.exit,
+                            outputs.files.len()
+                        )),
+                        _ => emit_line(&format!(
+                            "download the outputs with `tgrid job result {id} --download DIR`"
+                        )),
+                    }
                 }
             }
         }
@@ -315,10 +338,31 @@ fn follow(ctx: &Ctx, id: JobId, timeout: Option<humantime::Duration>) -> anyhow:
     bar.enable_steady_tick(Duration::from_millis(120));
     let started = Instant::now();
     let client = ctx.client();
+    // The module and inputs go to each provider the job is assigned to, once, as soon as it is assigned.
+    let local = load_local(ctx, id);
+    let mut uploaded: Vec<tensorgrid_types::Address> = Vec::new();
+    let mut signer = None;
     let outcome = loop {
         let job = fetch(ctx, id)?;
         let now = ctx.block_on(client.chain_info())?.time;
         bar.set_message(progress_line(&job, now));
+        if let Some(local) = &local {
+            for slot in job.slots.iter().filter(|s| s.state == SlotState::Running) {
+                if uploaded.contains(&slot.provider) {
+                    continue;
+                }
+                if signer.is_none() {
+                    signer = Some(ctx.signer()?);
+                }
+                let key = signer.as_ref().context("no signing key")?;
+                bar.set_message(format!("uploading the module and inputs to {}", slot.provider));
+                match upload(ctx, key, local, slot.provider) {
+                    Ok(()) => uploaded.push(slot.provider),
+                    // The provider may not have read the assignment yet; the next round tries again.
+                    Err(e) => bar.set_message(format!("upload to {} failed, retrying: {e:#}", slot.provider)),
+                }
+            }
+        }
         if settled(&job.state) {
             break Ok(job);
         }
@@ -334,6 +378,98 @@ fn follow(ctx: &Ctx, id: JobId, timeout: Option<humantime::Duration>) -> anyhow:
     };
     bar.finish_and_clear();
     outcome
+}
+
+fn load_local(ctx: &Ctx, id: JobId) -> Option<LocalJob> {
+    let bytes = std::fs::read(ctx.home.join("jobs").join(format!("{id}.json"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Sends a job's module and inputs to one assigned provider, each checked against the hash the job names
+/// (a file changed since submitting would be refused by the provider anyway).
+fn upload(
+    ctx: &Ctx,
+    key: &tensorgrid_types::SecretKey,
+    local: &LocalJob,
+    provider: tensorgrid_types::Address,
+) -> anyhow::Result<()> {
+    let info = ctx
+        .block_on(ctx.client().provider(&provider))?
+        .ok_or_else(|| anyhow::anyhow!("{provider} is not a registered provider"))?;
+    let api = tensorgrid_client::ProviderClient::new(&info.host_uri, key.clone());
+    for (path, hash) in std::iter::once(&local.module).chain(&local.inputs) {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        anyhow::ensure!(
+            Hash::of(&bytes) == *hash,
+            "{} changed since the job was submitted (it no longer hashes to {hash})",
+            path.display()
+        );
+        ctx.block_on(api.upload(local.id, hash, bytes))
+            .with_context(|| format!("uploading {} to {}", path.display(), info.host_uri))?;
+    }
+    Ok(())
+}
+
+/// Downloads a finished job's outputs from a provider whose revealed result is `agreed`, checks them against
+/// that hash, and writes them under `dir` (`stdout`, `stderr`, and the files under `out/`).
+fn download(
+    ctx: &Ctx,
+    job: &OnChain,
+    agreed: Hash,
+    dir: &Path,
+) -> anyhow::Result<tensorgrid_types::provider_api::JobOutputs> {
+    let key = ctx.signer()?;
+    anyhow::ensure!(
+        key.address() == job.client,
+        "only the job's client may download its outputs; --from is not job {}'s client",
+        job.id
+    );
+    let mut last_error = None;
+    for slot in job.slots.iter().filter(|s| s.result == Some(agreed)) {
+        let attempt = || -> anyhow::Result<tensorgrid_types::provider_api::JobOutputs> {
+            let info = ctx
+                .block_on(ctx.client().provider(&slot.provider))?
+                .ok_or_else(|| anyhow::anyhow!("{} is not a registered provider", slot.provider))?;
+            let api = tensorgrid_client::ProviderClient::new(&info.host_uri, key.clone());
+            let outputs = ctx.block_on(api.job_outputs(job.id))?;
+            let stdout = hex::decode(&outputs.stdout_hex).context("stdout is not hex")?;
+            let stderr = hex::decode(&outputs.stderr_hex).context("stderr is not hex")?;
+            let mut files = Vec::with_capacity(outputs.files.len());
+            for file in &outputs.files {
+                let bytes = ctx.block_on(api.job_file(job.id, &file.path))?;
+                files.push((file.path.clone(), bytes));
+            }
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+            let hash = tensorgrid_types::job::result_hash(&outputs.exit, &stdout, &stderr, &files);
+            anyhow::ensure!(
+                hash == agreed,
+                "the outputs {} served hash to {hash}, not the result {agreed} it revealed",
+                info.host_uri
+            );
+            std::fs::create_dir_all(dir.join("out"))
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(dir.join("stdout"), &stdout)?;
+            std::fs::write(dir.join("stderr"), &stderr)?;
+            for (path, bytes) in &files {
+                // Paths come from the provider: keep them inside `dir/out`.
+                anyhow::ensure!(
+                    !path.split('/').any(|c| c == ".." || c.is_empty()) && !path.starts_with('/'),
+                    "the provider named an output `{path}` outside the output directory"
+                );
+                let target = dir.join("out").join(path);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&target, bytes)?;
+            }
+            Ok(outputs)
+        };
+        match attempt() {
+            Ok(outputs) => return Ok(outputs),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no provider revealed {agreed}")))
 }
 
 fn print_job(ctx: &Ctx, job: &OnChain) -> anyhow::Result<()> {

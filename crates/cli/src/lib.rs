@@ -2,7 +2,7 @@
 //! crates it calls, and this crate turns their results into text or JSON.
 //!
 //! Settings come from flags, then `TGRID_*` environment variables, then the config file
-//! (`$XDG_CONFIG_HOME/tensorgrid/config.toml`, or `--config`), then built-in defaults.
+//! (`$XDG_CONFIG_HOME/tensorgrid/config.toml`, or `--config-file`), then built-in defaults.
 //!
 //! Exit codes (also in `tgrid --help`):
 //! 0 success; 1 the command failed (the message says why and what to do next); 2 the command line itself was
@@ -47,9 +47,9 @@ pub struct Cli {
     /// directory.
     #[arg(long, global = true, env = "TGRID_HOME")]
     home: Option<PathBuf>,
-    /// The config file; defaults to $XDG_CONFIG_HOME/tensorgrid/config.toml.
+    /// tgrid's own config file of defaults; $XDG_CONFIG_HOME/tensorgrid/config.toml when not given.
     #[arg(long, global = true, env = "TGRID_CONFIG")]
-    config: Option<PathBuf>,
+    config_file: Option<PathBuf>,
     /// text for people, json for programs [default: text]
     #[arg(long, global = true, value_enum, env = "TGRID_OUTPUT")]
     output: Option<Output>,
@@ -129,6 +129,12 @@ enum Command {
         p2p_port: u16,
         #[arg(long, default_value_t = tensorgrid_consensus::launch::DEVNET_RPC_PORT)]
         rpc_port: u16,
+        /// Where the built-in provider's API listens.
+        #[arg(long, default_value_t = 26658)]
+        provider_port: u16,
+        /// Run no built-in provider.
+        #[arg(long)]
+        no_provider: bool,
     },
     /// Write N validator homes sharing a new genesis and run each as its own process on 127.0.0.1.
     Testnet {
@@ -249,7 +255,7 @@ struct Effective {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config_path = cli.config.clone().or_else(Config::default_path);
+    let config_path = cli.config_file.clone().or_else(Config::default_path);
     let config = match &config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -264,9 +270,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let output = settings.output;
     match cli.command {
-        Command::Devnet { p2p_port, rpc_port } => {
+        Command::Devnet { p2p_port, rpc_port, provider_port, no_provider } => {
             init_logging();
-            return chain::devnet(settings.home, p2p_port, rpc_port, output);
+            let provider = (!no_provider).then_some(provider_port);
+            return chain::devnet(settings.home, p2p_port, rpc_port, provider, output);
         }
         Command::Testnet { validators, dir, base_port, dry_run, blocks_per_epoch } => {
             return chain::testnet(dir, validators, base_port, blocks_per_epoch, dry_run, output);
@@ -287,8 +294,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             return emit(&String::from_utf8_lossy(&out));
         }
         Command::Config(command) => {
-            let path = config_path
-                .ok_or_else(|| anyhow::anyhow!("no config directory on this system: pass --config FILE"))?;
+            let path = config_path.ok_or_else(|| {
+                anyhow::anyhow!("no config directory on this system: pass --config-file FILE")
+            })?;
             return config_command(command, &path, config, &settings);
         }
         _ => {}
@@ -372,9 +380,11 @@ fn config_command(
 }
 
 /// Logs to stderr, filtered by `TGRID_LOG` (default: info, with consensus internals at warn).
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TGRID_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,commonware_consensus=warn,commonware_p2p=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,commonware_consensus=warn,commonware_p2p=warn,cranelift_codegen=warn,wasmtime=warn",
+        )
     });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -14,6 +14,12 @@ use crate::{emit_line, print_json, Output};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Provider {
+    /// Run the provider daemon: register (or update) the provider, serve its API, bid on work and run it.
+    Run {
+        /// The daemon's config file (see the provider crate's documentation for every key).
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// Register --from as a provider and bond STAKE (at least the chain's minimum).
     Register {
         /// The provider API's base URL (`https://host:port`), where tenants send manifests.
@@ -70,13 +76,20 @@ struct Status {
     chain_time: Timestamp,
     /// Whether the last heartbeat is recent enough for leases to accrue and for bids to win.
     live: bool,
-    /// What the provider daemon last declined to bid on and why; absent while no daemon reports here.
-    no_bid_reasons: Option<Vec<String>>,
+    /// What the provider daemon last declined to bid on and why, from its API; absent when it does not answer.
+    no_bid_reasons: Option<serde_json::Value>,
 }
 
 pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
     let client = ctx.client();
     match command {
+        Provider::Run { config } => {
+            crate::init_logging();
+            let config = tensorgrid_provider::ProviderConfig::load(&config)?;
+            let key = ctx.unlock(&config.key)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            Ok(runtime.block_on(tensorgrid_provider::run(config, key))?)
+        }
         Provider::Register { host_uri, stake, details } => {
             let info = ProviderInfo {
                 email: details.email.unwrap_or_default(),
@@ -121,7 +134,17 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
             let chain = ctx.block_on(client.chain_info())?;
             let params = ctx.block_on(client.params())?;
             let live = chain.time <= provider.last_heartbeat.plus(params.heartbeat_grace_ms);
-            let status = Status { provider, chain_time: chain.time, live, no_bid_reasons: None };
+            // The daemon's own view is a courtesy: a provider whose API does not answer still has a status.
+            let api = tensorgrid_client::ProviderClient::new(
+                &provider.host_uri,
+                tensorgrid_types::SecretKey::from_seed([0; 32]),
+            );
+            let no_bid_reasons = ctx
+                .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(3), api.info()).await })
+                .ok()
+                .and_then(Result::ok)
+                .map(|info| info["no_bid_reasons"].clone());
+            let status = Status { provider, chain_time: chain.time, live, no_bid_reasons };
             ctx.show(&status, |s| {
                 let p = &s.provider;
                 let status = match p.status {
@@ -154,6 +177,24 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
                 ));
                 for a in &p.attributes {
                     text.push_str(&format!("attribute  {}={}\n", a.key, a.value));
+                }
+                match &s.no_bid_reasons {
+                    None => text.push_str("daemon     not answering at its host URI\n"),
+                    Some(serde_json::Value::Array(reasons)) if reasons.is_empty() => {
+                        text.push_str("daemon     running; declined nothing lately\n")
+                    }
+                    Some(serde_json::Value::Array(reasons)) => {
+                        text.push_str("daemon     running; lately declined:\n");
+                        for r in reasons.iter().take(10) {
+                            text.push_str(&format!(
+                                "  {}: {} ({})\n",
+                                r["work"].as_str().unwrap_or("?"),
+                                r["reason"].as_str().unwrap_or("?"),
+                                r["component"].as_str().unwrap_or("?")
+                            ));
+                        }
+                    }
+                    Some(_) => {}
                 }
                 text
             })

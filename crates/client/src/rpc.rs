@@ -14,7 +14,7 @@ use tensorgrid_types::market::{Bid, Dseq, Lease, LeaseId, Order, OrderId};
 use tensorgrid_types::provider::Provider;
 use tensorgrid_types::query::{ChainInfo, DeploymentInfo, Page, Paged, Query, QueryResponse};
 use tensorgrid_types::{
-    Account, Address, Amount, BlockRecord, Hash, Msg, Params, SecretKey, Tx, TxError, TxRecord,
+    Account, Address, Amount, BlockRecord, Hash, Msg, Params, SecretKey, StreamedBlock, Tx, TxError, TxRecord,
 };
 
 /// Why a call to a node failed.
@@ -297,6 +297,82 @@ impl RpcClient {
             QueryResponse::Jobs(jobs) => Ok(jobs),
             other => Err(unexpected("jobs", &other)),
         }
+    }
+
+    /// The node's event stream from now on: one item per committed block with the events of the given kinds
+    /// (all when empty) that name `account` (any when `None`). The stream ends when the connection does;
+    /// callers reconnect and catch up by querying state.
+    pub async fn blocks(
+        &self,
+        kinds: &[&str],
+        account: Option<&Address>,
+    ) -> Result<impl futures_util::Stream<Item = Result<StreamedBlock, RpcError>> + Send + 'static, RpcError>
+    {
+        use futures_util::StreamExt as _;
+        let mut url = reqwest::Url::parse(&format!("{}/v1/events", self.base))
+            .map_err(|e| RpcError::Transport { url: self.base.clone(), reason: e.to_string() })?;
+        if !kinds.is_empty() {
+            url.query_pairs_mut().append_pair("kind", &kinds.join(","));
+        }
+        if let Some(account) = account {
+            url.query_pairs_mut().append_pair("account", &account.to_string());
+        }
+        // The stream lives as long as the node keeps it open, so it gets a client without the overall timeout.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| RpcError::Transport { url: self.base.clone(), reason: e.to_string() })?;
+        let response = http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| RpcError::Transport { url: self.base.clone(), reason: e.to_string() })?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            return Err(RpcError::Node {
+                status,
+                code: "events".into(),
+                message: text,
+                details: Value::Null,
+            });
+        }
+        let base = self.base.clone();
+        let bytes = response.bytes_stream();
+        let stream = futures_util::stream::unfold(
+            (bytes, String::new(), base),
+            |(mut bytes, mut buf, base)| async move {
+                loop {
+                    // A server-sent event ends at a blank line; its `data:` lines carry the JSON.
+                    if let Some(end) = buf.find("\n\n") {
+                        let event: String = buf.drain(..end + 2).collect();
+                        let data: Vec<&str> = event
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("data:"))
+                            .map(str::trim_start)
+                            .collect();
+                        if data.is_empty() {
+                            continue;
+                        }
+                        let parsed = serde_json::from_str::<StreamedBlock>(&data.join("\n")).map_err(|e| {
+                            RpcError::Decode { what: "event stream".into(), reason: e.to_string() }
+                        });
+                        return Some((parsed, (bytes, buf, base)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => {
+                            buf.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"))
+                        }
+                        Some(Err(e)) => {
+                            let error = RpcError::Transport { url: base.clone(), reason: e.to_string() };
+                            return Some((Err(error), (bytes, String::new(), base)));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        );
+        Ok(Box::pin(stream))
     }
 
     /// Signs `msg` from `key`, submits it and waits for the commit. A committed transaction whose message

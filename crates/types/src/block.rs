@@ -93,3 +93,12 @@ pub struct BlockRecord {
     /// Events of the deadlines the block's time reached and of its transactions, in order.
     pub events: Vec<Event>,
 }
+
+/// One committed block as the node's event stream (`GET /v1/events`) carries it: its height, time and the
+/// events that passed the subscriber's filters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamedBlock {
+    pub height: u64,
+    pub time: Timestamp,
+    pub events: Vec<Event>,
+}

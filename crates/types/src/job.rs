@@ -117,6 +117,41 @@ pub fn result_commitment(result_hash: &Hash, provider: &Address, salt: &[u8; 32]
     Hash::of_parts(&[b"tensorgrid/job-commit", result_hash.as_bytes(), provider.as_bytes(), salt])
 }
 
+/// How a job's run ended, as far as its result hash is concerned. Only deterministic endings are results: a
+/// provider whose run hits its own wall-clock limit has no result to commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "exit", rename_all = "snake_case")]
+pub enum JobExit {
+    /// The program exited with this status (0 is success).
+    Exited { code: i32 },
+    /// The fuel ran out: a result like any other, and paid.
+    OutOfFuel,
+    /// The program trapped (unreachable, out-of-bounds access, stack overflow, memory limit).
+    Trapped,
+}
+
+/// The most bytes of stdout, of stderr, and of all output files together that a result may hold; a run
+/// that writes more ends as [`JobExit::Trapped`] with nothing beyond the limit kept.
+pub const MAX_RESULT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The result hash of DESIGN's job rule: blake3 over a canonical encoding of the exit status, stdout, stderr
+/// and the output directory (files sorted by path, each path then its contents; every part length-prefixed).
+/// `outputs` must be sorted by path; the runner does that.
+pub fn result_hash(exit: &JobExit, stdout: &[u8], stderr: &[u8], outputs: &[(String, Vec<u8>)]) -> Hash {
+    let exit_bytes: Vec<u8> = match exit {
+        JobExit::Exited { code } => [&[0u8][..], &code.to_le_bytes()].concat(),
+        JobExit::OutOfFuel => vec![1],
+        JobExit::Trapped => vec![2],
+    };
+    let count = (outputs.len() as u64).to_le_bytes();
+    let mut parts: Vec<&[u8]> = vec![b"tensorgrid/job-result/v1", &exit_bytes, stdout, stderr, &count];
+    for (path, contents) in outputs {
+        parts.push(path.as_bytes());
+        parts.push(contents);
+    }
+    Hash::of_parts(&parts)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobFailure {

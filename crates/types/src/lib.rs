@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod market;
 pub mod params;
 pub mod provider;
+pub mod provider_api;
 pub mod query;
 pub mod resources;
 pub mod time;
@@ -24,7 +25,7 @@ pub mod tx;
 
 pub use account::Account;
 pub use amount::Amount;
-pub use block::{BlockContext, BlockOutcome, BlockRecord, Receipt, TxOutcome, TxRecord};
+pub use block::{BlockContext, BlockOutcome, BlockRecord, Receipt, StreamedBlock, TxOutcome, TxRecord};
 pub use crypto::{Address, Hash, SecretKey, Signature};
 pub use error::TxError;
 pub use event::Event;

@@ -1,0 +1,220 @@
+//! The provider API (axum), served at the provider's registered `host_uri`:
+//!
+//! - `GET /v1/provider` (open to anyone): who the provider is, its capacity and its recent bid decisions with
+//!   the reasons it declined.
+//! - `PUT /v1/jobs/{id}/content/{hash}`: the job's client uploads the module or an input; the bytes must hash
+//!   to `hash` and `hash` must be one the job names.
+//! - `GET /v1/jobs/{id}/status`, `GET /v1/jobs/{id}/outputs`, `GET /v1/jobs/{id}/files/{path}`: what the
+//!   provider did with the job, and what it produced.
+//!
+//! Every request but the first must be signed by the job's client (`tensorgrid_types::provider_api`): a bad
+//! or missing signature is 401, a replayed or stale one too, and a valid signature from anyone else is 403
+//! with nothing about the job. Errors are `{"error": {"code", "message"}}` like the node's.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::json;
+use tensorgrid_types::job::JobId;
+use tensorgrid_types::provider_api::{AuthError, JobRunState, JobStatus, RequestAuth, MAX_SKEW_MS};
+use tensorgrid_types::{Address, Hash};
+
+use crate::content::PutError;
+use crate::{jobs, JobView, Shared};
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } })))
+            .into_response()
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let limit = usize::try_from(shared.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/v1/provider", get(info))
+        .route("/v1/jobs/{id}/content/{hash}", put(upload))
+        .route("/v1/jobs/{id}/status", get(job_status))
+        .route("/v1/jobs/{id}/outputs", get(job_outputs))
+        .route("/v1/jobs/{id}/files/{*path}", get(job_file))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+/// Checks a request's signature, freshness and nonce; returns who signed it.
+fn authenticate(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Address, ApiError> {
+    let unauthorized = |e: AuthError| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
+    let auth = RequestAuth::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .map_err(unauthorized)?;
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let now = crate::now().millis();
+    auth.verify(method.as_str(), path, body, now).map_err(unauthorized)?;
+    let mut nonces = shared.nonces.lock();
+    nonces.retain(|_, forget_at| *forget_at > now);
+    if nonces.contains_key(&auth.nonce) {
+        return Err(unauthorized(AuthError::Replayed));
+    }
+    // A nonce must be remembered as long as its timestamp could still pass the freshness check.
+    nonces.insert(auth.nonce, auth.timestamp_ms.saturating_add(MAX_SKEW_MS).saturating_add(1));
+    Ok(auth.signer)
+}
+
+/// The job's view, if `signer` is its client and this provider holds a slot of it. Anyone else learns only
+/// that the job is not theirs here.
+async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<JobView, ApiError> {
+    let forbidden = || {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("job {id} is not yours on this provider"))
+    };
+    if let Some(view) = shared.jobs.lock().get(&id) {
+        return if view.client == signer { Ok(view.clone()) } else { Err(forbidden()) };
+    }
+    // The chain may have assigned the job before the daemon read that block: ask it.
+    let job = shared
+        .chain
+        .client
+        .job(id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain_unavailable", e.to_string()))?
+        .ok_or_else(forbidden)?;
+    if job.client != signer {
+        return Err(forbidden());
+    }
+    let me = shared.address();
+    if !job.slots.iter().any(|s| s.provider == me && s.state.is_live()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_assigned",
+            format!("this provider holds no slot of job {id}"),
+        ));
+    }
+    let mut content = vec![job.spec.workload.hash];
+    content.extend(job.spec.inputs.iter().copied());
+    Ok(JobView { client: job.client, content, state: JobRunState::WaitingForContent })
+}
+
+async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let situation = shared.situation();
+    let decisions = shared.engine.history();
+    let recent: Vec<_> = decisions.iter().rev().take(20).collect();
+    let no_bids: Vec<_> = shared.engine.no_bids().into_iter().rev().take(20).collect();
+    Json(json!({
+        "address": shared.address(),
+        "host_uri": shared.config.host_uri,
+        "attributes": situation.attributes,
+        "capacity": shared.capacity,
+        "free": situation.free,
+        "active_jobs": situation.active_jobs,
+        "runtimes": situation.runtimes,
+        "recent_decisions": recent,
+        "no_bid_reasons": no_bids,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn upload(
+    State(shared): State<Arc<Shared>>,
+    Path((id, hash)): Path<(JobId, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let signer = authenticate(&shared, &method, &uri, &headers, &body)?;
+    let view = job_for(&shared, id, signer).await?;
+    let hash: Hash = hash.parse().map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_hash", format!("`{hash}` is not a content hash"))
+    })?;
+    if !view.content.contains(&hash) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_job_content",
+            format!("job {id} names no module or input with hash {hash}"),
+        ));
+    }
+    match shared.content.put(&hash, &body) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ PutError::Mismatch { .. }) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "hash_mismatch", e.to_string()))
+        }
+        Err(PutError::Io(e)) => {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
+        }
+    }
+}
+
+async fn job_status(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<JobId>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<JobStatus>, ApiError> {
+    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let view = job_for(&shared, id, signer).await?;
+    let missing = view.content.iter().filter(|h| !shared.content.has(h)).copied().collect();
+    Ok(Json(JobStatus { job: id, missing, state: view.state }))
+}
+
+async fn job_outputs(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<JobId>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<tensorgrid_types::provider_api::JobOutputs>, ApiError> {
+    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    job_for(&shared, id, signer).await?;
+    jobs::load_outputs(&shared, id).map(Json).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_outputs", format!("job {id} has not finished here"))
+    })
+}
+
+async fn job_file(
+    State(shared): State<Arc<Shared>>,
+    Path((id, path)): Path<(JobId, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Vec<u8>, ApiError> {
+    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    job_for(&shared, id, signer).await?;
+    let outputs = jobs::load_outputs(&shared, id).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_outputs", format!("job {id} has not finished here"))
+    })?;
+    // Only paths the result lists are served, so no request can walk out of the output directory.
+    if !outputs.files.iter().any(|f| f.path == path) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_output",
+            format!("job {id} has no output `{path}`"),
+        ));
+    }
+    let file = jobs::job_dir(&shared, id).join("run").join("out").join(&path);
+    std::fs::read(&file)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
+}

@@ -1,0 +1,130 @@
+//! The provider API's guard: unsigned, forged, stale and replayed requests are refused, someone else's
+//! signature gets 403 and nothing, and uploads must be the job's own content.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use parking_lot::Mutex;
+use tensorgrid_client::RpcClient;
+use tensorgrid_provider::bidding::BidEngine;
+use tensorgrid_provider::content::ContentStore;
+use tensorgrid_provider::inventory::Capacity;
+use tensorgrid_provider::{Chain, JobView, ProviderConfig, Shared};
+use tensorgrid_types::provider_api::{JobRunState, RequestAuth};
+use tensorgrid_types::{Amount, Hash, SecretKey};
+use tower::ServiceExt as _;
+
+fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared> {
+    let config = ProviderConfig {
+        key: "provider".into(),
+        // No node is needed: the job is already known to the provider, so nothing asks the chain.
+        node: "http://127.0.0.1:9".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        host_uri: "http://127.0.0.1:0".into(),
+        stake: Amount::tgr(100),
+        work_dir: dir.to_path_buf(),
+        attributes: Default::default(),
+        email: String::new(),
+        website: String::new(),
+        pricing: Default::default(),
+        limits: Default::default(),
+    };
+    let shared = Shared {
+        engine: BidEngine::from_config(&config.pricing, &config.limits),
+        chain: Chain::new(RpcClient::new(&config.node), SecretKey::from_label("provider")),
+        content: ContentStore::open(dir.join("content")).unwrap(),
+        capacity: Capacity::detect(dir),
+        runners: vec![],
+        jobs: Mutex::new(Default::default()),
+        reserved: Mutex::new(Default::default()),
+        nonces: Mutex::new(Default::default()),
+        config,
+    };
+    shared.jobs.lock().insert(
+        7,
+        JobView { client: client.address(), content: vec![module], state: JobRunState::WaitingForContent },
+    );
+    Arc::new(shared)
+}
+
+fn now_ms() -> u64 {
+    tensorgrid_provider::now().millis()
+}
+
+fn signed(key: &SecretKey, method: &str, path: &str, body: &[u8], at: u64, nonce: u8) -> Request<Body> {
+    let auth = RequestAuth::sign(key, method, path, at, [nonce; 16], body);
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in auth.headers() {
+        request = request.header(name, value);
+    }
+    request.body(Body::from(body.to_vec())).unwrap()
+}
+
+async fn status_of(shared: &Arc<Shared>, request: Request<Body>) -> (StatusCode, String) {
+    let response = tensorgrid_provider::api::router(shared.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn only_the_jobs_client_may_upload_and_never_twice_with_one_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = SecretKey::from_label("tenant");
+    let module = b"(module)".to_vec();
+    let hash = Hash::of(&module);
+    let shared = shared(dir.path(), &tenant, hash);
+    let path = format!("/v1/jobs/7/content/{hash}");
+
+    let unsigned = Request::builder().method("PUT").uri(&path).body(Body::from(module.clone())).unwrap();
+    let (status, body) = status_of(&shared, unsigned).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("x-tgrid-signer"), "{body}");
+
+    let mallory = SecretKey::from_label("mallory");
+    let (status, body) = status_of(&shared, signed(&mallory, "PUT", &path, &module, now_ms(), 1)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains(&hash.to_string()), "a stranger learns nothing about the job: {body}");
+    assert!(!shared.content.has(&hash));
+
+    // A signature over other bytes than those sent is no signature.
+    let mut tampered = signed(&tenant, "PUT", &path, &module, now_ms(), 2);
+    *tampered.body_mut() = Body::from(b"(module $evil)".to_vec());
+    assert_eq!(status_of(&shared, tampered).await.0, StatusCode::UNAUTHORIZED);
+
+    let stale = signed(&tenant, "PUT", &path, &module, now_ms() - 120_000, 3);
+    let (status, body) = status_of(&shared, stale).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("ms away"), "{body}");
+
+    let other = Hash::of(b"not the job's");
+    let wrong = format!("/v1/jobs/7/content/{other}");
+    let (status, body) =
+        status_of(&shared, signed(&tenant, "PUT", &wrong, b"not the job's", now_ms(), 4)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("names no module or input"), "{body}");
+    let (status, body) = status_of(&shared, signed(&tenant, "PUT", &path, b"(module 2)", now_ms(), 5)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "bytes that do not hash to the path's hash: {body}");
+
+    let at = now_ms();
+    let (status, body) = status_of(&shared, signed(&tenant, "PUT", &path, &module, at, 6)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(shared.content.has(&hash));
+    let (status, body) = status_of(&shared, signed(&tenant, "PUT", &path, &module, at, 6)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a replay is refused");
+    assert!(body.contains("already used"), "{body}");
+
+    let (status, body) =
+        status_of(&shared, signed(&tenant, "GET", "/v1/jobs/7/status", b"", now_ms(), 7)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["missing"], serde_json::json!([]));
+    let (status, _) =
+        status_of(&shared, signed(&mallory, "GET", "/v1/jobs/7/status", b"", now_ms(), 8)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let open = Request::builder().uri("/v1/provider").body(Body::empty()).unwrap();
+    let (status, body) = status_of(&shared, open).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("no_bid_reasons"), "{body}");
+}
