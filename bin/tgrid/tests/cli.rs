@@ -133,14 +133,20 @@ fn keys_from_creation_to_recovery() {
 }
 
 #[test]
-fn demo_runs_a_real_chain_then_the_market() {
+fn demo_runs_a_real_chain_a_real_job_then_the_market() {
     let out = tgrid(&["--output", "json", "demo"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let chain = &report["chain"];
     assert!(chain["first_transfer"]["height"].as_u64().unwrap() >= 1, "{chain}");
     assert_eq!(chain["burst"]["transfers"], 50);
-    assert_eq!(chain["bob_balance"], "1000025000000");
     assert_eq!(chain["status"]["chain"]["chain_id"], "tg-devnet");
+    // A real job on two provider daemons: paid, and its output checked against the revealed result hash.
+    let job = &chain["job"];
+    assert_eq!(job["output"], "hello from alice's input file", "{job}");
+    assert_eq!(job["providers"].as_array().map(Vec::len), Some(2));
+    let paid: u128 = job["paid"].as_str().unwrap().parse().unwrap();
+    let spent: u128 = job["alice_spent"].as_str().unwrap().parse().unwrap();
+    assert!(paid > 0 && spent > paid, "alice paid the providers and a fee: {job}");
     assert!(report["market"]["events"].as_array().is_some_and(|e| !e.is_empty()), "{}", report["market"]);
 }

@@ -123,22 +123,22 @@ pub(crate) fn devnet(
         }
     }
     if let Some(port) = provider_port {
-        start_provider(&dir, &api, port)?;
+        start_provider(&dir, &api, port, "provider")?;
     }
     node(&dir)
 }
 
-/// Starts the built-in provider (the `provider` demo account, WASM jobs) on its own thread and runtime; it
-/// waits for the node's API, registers and then bids on work like any other provider.
-fn start_provider(dir: &Path, api: &str, port: u16) -> anyhow::Result<()> {
-    let key = Keystore::open(dir.join("keys"))?.unlock("provider", None)?.key;
+/// Starts a built-in provider (a demo account's key from the keystore in `dir`, WASM jobs) on its own thread
+/// and runtime; it waits for the node's API, registers and then bids on work like any other provider.
+pub(crate) fn start_provider(dir: &Path, api: &str, port: u16, key_name: &str) -> anyhow::Result<()> {
+    let key = Keystore::open(dir.join("keys"))?.unlock(key_name, None)?.key;
     let config = tensorgrid_provider::ProviderConfig {
-        key: "provider".into(),
+        key: key_name.into(),
         node: api.to_string(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         host_uri: format!("http://127.0.0.1:{port}"),
         stake: Amount::tgr(100),
-        work_dir: dir.join("provider"),
+        work_dir: dir.join(format!("provider-{key_name}")),
         attributes: [("region".to_string(), "devnet".to_string())].into_iter().collect(),
         email: String::new(),
         website: String::new(),

@@ -393,10 +393,7 @@ fn upload(
     local: &LocalJob,
     provider: tensorgrid_types::Address,
 ) -> anyhow::Result<()> {
-    let info = ctx
-        .block_on(ctx.client().provider(&provider))?
-        .ok_or_else(|| anyhow::anyhow!("{provider} is not a registered provider"))?;
-    let api = tensorgrid_client::ProviderClient::new(&info.host_uri, key.clone());
+    let mut content = Vec::with_capacity(1 + local.inputs.len());
     for (path, hash) in std::iter::once(&local.module).chain(&local.inputs) {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         anyhow::ensure!(
@@ -404,14 +401,13 @@ fn upload(
             "{} changed since the job was submitted (it no longer hashes to {hash})",
             path.display()
         );
-        ctx.block_on(api.upload(local.id, hash, bytes))
-            .with_context(|| format!("uploading {} to {}", path.display(), info.host_uri))?;
+        content.push((*hash, bytes));
     }
-    Ok(())
+    Ok(ctx.block_on(tensorgrid_client::jobs::upload(&ctx.client(), key, local.id, &provider, &content))?)
 }
 
-/// Downloads a finished job's outputs from a provider whose revealed result is `agreed`, checks them against
-/// that hash, and writes them under `dir` (`stdout`, `stderr`, and the files under `out/`).
+/// Downloads a finished job's outputs from a provider whose revealed result is `agreed` (checked against that
+/// hash by the SDK), and writes them under `dir`: `stdout`, `stderr`, and the files under `out/`.
 fn download(
     ctx: &Ctx,
     job: &OnChain,
@@ -424,52 +420,18 @@ fn download(
         "only the job's client may download its outputs; --from is not job {}'s client",
         job.id
     );
-    let mut last_error = None;
-    for slot in job.slots.iter().filter(|s| s.result == Some(agreed)) {
-        let attempt = || -> anyhow::Result<tensorgrid_types::provider_api::JobOutputs> {
-            let info = ctx
-                .block_on(ctx.client().provider(&slot.provider))?
-                .ok_or_else(|| anyhow::anyhow!("{} is not a registered provider", slot.provider))?;
-            let api = tensorgrid_client::ProviderClient::new(&info.host_uri, key.clone());
-            let outputs = ctx.block_on(api.job_outputs(job.id))?;
-            let stdout = hex::decode(&outputs.stdout_hex).context("stdout is not hex")?;
-            let stderr = hex::decode(&outputs.stderr_hex).context("stderr is not hex")?;
-            let mut files = Vec::with_capacity(outputs.files.len());
-            for file in &outputs.files {
-                let bytes = ctx.block_on(api.job_file(job.id, &file.path))?;
-                files.push((file.path.clone(), bytes));
-            }
-            files.sort_by(|a, b| a.0.cmp(&b.0));
-            let hash = tensorgrid_types::job::result_hash(&outputs.exit, &stdout, &stderr, &files);
-            anyhow::ensure!(
-                hash == agreed,
-                "the outputs {} served hash to {hash}, not the result {agreed} it revealed",
-                info.host_uri
-            );
-            std::fs::create_dir_all(dir.join("out"))
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            std::fs::write(dir.join("stdout"), &stdout)?;
-            std::fs::write(dir.join("stderr"), &stderr)?;
-            for (path, bytes) in &files {
-                // Paths come from the provider: keep them inside `dir/out`.
-                anyhow::ensure!(
-                    !path.split('/').any(|c| c == ".." || c.is_empty()) && !path.starts_with('/'),
-                    "the provider named an output `{path}` outside the output directory"
-                );
-                let target = dir.join("out").join(path);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::write(&target, bytes)?;
-            }
-            Ok(outputs)
-        };
-        match attempt() {
-            Ok(outputs) => return Ok(outputs),
-            Err(e) => last_error = Some(e),
+    let done = ctx.block_on(tensorgrid_client::jobs::download(&ctx.client(), &key, job, agreed))?;
+    std::fs::create_dir_all(dir.join("out")).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("stdout"), &done.stdout)?;
+    std::fs::write(dir.join("stderr"), &done.stderr)?;
+    for (path, bytes) in &done.files {
+        let target = dir.join("out").join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
         }
+        std::fs::write(&target, bytes).with_context(|| format!("cannot write {}", target.display()))?;
     }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no provider revealed {agreed}")))
+    Ok(done.outputs)
 }
 
 fn print_job(ctx: &Ctx, job: &OnChain) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! phrases, SLIP-0010 ed25519 derivation) in an encrypted keystore, the typed client of a node's HTTP API,
 //! the transaction builder, and the signed client of a provider's API.
 
+pub mod jobs;
 pub mod keystore;
 pub mod provider;
 pub mod rpc;
