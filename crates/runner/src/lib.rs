@@ -60,6 +60,8 @@ pub enum RunnerError {
     OutputTooLarge,
     #[error("the runtime failed: {0}")]
     Engine(String),
+    #[error("the manifest cannot run here: {0}")]
+    Unsupported(String),
 }
 
 impl RunnerError {
@@ -77,6 +79,33 @@ pub trait JobRunner: Send + Sync {
     fn runtimes(&self) -> &[&str];
     /// Runs the job to its end. Blocking; callers run it on a thread of its own.
     fn run(&self, run: &JobRun) -> Result<RunOutput, RunnerError>;
+}
+
+/// A boxed future, so that lease runners can be used as trait objects.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A runtime for leases: long-running services from a deployment's manifest, started when the tenant's
+/// manifest arrives and removed when the lease closes. `lease` is the lease's key on this provider
+/// (`dseq-gseq`); everything a runner creates carries it, so leases never see each other and a restarted
+/// daemon can find what runs.
+pub trait LeaseRunner: Send + Sync {
+    /// Starts the group's services (pulling images when the host can), returning where they answer.
+    fn start<'a>(
+        &'a self,
+        lease: &'a str,
+        group: &'a tensorgrid_types::manifest::ManifestGroup,
+    ) -> BoxFuture<'a, Result<Vec<tensorgrid_types::provider_api::ServiceStatus>, RunnerError>>;
+    /// What runs for a lease now.
+    fn status<'a>(
+        &'a self,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<tensorgrid_types::provider_api::ServiceStatus>, RunnerError>>;
+    /// The last `tail` lines of every service's output, each line prefixed with its instance.
+    fn logs<'a>(&'a self, lease: &'a str, tail: usize) -> BoxFuture<'a, Result<String, RunnerError>>;
+    /// Stops and removes everything of a lease. Removing what is already gone is not an error.
+    fn stop<'a>(&'a self, lease: &'a str) -> BoxFuture<'a, Result<(), RunnerError>>;
+    /// The leases that have something running or stopped on this host.
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<String>, RunnerError>>;
 }
 
 /// Creates `dir/in` (with `inputs` copied in as `0`, `1`, …) and an empty `dir/out`.

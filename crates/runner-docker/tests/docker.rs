@@ -1,0 +1,192 @@
+//! The Docker lease runner against a real Docker Engine, with an image built here `FROM scratch` around
+//! Debian's static busybox: a web service answers on its published port, limits are set on the container,
+//! logs come back, leases cannot see each other, and stopping removes everything.
+//!
+//! Docker must be reachable (CI installs and starts it); set `TGRID_SKIP_DOCKER=1` to skip on a machine
+//! without it, and the test says it skipped.
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tensorgrid_runner::LeaseRunner;
+use tensorgrid_runner_docker::DockerRunner;
+use tensorgrid_types::manifest::{Expose, HttpOptions, ManifestGroup, Protocol, ServiceSpec};
+use tensorgrid_types::resources::ResourceUnits;
+
+const IMAGE: &str = "tgrid-test/busybox:1";
+
+// Saying that a test was skipped is the point of this message.
+#[allow(clippy::print_stderr)]
+fn docker_available() -> bool {
+    if std::env::var_os("TGRID_SKIP_DOCKER").is_some() {
+        eprintln!("TGRID_SKIP_DOCKER is set: the Docker runner test is skipped");
+        return false;
+    }
+    true
+}
+
+/// Builds the test image from the host's static busybox.
+fn build_image() {
+    let dir = std::env::temp_dir().join(format!("tgrid-busybox-image-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a static busybox (Debian's busybox-static) for the test image");
+    std::fs::copy(busybox, dir.join("busybox")).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .unwrap();
+    let out =
+        Command::new("docker").args(["build", "-q", "-t", IMAGE]).arg(&dir).output().expect("docker runs");
+    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn service(name: &str, script: &str, expose: Option<u16>) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        image: IMAGE.into(),
+        command: vec!["/bin/busybox".into(), "sh".into(), "-c".into()],
+        args: vec![script.into()],
+        env: vec!["GREETING=hello-lease".into()],
+        resources: ResourceUnits { cpu_millis: 500, memory_bytes: 64 << 20, ..ResourceUnits::default() },
+        count: 1,
+        expose: expose
+            .map(|port| {
+                vec![Expose {
+                    port,
+                    external_port: 80,
+                    proto: Protocol::Tcp,
+                    global: true,
+                    services: vec![],
+                    hosts: vec![],
+                    http: HttpOptions::default(),
+                }]
+            })
+            .unwrap_or_default(),
+        mounts: vec![],
+    }
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+fn inspect(name: &str, format: &str) -> String {
+    let out = Command::new("docker").args(["inspect", "-f", format, name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn a_lease_runs_answers_is_limited_logs_is_isolated_and_is_removed() {
+    if !docker_available() {
+        return;
+    }
+    build_image();
+    let runner =
+        DockerRunner::connect("tg1testprovider", "127.0.0.1").await.expect("Docker Engine is reachable");
+    let a = format!("t{}-1", std::process::id());
+    let b = format!("t{}-2", std::process::id());
+    let group = ManifestGroup {
+        name: "west".into(),
+        services: vec![
+            service(
+                "web",
+                "/bin/busybox mkdir -p /www && echo $GREETING > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
+                Some(8080),
+            ),
+            service("worker", "while true; do echo tick; /bin/busybox sleep 1; done", None),
+        ],
+    };
+    let started = runner.start(&a, &group).await.expect("the lease starts");
+    let web = started.iter().find(|s| s.name == "web").expect("web runs");
+    assert_eq!((web.ready, web.total), (1, 1));
+    let (port, endpoint) = web.endpoints.first().cloned().expect("8080 is published");
+    assert_eq!(port, 8080);
+
+    // The published port answers with the page the service wrote from its environment.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        if let Some(page) = http_get(&endpoint).filter(|p| p.contains("200")) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "{endpoint} never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(page.contains("hello-lease"), "{page}");
+
+    // Limits from the manifest's resources are on the container.
+    let container = format!("tg-{a}-web-0");
+    assert_eq!(inspect(&container, "{{.HostConfig.NanoCpus}}"), "500000000");
+    assert_eq!(inspect(&container, "{{.HostConfig.Memory}}"), (64u64 << 20).to_string());
+    assert_eq!(inspect(&container, "{{.HostConfig.NetworkMode}}"), format!("tg-{a}"));
+
+    // Logs carry each instance's name.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = runner.logs(&a, 50).await.unwrap();
+        if logs.contains(&format!("[tg-{a}-worker-0] tick")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no worker output in: {logs}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Another lease cannot reach the first one's services, by name or at all.
+    let probe = ManifestGroup {
+        name: "probe".into(),
+        services: vec![service(
+            "probe",
+            "/bin/busybox wget -T 2 -q -O- http://web:8080/ 2>&1; echo probe-done; exec /bin/busybox sleep 60",
+            Some(9000),
+        )],
+    };
+    runner.start(&b, &probe).await.expect("the second lease starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let logs = runner.logs(&b, 50).await.unwrap();
+        if logs.contains("probe-done") {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "the probe never finished: {logs}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(!logs.contains("hello-lease"), "lease {b} reached lease {a}: {logs}");
+    let mut leases = runner.leases().await.unwrap();
+    leases.retain(|l| *l == a || *l == b);
+    assert_eq!(leases, vec![a.clone(), b.clone()]);
+
+    // Stopping removes the containers and the network; stopping again is fine.
+    runner.stop(&a).await.unwrap();
+    runner.stop(&b).await.unwrap();
+    runner.stop(&a).await.unwrap();
+    assert!(runner.status(&a).await.unwrap().is_empty());
+    let networks =
+        Command::new("docker").args(["network", "ls", "-q", "-f", &format!("name=tg-{a}")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&networks.stdout).trim().is_empty(), "the lease's network is gone");
+    assert!(http_get(&endpoint).is_none_or(|p| !p.contains("hello-lease")), "the port no longer answers");
+}
+
+#[tokio::test]
+async fn a_missing_image_or_gpu_is_refused_with_a_reason_and_leaves_nothing_behind() {
+    if !docker_available() {
+        return;
+    }
+    let runner =
+        DockerRunner::connect("tg1testprovider", "127.0.0.1").await.expect("Docker Engine is reachable");
+    let lease = format!("t{}-3", std::process::id());
+    let mut missing = service("app", "true", None);
+    missing.image = "tgrid-test/no-such-image:0".into();
+    let group = ManifestGroup { name: "g".into(), services: vec![missing] };
+    let err = runner.start(&lease, &group).await.unwrap_err().to_string();
+    assert!(err.contains("tgrid-test/no-such-image:0"), "{err}");
+    assert!(runner.status(&lease).await.unwrap().is_empty());
+}
