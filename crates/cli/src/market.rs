@@ -1,5 +1,6 @@
 //! `tgrid market …` (orders, bids, bidding) and `tgrid lease …` (accept a bid, see, close, withdraw).
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use serde::Serialize;
 use tensorgrid_types::market::{
@@ -41,7 +42,12 @@ pub(crate) enum Lease {
         /// The bid, `DSEQ/GSEQ/PROVIDER` (see `tgrid market bids DSEQ/GSEQ`).
         #[arg(long)]
         bid: BidId,
+        /// The deployment's SDL file: sent to the provider once the lease exists, so the workloads start.
+        #[arg(long)]
+        manifest: Option<std::path::PathBuf>,
     },
+    /// Send a lease's manifest (the deployment's SDL file) to its provider, which starts the workloads.
+    SendManifest { lease: String, file: std::path::PathBuf },
     /// Leases of --from's deployments, or of a provider.
     List {
         /// List the leases this provider (address or key name) serves instead.
@@ -51,7 +57,12 @@ pub(crate) enum Lease {
     /// A lease's on-chain state, what it has accrued and what its escrow holds.
     Status { lease: String },
     /// The workload's logs, from the provider.
-    Logs { lease: String },
+    Logs {
+        lease: String,
+        /// Lines per service instance.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
     /// End a lease (as its tenant or its provider); the provider is paid up to now.
     Close { lease: String },
     /// As the provider, collect what a lease has accrued so far.
@@ -161,9 +172,9 @@ struct LeaseStatus {
     /// When the escrow runs dry at the current prices, if it will.
     escrow_dry_at: Option<Timestamp>,
     provider_host_uri: Option<String>,
-    /// The workload's own state, from the provider's API; absent until this version can ask one.
-    workload: Option<serde_json::Value>,
-    workload_note: String,
+    /// The workload's own state, from the provider's API (absent when it does not answer; see the note).
+    workload: Option<tensorgrid_types::provider_api::LeaseStatus>,
+    workload_note: Option<String>,
 }
 
 fn lease_status(ctx: &Ctx, id: LeaseId) -> anyhow::Result<LeaseStatus> {
@@ -187,17 +198,29 @@ fn lease_status(ctx: &Ctx, id: LeaseId) -> anyhow::Result<LeaseStatus> {
         }
         LeaseState::Closed { .. } => Amount::ZERO,
     };
+    // The provider's view is asked only of active leases, and only the owner may ask.
+    let (workload, workload_note) = match (lease.state, ctx.signer()) {
+        (LeaseState::Active, Ok(key)) if key.address() == lease.owner => {
+            let uri = provider.as_ref().map(|p| p.host_uri.clone()).unwrap_or_default();
+            let api = tensorgrid_client::ProviderClient::new(uri, key);
+            match ctx.block_on(api.lease_status(&id)) {
+                Ok(status) => (Some(status), None),
+                Err(e) => (None, Some(format!("the provider did not answer: {e}"))),
+            }
+        }
+        (LeaseState::Active, _) => {
+            (None, Some("pass --from with the lease owner's key to ask the provider".into()))
+        }
+        _ => (None, None),
+    };
     Ok(LeaseStatus {
         chain_time: chain.time,
         unsettled,
         escrow_balance: info.deployment.escrow.balance,
         escrow_dry_at: info.deployment.escrow.dry_at,
         provider_host_uri: provider.map(|p| p.host_uri),
-        workload: None,
-        workload_note:
-            "this version of tgrid cannot ask the provider's API for the workload's state or logs; \
-                        the lease's on-chain state above is authoritative for payment"
-                .into(),
+        workload,
+        workload_note,
         lease,
     })
 }
@@ -205,9 +228,20 @@ fn lease_status(ctx: &Ctx, id: LeaseId) -> anyhow::Result<LeaseStatus> {
 pub(crate) fn lease(ctx: &Ctx, command: Lease) -> anyhow::Result<()> {
     let client = ctx.client();
     match command {
-        Lease::Create { bid } => {
+        Lease::Create { bid, manifest } => {
             let record = ctx.execute(Msg::AcceptBid { bid })?;
-            ctx.show_tx(&format!("lease {bid} created"), &record)
+            let Some(file) = manifest else {
+                return ctx.show_tx(&format!("lease {bid} created"), &record);
+            };
+            let status = send_manifest(ctx, bid, &file)?;
+            ctx.show(&serde_json::json!({ "tx": record, "workload": status }), |_| {
+                format!("lease {bid} created in block {}\n{}", record.height, workload_text(&status))
+            })
+        }
+        Lease::SendManifest { lease, file } => {
+            let id = lease_id(ctx, &lease)?;
+            let status = send_manifest(ctx, id, &file)?;
+            ctx.show(&status, workload_text)
         }
         Lease::List { provider } => {
             let leases = match provider {
@@ -271,18 +305,24 @@ pub(crate) fn lease(ctx: &Ctx, command: Lease) -> anyhow::Result<()> {
                 if let Some(uri) = &s.provider_host_uri {
                     text.push_str(&format!("provider  {uri}\n"));
                 }
-                text.push_str(&format!("workload  unknown: {}\n", s.workload_note));
+                match (&s.workload, &s.workload_note) {
+                    (Some(w), _) => text.push_str(&workload_text(w)),
+                    (None, Some(note)) => text.push_str(&format!("workload  unknown: {note}\n")),
+                    (None, None) => {}
+                }
                 text
             })
         }
-        Lease::Logs { lease } => {
+        Lease::Logs { lease, tail } => {
             let id = lease_id(ctx, &lease)?;
-            let provider = ctx.block_on(client.provider(&id.provider))?;
-            let uri = provider.map(|p| p.host_uri).unwrap_or_else(|| "(unregistered)".into());
-            anyhow::bail!(
-                "logs of lease {id} are served by its provider ({uri}), and this version of tgrid cannot ask \
-                 a provider's API yet; `tgrid lease status {lease}` shows the lease's on-chain state"
-            )
+            let api = provider_api(ctx, &id)?;
+            let logs = ctx
+                .block_on(api.lease_logs(&id, tail))
+                .with_context(|| format!("asking {} for the logs", api.base()))?;
+            match ctx.output {
+                crate::Output::Json => crate::print_json(&serde_json::json!({ "lease": id, "logs": logs })),
+                crate::Output::Text => crate::emit(&logs),
+            }
         }
         Lease::Close { lease } => {
             let id = lease_id(ctx, &lease)?;
@@ -295,4 +335,40 @@ pub(crate) fn lease(ctx: &Ctx, command: Lease) -> anyhow::Result<()> {
             ctx.show_tx(&format!("withdrew from lease {id}"), &record)
         }
     }
+}
+
+/// The lease's provider API, acting as --from.
+fn provider_api(ctx: &Ctx, lease: &LeaseId) -> anyhow::Result<tensorgrid_client::ProviderClient> {
+    let key = ctx.signer()?;
+    let provider = ctx
+        .block_on(ctx.client().provider(&lease.provider))?
+        .ok_or_else(|| NotFound(format!("{} is not a registered provider", lease.provider)))?;
+    Ok(tensorgrid_client::ProviderClient::new(provider.host_uri, key))
+}
+
+/// Reads an SDL file, maps it, and sends the manifest to the lease's provider.
+fn send_manifest(
+    ctx: &Ctx,
+    lease: LeaseId,
+    file: &std::path::Path,
+) -> anyhow::Result<tensorgrid_types::provider_api::LeaseStatus> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mapped =
+        tensorgrid_sdl::parse(&file.display().to_string(), &text, &tensorgrid_sdl::SdlOptions::default())?;
+    let api = provider_api(ctx, &lease)?;
+    ctx.block_on(api.send_manifest(&lease, &mapped.deployment))
+        .with_context(|| format!("sending the manifest to {}", api.base()))
+}
+
+/// What runs for a lease, as text.
+fn workload_text(status: &tensorgrid_types::provider_api::LeaseStatus) -> String {
+    let mut text = format!("workload  {}\n", state_text(&status.state));
+    for service in &status.services {
+        text.push_str(&format!("  {}  {}/{} ready", service.name, service.ready, service.total));
+        for (port, endpoint) in &service.endpoints {
+            text.push_str(&format!("  {port} → {endpoint}"));
+        }
+        text.push('\n');
+    }
+    text
 }

@@ -8,7 +8,9 @@ use rand_core::{OsRng, RngCore};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tensorgrid_types::job::JobId;
-use tensorgrid_types::provider_api::{JobOutputs, JobStatus, RequestAuth};
+use tensorgrid_types::manifest::MappedDeployment;
+use tensorgrid_types::market::LeaseId;
+use tensorgrid_types::provider_api::{JobOutputs, JobStatus, LeaseStatus, RequestAuth};
 use tensorgrid_types::{Hash, SecretKey};
 
 use crate::rpc::RpcError;
@@ -82,6 +84,38 @@ impl ProviderClient {
     /// `GET /v1/provider`: who the provider is, what it has free, and why it last declined to bid.
     pub async fn info(&self) -> Result<Value, RpcError> {
         self.json("/v1/provider", "provider info").await
+    }
+
+    /// Sends a lease's manifest (the mapped deployment); the provider checks it against the chain and starts
+    /// the lease's workloads, answering with where they run.
+    pub async fn send_manifest(
+        &self,
+        lease: &LeaseId,
+        manifest: &MappedDeployment,
+    ) -> Result<LeaseStatus, RpcError> {
+        let body = serde_json::to_vec(manifest)
+            .map_err(|e| RpcError::Decode { what: "manifest".into(), reason: e.to_string() })?;
+        let bytes = self
+            .send(reqwest::Method::PUT, &format!("/v1/leases/{}/{}/manifest", lease.dseq, lease.gseq), body)
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RpcError::Decode { what: "lease status".into(), reason: e.to_string() })
+    }
+
+    pub async fn lease_status(&self, lease: &LeaseId) -> Result<LeaseStatus, RpcError> {
+        self.json(&format!("/v1/leases/{}/{}/status", lease.dseq, lease.gseq), "lease status").await
+    }
+
+    /// The last `tail` lines of each of the lease's service instances.
+    pub async fn lease_logs(&self, lease: &LeaseId, tail: usize) -> Result<String, RpcError> {
+        let bytes = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/leases/{}/{}/logs?tail={tail}", lease.dseq, lease.gseq),
+                Vec::new(),
+            )
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Uploads one of a job's module or input files; the provider checks it against `hash`.

@@ -7,7 +7,13 @@
 //! - `GET /v1/jobs/{id}/status`, `GET /v1/jobs/{id}/outputs`, `GET /v1/jobs/{id}/files/{path}`: what the
 //!   provider did with the job, and what it produced.
 //!
-//! Every request but the first must be signed by the job's client (`tensorgrid_types::provider_api`): a bad
+//! - `PUT /v1/leases/{dseq}/{gseq}/manifest`: the lease's owner sends the deployment's manifest (the mapped
+//!   deployment as JSON); it must hash to what the deployment was created with, and its group must be the
+//!   order's; then the workloads start.
+//! - `GET /v1/leases/{dseq}/{gseq}/status`, `GET /v1/leases/{dseq}/{gseq}/logs?tail=N`: what runs, where it
+//!   answers, and its output.
+//!
+//! Every request but the first must be signed by the job's client or the lease's owner (`tensorgrid_types::provider_api`): a bad
 //! or missing signature is 401, a replayed or stale one too, and a valid signature from anyone else is 403
 //! with nothing about the job. Errors are `{"error": {"code", "message"}}` like the node's.
 
@@ -21,10 +27,15 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tensorgrid_types::job::JobId;
-use tensorgrid_types::provider_api::{AuthError, JobRunState, JobStatus, RequestAuth, MAX_SKEW_MS};
+use tensorgrid_types::manifest::MappedDeployment;
+use tensorgrid_types::market::LeaseId;
+use tensorgrid_types::provider_api::{
+    AuthError, JobRunState, JobStatus, LeaseStatus, RequestAuth, MAX_SKEW_MS,
+};
 use tensorgrid_types::{Address, Hash};
 
 use crate::content::PutError;
+use crate::leases::{self, ManifestError};
 use crate::{jobs, JobView, Shared};
 
 #[derive(Debug)]
@@ -55,6 +66,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/jobs/{id}/status", get(job_status))
         .route("/v1/jobs/{id}/outputs", get(job_outputs))
         .route("/v1/jobs/{id}/files/{*path}", get(job_file))
+        .route("/v1/leases/{dseq}/{gseq}/manifest", put(send_manifest))
+        .route("/v1/leases/{dseq}/{gseq}/status", get(lease_status))
+        .route("/v1/leases/{dseq}/{gseq}/logs", get(lease_logs))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
@@ -217,4 +231,95 @@ async fn job_file(
     let file = jobs::job_dir(&shared, id).join("run").join("out").join(&path);
     std::fs::read(&file)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
+}
+
+/// The lease `dseq/gseq` to this provider, if `signer` owns it; anyone else learns only that it is not theirs.
+async fn lease_for(shared: &Arc<Shared>, dseq: u64, gseq: u32, signer: Address) -> Result<LeaseId, ApiError> {
+    let lease = LeaseId { dseq, gseq, provider: shared.address() };
+    let forbidden = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("lease {dseq}/{gseq} is not yours on this provider"),
+        )
+    };
+    let on_chain = shared
+        .chain
+        .client
+        .lease(lease)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain_unavailable", e.to_string()))?
+        .ok_or_else(forbidden)?;
+    if on_chain.owner != signer {
+        return Err(forbidden());
+    }
+    Ok(lease)
+}
+
+async fn send_manifest(
+    State(shared): State<Arc<Shared>>,
+    Path((dseq, gseq)): Path<(u64, u32)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<LeaseStatus>, ApiError> {
+    let signer = authenticate(&shared, &method, &uri, &headers, &body)?;
+    let lease = lease_for(&shared, dseq, gseq, signer).await?;
+    let manifest: MappedDeployment = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_manifest",
+            format!("the manifest is not a mapped deployment: {e}"),
+        )
+    })?;
+    leases::deploy(&shared, lease, manifest).await.map(Json).map_err(|e| {
+        let (status, code) = match &e {
+            ManifestError::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "manifest_mismatch"),
+            ManifestError::NoGroup(_) | ManifestError::GroupMismatch { .. } => {
+                (StatusCode::BAD_REQUEST, "manifest_mismatch")
+            }
+            ManifestError::NotActive(_) => (StatusCode::CONFLICT, "lease_not_active"),
+            ManifestError::NoRuntime => (StatusCode::NOT_IMPLEMENTED, "no_container_runtime"),
+            ManifestError::Chain(_) => (StatusCode::SERVICE_UNAVAILABLE, "chain_unavailable"),
+            ManifestError::Start(_) => (StatusCode::UNPROCESSABLE_ENTITY, "start_failed"),
+        };
+        ApiError::new(status, code, e.to_string())
+    })
+}
+
+async fn lease_status(
+    State(shared): State<Arc<Shared>>,
+    Path((dseq, gseq)): Path<(u64, u32)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<LeaseStatus>, ApiError> {
+    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let lease = lease_for(&shared, dseq, gseq, signer).await?;
+    Ok(Json(leases::status(&shared, lease).await))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Tail {
+    tail: Option<usize>,
+}
+
+async fn lease_logs(
+    State(shared): State<Arc<Shared>>,
+    Path((dseq, gseq)): Path<(u64, u32)>,
+    axum::extract::Query(query): axum::extract::Query<Tail>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<String, ApiError> {
+    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let lease = lease_for(&shared, dseq, gseq, signer).await?;
+    let runner = shared.lease_runner.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_IMPLEMENTED, "no_container_runtime", "this provider runs no containers")
+    })?;
+    runner
+        .logs(&leases::key(&lease), query.tail.unwrap_or(200).min(10_000))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "logs", e.to_string()))
 }

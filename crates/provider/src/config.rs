@@ -125,6 +125,11 @@ pub struct Limits {
     pub job_wall_timeout: Duration,
     /// The largest upload (module, input, manifest) the API accepts.
     pub max_upload_bytes: u64,
+    /// How often the provider collects what its leases have accrued.
+    #[serde(with = "duration_text")]
+    pub withdraw_interval: Duration,
+    /// The host address published container ports bind to.
+    pub publish_ip: String,
 }
 
 impl Default for Limits {
@@ -136,6 +141,8 @@ impl Default for Limits {
             content_timeout: Duration::from_secs(120),
             job_wall_timeout: Duration::from_secs(600),
             max_upload_bytes: 256 * 1024 * 1024,
+            withdraw_interval: Duration::from_secs(3600),
+            publish_ip: "0.0.0.0".into(),
         }
     }
 }

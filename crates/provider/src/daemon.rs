@@ -21,11 +21,11 @@ use crate::bidding::BidEngine;
 use crate::content::ContentStore;
 use crate::error::ProviderError;
 use crate::inventory::Capacity;
-use crate::{jobs, Chain, ProviderConfig, Shared};
+use crate::{jobs, leases, Chain, ProviderConfig, Shared};
 
 /// Event kinds the daemon acts on.
-const KINDS: [&str; 5] =
-    ["job_submitted", "job_assigned", "job_reveal_started", "order_created", "job_cancelled"];
+const KINDS: [&str; 6] =
+    ["job_submitted", "job_assigned", "job_reveal_started", "order_created", "lease_created", "lease_closed"];
 
 /// A running provider: its shared state and where its API listens.
 #[derive(Debug, Clone)]
@@ -45,13 +45,30 @@ fn runners() -> Result<Vec<Arc<dyn JobRunner>>, ProviderError> {
     ])
 }
 
+/// The container runtime, if this build has one and the host's Docker Engine answers.
+async fn lease_runner(
+    me: &tensorgrid_types::Address,
+    publish_ip: &str,
+) -> Option<Arc<dyn tensorgrid_runner::LeaseRunner>> {
+    #[cfg(feature = "docker")]
+    match tensorgrid_runner_docker::DockerRunner::connect(me.to_string(), publish_ip).await {
+        Ok(runner) => return Some(Arc::new(runner)),
+        Err(e) => info!(error = %e, "no Docker Engine: this provider runs jobs only and bids on no leases"),
+    }
+    let _ = (me, publish_ip);
+    None
+}
+
 /// Starts the provider on the current tokio runtime and returns once it is registered and serving.
 pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, ProviderError> {
     std::fs::create_dir_all(&config.work_dir).map_err(|e| ProviderError::io(&config.work_dir, e))?;
     let content = ContentStore::open(config.work_dir.join("content"))?;
     let capacity = Capacity::detect(&config.work_dir);
     let client = RpcClient::new(&config.node);
+    let lease_runner = lease_runner(&key.address(), &config.limits.publish_ip).await;
     let shared = Arc::new(Shared {
+        lease_runner,
+        leases: Mutex::new(Default::default()),
         engine: BidEngine::from_config(&config.pricing, &config.limits),
         chain: Chain::new(client, key),
         content,
@@ -79,7 +96,9 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     });
     info!(address = %shared.address(), %api, host_uri = %shared.config.host_uri, "provider API listening");
     tokio::spawn(heartbeats(shared.clone()));
+    tokio::spawn(leases::withdrawals(shared.clone()));
     recover(&shared).await;
+    leases::reconcile(&shared).await;
     tokio::spawn(follow(shared.clone()));
     Ok(Provider { shared, api })
 }
@@ -172,9 +191,22 @@ async fn recover(shared: &Arc<Shared>) {
     }
 }
 
-/// Reads open jobs and bids on those still taking bids: at start and after every reconnect, since events
-/// missed while away are not replayed.
+/// Reads open jobs and orders and bids on those still taking bids: at start and after every reconnect, since
+/// events missed while away are not replayed.
 async fn catch_up(shared: &Arc<Shared>) {
+    let mut page = Page::first(200);
+    loop {
+        let Ok(open) = shared.chain.client.open_orders(page.clone()).await else {
+            break;
+        };
+        for order in open.items {
+            tokio::spawn(leases::consider(shared.clone(), order));
+        }
+        match open.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
     let mut page = Page::first(200);
     loop {
         let Ok(open) = shared.chain.client.open_jobs(page.clone()).await else {
@@ -247,16 +279,18 @@ fn handle(shared: &Arc<Shared>, started: &Arc<Mutex<HashSet<JobId>>>, event: Eve
         Event::OrderCreated { order, .. } => {
             let shared = shared.clone();
             tokio::spawn(async move {
-                if let Ok(Some(order)) = shared.chain.client.order(order).await {
-                    let situation = shared.situation();
-                    // Leases need a container runtime this build does not have yet; the engine records why.
-                    let _ = shared.engine.decide(
-                        &crate::bidding::Work::Order { order: &order },
-                        &situation,
-                        crate::now(),
-                    );
+                match shared.chain.client.order(order).await {
+                    Ok(Some(order)) => leases::consider(shared, order).await,
+                    Ok(None) => {}
+                    Err(e) => warn!(%order, error = %e, "reading a new order failed"),
                 }
             });
+        }
+        Event::LeaseCreated { lease, .. } if lease.provider == me => {
+            tokio::spawn(leases::started(shared.clone(), lease));
+        }
+        Event::LeaseClosed { lease, .. } if lease.provider == me => {
+            tokio::spawn(leases::closed(shared.clone(), lease));
         }
         _ => {}
     }

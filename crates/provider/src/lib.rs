@@ -14,15 +14,17 @@ pub mod daemon;
 pub mod error;
 pub mod inventory;
 pub mod jobs;
+pub mod leases;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tensorgrid_client::{RpcClient, RpcError};
-use tensorgrid_runner::JobRunner;
+use tensorgrid_runner::{JobRunner, LeaseRunner};
 use tensorgrid_types::job::{JobId, WorkloadKind};
-use tensorgrid_types::provider_api::JobRunState;
+use tensorgrid_types::market::{GroupSpec, LeaseId};
+use tensorgrid_types::provider_api::{JobRunState, LeaseRunState};
 use tensorgrid_types::{Address, Amount, Hash, Msg, SecretKey, Timestamp, TxRecord};
 
 pub use config::ProviderConfig;
@@ -74,6 +76,14 @@ pub struct JobView {
     pub state: JobRunState,
 }
 
+/// A lease this provider serves.
+#[derive(Clone, Debug)]
+pub struct LeaseView {
+    /// The order's group, as the chain has it: what the lease pays for.
+    pub spec: GroupSpec,
+    pub state: LeaseRunState,
+}
+
 /// Everything the daemon's tasks and the API share.
 pub struct Shared {
     pub config: ProviderConfig,
@@ -82,6 +92,10 @@ pub struct Shared {
     pub content: ContentStore,
     pub capacity: Capacity,
     pub runners: Vec<Arc<dyn JobRunner>>,
+    /// The container runtime for leases, when the host has one.
+    pub lease_runner: Option<Arc<dyn LeaseRunner>>,
+    /// Leases this provider serves, by id.
+    pub leases: Mutex<HashMap<LeaseId, LeaseView>>,
     /// Jobs this provider was assigned, by id.
     pub jobs: Mutex<HashMap<JobId, JobView>>,
     /// Resources held by running work.
@@ -117,14 +131,14 @@ impl Shared {
         Situation {
             free: self.capacity.minus(&reserved),
             attributes: self.attributes(),
-            active_leases: 0,
+            active_leases: self.leases.lock().len() as u32,
             active_jobs,
             runtimes: self
                 .runners
                 .iter()
                 .flat_map(|r| r.runtimes().iter().map(move |rt| (r.kind(), rt.to_string())))
                 .collect(),
-            runs_leases: false,
+            runs_leases: self.lease_runner.is_some(),
         }
     }
 

@@ -36,6 +36,8 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
         content: ContentStore::open(dir.join("content")).unwrap(),
         capacity: Capacity::detect(dir),
         runners: vec![],
+        lease_runner: None,
+        leases: Mutex::new(Default::default()),
         jobs: Mutex::new(Default::default()),
         reserved: Mutex::new(Default::default()),
         nonces: Mutex::new(Default::default()),

@@ -129,7 +129,7 @@ impl RequestAuth {
     }
 }
 
-/// `GET /v1/leases/{dseq}/{gseq}/{provider}/status`: what runs for a lease.
+/// `GET /v1/leases/{dseq}/{gseq}/status`: what runs for a lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseStatus {
     pub lease: LeaseId,
