@@ -42,13 +42,17 @@ fn tgrid_env(home: &std::path::Path, node: &str, args: &[&str], env: &[(&str, &s
 /// Starts `tgrid devnet` with its home in `home` on ports `base` (p2p), `base + 1` (API) and `base + 2` (the
 /// built-in provider), and waits for its first block.
 fn start_devnet(home: &std::path::Path, base: u16) -> (Devnet, String, Value) {
+    start_devnet_with(home, base, &["--provider-port", &(base + 2).to_string()])
+}
+
+fn start_devnet_with(home: &std::path::Path, base: u16, extra: &[&str]) -> (Devnet, String, Value) {
     let node = format!("http://127.0.0.1:{}", base + 1);
     let child = Command::new(TGRID)
         .env("TGRID_CONFIG", home.join("no-config.toml"))
         .arg("--home")
         .arg(home)
         .args(["devnet", "--p2p-port", &base.to_string(), "--rpc-port", &(base + 1).to_string()])
-        .args(["--provider-port", &(base + 2).to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -504,4 +508,164 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let completions = Command::new(TGRID).args(["completions", "bash"]).output().unwrap();
     assert!(completions.status.success());
     assert!(String::from_utf8_lossy(&completions.stdout).contains("tgrid__subcmd__lease__subcmd__create"));
+}
+
+/// `tgrid provider run` for `key`, logging to `log`.
+fn provider_daemon(home: &std::path::Path, config: &std::path::Path, log: &std::path::Path) -> Devnet {
+    let child = Command::new(TGRID)
+        .env("TGRID_CONFIG", home.join("no-config.toml"))
+        .arg("--home")
+        .arg(home)
+        .args(["provider", "run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("the provider daemon starts");
+    Devnet(child)
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Polls `check` every 200 ms until it holds, failing with `what` after `limit`.
+fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on_close() {
+    if std::env::var_os("TGRID_SKIP_DOCKER").is_some() {
+        return;
+    }
+    let image = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/images/build-busybox.sh"))
+        .output()
+        .expect("bash runs");
+    assert!(image.status.success(), "building the test image: {}", String::from_utf8_lossy(&image.stderr));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("devnet");
+    let base = ports(2);
+    let (_devnet, node, _) = start_devnet_with(&home, base, &["--no-provider"]);
+    let n = node.as_str();
+
+    // A provider operator's daemon with Docker, publishing ports on loopback.
+    json(&tgrid(&home, n, &["keys", "add", "docker-host", "--keyring-backend", "test"]));
+    json(&tgrid(&home, n, &["account", "send", "--from", "alice", "docker-host", "1000tgr"]));
+    let port = base + 3;
+    let config = dir.path().join("provider.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "key = \"docker-host\"\nnode = \"{n}\"\nlisten = \"127.0.0.1:{port}\"\nhost_uri = \"http://127.0.0.1:{port}\"\n\
+             stake = \"100tgr\"\nwork_dir = \"{}\"\nattributes = {{ region = \"devnet\" }}\n[limits]\npublish_ip = \"127.0.0.1\"\n",
+            dir.path().join("work").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("provider.log");
+    let mut daemon = provider_daemon(&home, &config, &log);
+    eventually("the provider's registration", Duration::from_secs(60), || {
+        tgrid(&home, n, &["provider", "status", "docker-host"]).status.success()
+    });
+
+    // The tenant deploys; the daemon's bid engine bids on the order by itself.
+    let sdl = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/sdl/busybox-web.yaml");
+    let alice_before = balance(&home, n, "alice");
+    let created = json(&tgrid(&home, n, &["deploy", "create", sdl, "--from", "alice", "--deposit", "20tgr"]));
+    let dseq = created["dseq"].as_u64().unwrap();
+    let mut fees = utgr(&created["fee"]);
+    let order = format!("{dseq}/1");
+    let mut bids = Value::Null;
+    eventually("a bid from the daemon", Duration::from_secs(30), || {
+        bids = json(&tgrid(&home, n, &["market", "bids", &order]));
+        bids.as_array().is_some_and(|b| !b.is_empty())
+    });
+    let provider = bids[0]["id"]["provider"].as_str().unwrap().to_string();
+    let price = utgr(&bids[0]["price"]);
+    let bid = format!("{order}/{provider}");
+
+    // Accepting the bid with the SDL sends the manifest; the provider starts both services.
+    let leased =
+        json(&tgrid(&home, n, &["lease", "create", "--bid", &bid, "--manifest", sdl, "--from", "alice"]));
+    fees += fee(&leased["tx"]);
+    assert_eq!(leased["workload"]["state"]["state"], "running", "{leased}");
+    let web = leased["workload"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap()
+        .clone();
+    assert_eq!(web["endpoints"][0][0], 8080);
+    let endpoint = web["endpoints"][0][1].as_str().unwrap().to_string();
+    let mut page = String::new();
+    eventually("the web service answering", Duration::from_secs(20), || {
+        page = http_get(&endpoint).unwrap_or_default();
+        page.contains("200")
+    });
+    assert!(page.contains("hello from a tensorgrid lease"), "{page}");
+    let container = format!("tg-{dseq}-1-web-0");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}", &container]),
+        "500000000 67108864"
+    );
+    eventually("worker output in the lease's logs", Duration::from_secs(10), || {
+        json(&tgrid(&home, n, &["lease", "logs", &order, "--from", "alice"]))["logs"]
+            .as_str()
+            .is_some_and(|l| l.contains(&format!("[tg-{dseq}-1-worker-0] worker tick")))
+    });
+    // Someone else's key gets nothing from the provider.
+    json(&tgrid(&home, n, &["keys", "show", "bob"]));
+    let stranger = tgrid(&home, n, &["lease", "logs", &bid, "--from", "bob"]);
+    assert_eq!(stranger.status.code(), Some(4), "{}", String::from_utf8_lossy(&stranger.stderr));
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("not yours"));
+
+    // The daemon dies hard; the containers keep running; a new daemon adopts the lease.
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &container]), "true");
+    assert!(http_get(&endpoint).is_some_and(|p| p.contains("hello from a tensorgrid lease")));
+    daemon = provider_daemon(&home, &config, &log);
+    eventually("the restarted daemon reporting the lease running", Duration::from_secs(60), || {
+        let status = tgrid(&home, n, &["lease", "status", &order, "--from", "alice"]);
+        status.status.success() && json(&status)["workload"]["state"]["state"] == "running"
+    });
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &container]),
+        "true",
+        "adopted, not restarted"
+    );
+
+    // Closing the lease pays for exactly the time it ran, removes the containers and the network, and refunds
+    // the rest of the escrow.
+    let closed = json(&tgrid(&home, n, &["lease", "close", &order, "--from", "alice"]));
+    fees += fee(&closed);
+    let lease = json(&tgrid(&home, n, &["lease", "status", &bid]))["lease"].clone();
+    let paid = utgr(&lease["paid"]);
+    let ran = lease["state"]["at"].as_u64().unwrap() - lease["started_at"].as_u64().unwrap();
+    assert_eq!(paid, price * u128::from(ran) / 3_600_000);
+    assert_eq!(event_amount(&closed, "deployment_closed", "refunded"), 20_000_000 - paid);
+    assert_eq!(balance(&home, n, "alice"), alice_before - fees - paid);
+    eventually("the lease's containers removed", Duration::from_secs(20), || {
+        docker(&["ps", "-aq", "-f", &format!("label=tensorgrid.lease={dseq}-1")]).is_empty()
+    });
+    assert!(docker(&["network", "ls", "-q", "-f", &format!("name=tg-{dseq}-1")]).is_empty());
+    drop(daemon);
 }

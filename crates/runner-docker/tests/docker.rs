@@ -26,23 +26,11 @@ fn docker_available() -> bool {
     true
 }
 
-/// Builds the test image from the host's static busybox.
+/// Builds the test image from the host's static busybox (the same script the CLI's tests use).
 fn build_image() {
-    let dir = std::env::temp_dir().join(format!("tgrid-busybox-image-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("a static busybox (Debian's busybox-static) for the test image");
-    std::fs::copy(busybox, dir.join("busybox")).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
-    )
-    .unwrap();
-    let out =
-        Command::new("docker").args(["build", "-q", "-t", IMAGE]).arg(&dir).output().expect("docker runs");
-    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/images/build-busybox.sh");
+    let out = Command::new("bash").arg(script).output().expect("bash runs");
+    assert!(out.status.success(), "building {IMAGE}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn service(name: &str, script: &str, expose: Option<u16>) -> ServiceSpec {
