@@ -562,7 +562,12 @@ fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().join("devnet");
     let base = ports(2);
-    let (_devnet, node, _) = start_devnet_with(&home, base, &["--no-provider"]);
+    // Short heartbeats, so that a dead provider's lease closes within the test.
+    let (_devnet, node, _) = start_devnet_with(
+        &home,
+        base,
+        &["--no-provider", "--heartbeat-interval", "1s", "--heartbeat-grace", "8s"],
+    );
     let n = node.as_str();
 
     // A provider operator's daemon with Docker, publishing ports on loopback.
@@ -667,5 +672,44 @@ fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on
         docker(&["ps", "-aq", "-f", &format!("label=tensorgrid.lease={dseq}-1")]).is_empty()
     });
     assert!(docker(&["network", "ls", "-q", "-f", &format!("name=tg-{dseq}-1")]).is_empty());
+
+    // A provider that dies for good: its lease stops accruing at its last heartbeat plus the grace, the chain
+    // closes it, and the tenant gets back everything the provider did not serve. When the daemon comes back,
+    // it removes the workloads of the lease the chain closed.
+    let created = json(&tgrid(&home, n, &["deploy", "create", sdl, "--from", "alice", "--deposit", "20tgr"]));
+    let dseq = created["dseq"].as_u64().unwrap();
+    let order = format!("{dseq}/1");
+    eventually("a bid on the second order", Duration::from_secs(30), || {
+        json(&tgrid(&home, n, &["market", "bids", &order])).as_array().is_some_and(|b| !b.is_empty())
+    });
+    let bid = format!("{order}/{provider}");
+    let leased =
+        json(&tgrid(&home, n, &["lease", "create", "--bid", &bid, "--manifest", sdl, "--from", "alice"]));
+    assert_eq!(leased["workload"]["state"]["state"], "running", "{leased}");
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    let mut lease = Value::Null;
+    eventually("the chain closing the dead provider's lease", Duration::from_secs(60), || {
+        lease = json(&tgrid(&home, n, &["lease", "status", &bid]))["lease"].clone();
+        lease["state"]["state"] == "closed"
+    });
+    assert_eq!(lease["state"]["reason"], "provider_unresponsive", "{lease}");
+    let status = json(&tgrid(&home, n, &["provider", "status", &provider]));
+    let last_heartbeat = status["provider"]["last_heartbeat"].as_u64().unwrap();
+    let settled_to = lease["settled_to"].as_u64().unwrap();
+    assert_eq!(settled_to, last_heartbeat + 8_000, "accrual stops at the last heartbeat plus the grace");
+    let served = settled_to - lease["started_at"].as_u64().unwrap();
+    let paid = utgr(&lease["paid"]);
+    assert_eq!(paid, price * u128::from(served) / 3_600_000);
+    let shown = json(&tgrid(&home, n, &["deploy", "show", &dseq.to_string()]));
+    assert_eq!(utgr(&shown["deployment"]["escrow"]["refunded"]), 20_000_000 - paid, "{shown}");
+    let container = format!("tg-{dseq}-1-web-0");
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &container]), "true", "nobody removed it yet");
+    let daemon = provider_daemon(&home, &config, &log);
+    eventually(
+        "the restarted daemon removing the closed lease's containers",
+        Duration::from_secs(60),
+        || docker(&["ps", "-aq", "-f", &format!("label=tensorgrid.lease={dseq}-1")]).is_empty(),
+    );
     drop(daemon);
 }

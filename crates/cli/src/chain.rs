@@ -90,6 +90,7 @@ pub(crate) fn devnet(
     p2p_port: u16,
     rpc_port: u16,
     provider_port: Option<u16>,
+    params: tensorgrid_types::Params,
     output: Output,
 ) -> anyhow::Result<()> {
     let dir = home.unwrap_or_else(|| fresh_dir("tgrid-devnet"));
@@ -98,7 +99,8 @@ pub(crate) fn devnet(
     } else {
         create_demo_accounts(&dir)?
     };
-    let new = launch::prepare_devnet(&dir, genesis_accounts(&accounts)?, p2p_port, rpc_port)?;
+    params.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = launch::prepare_devnet(&dir, genesis_accounts(&accounts)?, params, p2p_port, rpc_port)?;
     let api = format!("http://127.0.0.1:{rpc_port}");
     match output {
         Output::Json => print_json(&serde_json::json!({

@@ -29,7 +29,13 @@ pub(crate) fn demo(seed: u64, output: Output) -> anyhow::Result<()> {
     let dir = fresh_dir("tgrid-demo");
     let accounts = create_demo_accounts(&dir)?;
     let (p2p, rpc) = (free_port()?, free_port()?);
-    tensorgrid_consensus::launch::prepare_devnet(&dir, genesis_accounts(&accounts)?, p2p, rpc)?;
+    tensorgrid_consensus::launch::prepare_devnet(
+        &dir,
+        genesis_accounts(&accounts)?,
+        tensorgrid_types::Params::default(),
+        p2p,
+        rpc,
+    )?;
     let home = dir.clone();
     // The validator runs on its own runtime in its own thread for as long as the demo does.
     std::thread::spawn(move || tensorgrid_consensus::node::run(&home));

@@ -135,6 +135,12 @@ enum Command {
         /// Run no built-in provider.
         #[arg(long)]
         no_provider: bool,
+        /// How often providers must send a heartbeat (a new devnet's genesis parameter).
+        #[arg(long, default_value = "60s")]
+        heartbeat_interval: humantime::Duration,
+        /// How long past its last heartbeat a provider's leases keep accruing before they close (genesis).
+        #[arg(long, default_value = "3m")]
+        heartbeat_grace: humantime::Duration,
     },
     /// Write N validator homes sharing a new genesis and run each as its own process on 127.0.0.1.
     Testnet {
@@ -270,10 +276,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let output = settings.output;
     match cli.command {
-        Command::Devnet { p2p_port, rpc_port, provider_port, no_provider } => {
+        Command::Devnet {
+            p2p_port,
+            rpc_port,
+            provider_port,
+            no_provider,
+            heartbeat_interval,
+            heartbeat_grace,
+        } => {
             init_logging();
             let provider = (!no_provider).then_some(provider_port);
-            return chain::devnet(settings.home, p2p_port, rpc_port, provider, output);
+            let params = tensorgrid_types::Params {
+                heartbeat_interval_ms: std::time::Duration::from(heartbeat_interval).as_millis() as u64,
+                heartbeat_grace_ms: std::time::Duration::from(heartbeat_grace).as_millis() as u64,
+                ..tensorgrid_types::Params::default()
+            };
+            return chain::devnet(settings.home, p2p_port, rpc_port, provider, params, output);
         }
         Command::Testnet { validators, dir, base_port, dry_run, blocks_per_epoch } => {
             return chain::testnet(dir, validators, base_port, blocks_per_epoch, dry_run, output);

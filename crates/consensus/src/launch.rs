@@ -53,10 +53,12 @@ pub fn local_spec(
     }
 }
 
-/// Writes a one-validator devnet home in `dir` unless one is there already; returns whether it was new.
+/// Writes a one-validator devnet home in `dir` with `params` unless one is there already (whose own genesis
+/// then stands); returns whether it was new.
 pub fn prepare_devnet(
     dir: &Path,
     accounts: Vec<GenesisAccount>,
+    params: Params,
     p2p_port: u16,
     rpc_port: u16,
 ) -> Result<bool, NodeError> {
@@ -65,7 +67,8 @@ pub fn prepare_devnet(
         return Ok(false);
     }
     let seed = random_seed();
-    let spec = local_spec("tg-devnet", accounts, &[seed], DEFAULT_BLOCKS_PER_EPOCH);
+    let mut spec = local_spec("tg-devnet", accounts, &[seed], DEFAULT_BLOCKS_PER_EPOCH);
+    spec.genesis.params = params;
     let config = NodeConfig {
         name: "validator-0".into(),
         p2p_listen: local(p2p_port),
