@@ -579,7 +579,7 @@ fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on
         &config,
         format!(
             "key = \"docker-host\"\nnode = \"{n}\"\nlisten = \"127.0.0.1:{port}\"\nhost_uri = \"http://127.0.0.1:{port}\"\n\
-             stake = \"100tgr\"\nwork_dir = \"{}\"\nattributes = {{ region = \"devnet\" }}\n[limits]\npublish_ip = \"127.0.0.1\"\n",
+             stake = \"100tgr\"\nwork_dir = \"{}\"\nattributes = {{ region = \"devnet\" }}\n[limits]\npublish_ip = \"127.0.0.1\"\nmanifest_timeout = \"4s\"\n",
             dir.path().join("work").display()
         ),
     )

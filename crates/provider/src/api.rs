@@ -140,7 +140,7 @@ async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "address": shared.address(),
         "host_uri": shared.config.host_uri,
         "attributes": situation.attributes,
-        "capacity": shared.capacity,
+        "capacity": *shared.capacity.read(),
         "free": situation.free,
         "active_jobs": situation.active_jobs,
         "runtimes": situation.runtimes,

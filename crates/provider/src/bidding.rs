@@ -150,6 +150,32 @@ impl PriceComponent for Fits {
                 }
             }
         }
+        // GPU models, vendors and memory the work names must be among the free GPUs.
+        let units: Vec<&tensorgrid_types::resources::ResourceUnits> = match work {
+            Work::Order { order } => order.spec.resources.iter().map(|u| &u.resources).collect(),
+            Work::Job { job } => vec![&job.spec.resources],
+        };
+        for resources in units.into_iter().filter(|r| r.gpu.units > 0 && !r.gpu.models.is_empty()) {
+            let offered = situation.free.gpus.iter().any(|have| {
+                resources.gpu.models.iter().any(|want| {
+                    want.vendor.eq_ignore_ascii_case(&have.vendor)
+                        && want.model.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(&have.model))
+                        && want.vram_bytes.is_none_or(|v| v <= have.vram_bytes)
+                })
+            });
+            if !offered {
+                let wanted: Vec<String> = resources
+                    .gpu
+                    .models
+                    .iter()
+                    .map(|m| format!("{}/{}", m.vendor, m.model.as_deref().unwrap_or("*")))
+                    .collect();
+                return Err(format!(
+                    "wants a GPU among [{}]; this provider has none of those free",
+                    wanted.join(", ")
+                ));
+            }
+        }
         work.needs().fits(&situation.free).map(|()| price)
     }
 }
@@ -394,5 +420,236 @@ impl BidEngine {
     /// The recent declines, newest last.
     pub fn no_bids(&self) -> Vec<Decision> {
         self.history.lock().iter().filter(|d| matches!(d.outcome, Outcome::NoBid(_))).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tensorgrid_types::job::{JobSpec, Workload};
+    use tensorgrid_types::market::{GroupSpec, OrderId, OrderState};
+    use tensorgrid_types::resources::{Gpu, GpuModel, PlacementRequirements, ResourceUnit, ResourceUnits};
+    use tensorgrid_types::SecretKey;
+
+    use super::*;
+    use crate::inventory::GpuInfo;
+
+    fn units(cpu_millis: u64, memory_bytes: u64, gpus: u32) -> ResourceUnits {
+        ResourceUnits {
+            cpu_millis,
+            memory_bytes,
+            gpu: Gpu { units: gpus, models: vec![] },
+            ..ResourceUnits::default()
+        }
+    }
+
+    fn order(resources: ResourceUnits, count: u32, max_price: Amount) -> Order {
+        Order {
+            id: OrderId { dseq: 7, gseq: 1 },
+            owner: SecretKey::from_label("tenant").address(),
+            spec: GroupSpec {
+                name: "g".into(),
+                requirements: PlacementRequirements::default(),
+                resources: vec![ResourceUnit { resources, count }],
+                max_price,
+            },
+            state: OrderState::Open,
+            created_at: Timestamp::from_millis(0),
+            window_ends: None,
+            live_bids: vec![],
+        }
+    }
+
+    fn job(max_fuel: u64, budget: Amount, runtime: &str) -> Job {
+        Job {
+            id: 3,
+            client: SecretKey::from_label("client").address(),
+            spec: JobSpec {
+                workload: Workload {
+                    kind: WorkloadKind::Wasm,
+                    hash: tensorgrid_types::Hash::ZERO,
+                    runtime: runtime.into(),
+                    args: vec![],
+                },
+                inputs: vec![],
+                resources: units(1000, 64 << 20, 0),
+                max_fuel,
+                redundancy: 2,
+                budget,
+                bid_window_ms: 1000,
+                run_timeout_ms: 1000,
+                reveal_window_ms: 1000,
+            },
+            state: tensorgrid_types::job::JobState::Bidding,
+            created_at: Timestamp::from_millis(0),
+            bid_deadline: Timestamp::from_millis(1000),
+            reveal_deadline: None,
+            challenge_deadline: None,
+            slots: vec![],
+            live_bids: vec![],
+            held: budget,
+            paid: Amount::ZERO,
+            finished_at: None,
+        }
+    }
+
+    fn situation() -> Situation {
+        Situation {
+            free: Capacity {
+                cpu_millis: 4000,
+                memory_bytes: 8 << 30,
+                storage_bytes: 100 << 30,
+                gpus: vec![GpuInfo { vendor: "nvidia".into(), model: "h100".into(), vram_bytes: 80 << 30 }],
+            },
+            attributes: vec![Attribute::new("region", "eu")],
+            active_leases: 0,
+            active_jobs: 0,
+            runtimes: vec![(WorkloadKind::Wasm, "wasi-p1".into())],
+            runs_leases: true,
+        }
+    }
+
+    fn engine(pricing: Pricing) -> BidEngine {
+        BidEngine::from_config(&pricing, &Limits { max_leases: 1, max_jobs: 1, ..Limits::default() })
+    }
+
+    #[test]
+    fn a_lease_is_priced_per_unit_and_hour_with_a_floor_under_the_ceiling() {
+        let pricing = Pricing {
+            cpu_core_hour: Amount(1_000),
+            memory_gib_hour: Amount(100),
+            gpu_hour: Amount(50_000),
+            floor: Amount(10),
+            ..Pricing::default()
+        };
+        let engine = engine(pricing);
+        let s = situation();
+        let now = Timestamp::from_millis(1);
+        // 2 × (1.5 cores × 1000 + 2 GiB × 100 + 1 GPU × 50 000) = 2 × 51 700.
+        let o = order(units(1500, 2 << 30, 1), 2, Amount::tgr(1));
+        let mut two_gpus = s.clone();
+        two_gpus.free.gpus.push(two_gpus.free.gpus[0].clone());
+        assert_eq!(engine.decide(&Work::Order { order: &o }, &two_gpus, now), Ok(Amount(103_400)));
+        // One GPU free for two instances: no bid, and the reason is kept.
+        let no = engine.decide(&Work::Order { order: &o }, &s, now).unwrap_err();
+        assert_eq!(no.component, "fits");
+        assert!(no.reason.contains("GPUs"), "{no:?}");
+        let cheap = order(units(1, 1, 0), 1, Amount(1_000));
+        assert_eq!(engine.decide(&Work::Order { order: &cheap }, &s, now), Ok(Amount(10)), "the floor");
+        let stingy = order(units(4000, 1 << 30, 0), 1, Amount(1_000));
+        let no = engine.decide(&Work::Order { order: &stingy }, &s, now).unwrap_err();
+        assert_eq!(no.component, "ceiling");
+        assert_eq!(engine.no_bids().len(), 2);
+        assert_eq!(engine.history().len(), 4);
+    }
+
+    #[test]
+    fn placement_gpu_models_deny_lists_and_limits_decline_with_reasons() {
+        let tenant = SecretKey::from_label("tenant").address();
+        let denying = engine(Pricing { deny: vec![tenant], ..Pricing::default() });
+        let now = Timestamp::from_millis(1);
+        let o = order(units(100, 1 << 20, 0), 1, Amount::tgr(1));
+        assert_eq!(
+            denying.decide(&Work::Order { order: &o }, &situation(), now).unwrap_err().component,
+            "deny_list"
+        );
+
+        let engine = engine(Pricing::default());
+        let mut placed = o.clone();
+        placed.spec.requirements.attributes = vec![Attribute::new("region", "us")];
+        let no = engine.decide(&Work::Order { order: &placed }, &situation(), now).unwrap_err();
+        assert!(no.reason.contains("region=us"), "{no:?}");
+
+        let mut a100 = order(units(100, 1 << 20, 1), 1, Amount::tgr(10));
+        a100.spec.resources[0].resources.gpu.models = vec![GpuModel {
+            vendor: "nvidia".into(),
+            model: Some("a100".into()),
+            vram_bytes: None,
+            interface: None,
+        }];
+        let no = engine.decide(&Work::Order { order: &a100 }, &situation(), now).unwrap_err();
+        assert!(no.reason.contains("nvidia/a100"), "{no:?}");
+        let mut h100 = a100.clone();
+        h100.spec.resources[0].resources.gpu.models[0].model = Some("H100".into());
+        assert!(
+            engine.decide(&Work::Order { order: &h100 }, &situation(), now).is_ok(),
+            "model names match case-insensitively"
+        );
+
+        let mut busy = situation();
+        busy.active_leases = 1;
+        assert_eq!(
+            engine.decide(&Work::Order { order: &o }, &busy, now).unwrap_err().component,
+            "concurrency"
+        );
+        let mut jobs_only = situation();
+        jobs_only.runs_leases = false;
+        let no = engine.decide(&Work::Order { order: &o }, &jobs_only, now).unwrap_err();
+        assert!(no.reason.contains("container runtime"), "{no:?}");
+    }
+
+    #[test]
+    fn a_job_is_priced_by_fuel_and_needs_a_runner_for_its_runtime() {
+        let engine = engine(Pricing { job_gfuel: Amount(1_000), job_floor: Amount(5), ..Pricing::default() });
+        let now = Timestamp::from_millis(1);
+        let j = job(2_500_000_000, Amount::tgr(1), "wasi-p1");
+        assert_eq!(engine.decide(&Work::Job { job: &j }, &situation(), now), Ok(Amount(2_500)));
+        let tiny = job(1, Amount::tgr(1), "wasi-p1");
+        assert_eq!(
+            engine.decide(&Work::Job { job: &tiny }, &situation(), now),
+            Ok(Amount(5)),
+            "the job floor"
+        );
+        let other = job(1, Amount::tgr(1), "wasi-p2");
+        assert!(engine
+            .decide(&Work::Job { job: &other }, &situation(), now)
+            .unwrap_err()
+            .reason
+            .contains("wasi-p2"));
+        // Budget 4 000 for k = 2 leaves at most 2 000 each, under our 2 500.
+        let poor = job(2_500_000_000, Amount(4_000), "wasi-p1");
+        assert_eq!(
+            engine.decide(&Work::Job { job: &poor }, &situation(), now).unwrap_err().component,
+            "ceiling"
+        );
+    }
+
+    #[test]
+    fn the_operators_script_sets_the_price_or_declines() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, body: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::process::Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+            path
+        };
+        let now = Timestamp::from_millis(1);
+        let o = order(units(100, 1 << 20, 0), 1, Amount::tgr(1));
+        let with = |path: std::path::PathBuf| {
+            engine(Pricing {
+                price_script: Some(path),
+                price_script_timeout: Duration::from_secs(2),
+                ..Pricing::default()
+            })
+        };
+        // The script sees the work and the price so far on stdin.
+        let doubling = with(script("double.sh", "grep -q '\"kind\":\"order\"' && echo 0.5tgr"));
+        assert_eq!(doubling.decide(&Work::Order { order: &o }, &situation(), now), Ok(Amount(500_000)));
+        let bare = with(script("bare.sh", "cat >/dev/null; echo 1234"));
+        assert_eq!(bare.decide(&Work::Order { order: &o }, &situation(), now), Ok(Amount(1_234)));
+        let declining = with(script("no.sh", "echo not for this tenant >&2; exit 3"));
+        let no = declining.decide(&Work::Order { order: &o }, &situation(), now).unwrap_err();
+        assert_eq!(no.component, "price_script");
+        assert!(no.reason.contains("not for this tenant"), "{no:?}");
+        let slow = with(script("slow.sh", "sleep 10"));
+        assert!(slow
+            .decide(&Work::Order { order: &o }, &situation(), now)
+            .unwrap_err()
+            .reason
+            .contains("longer than"));
+        let expensive = with(script("rich.sh", "echo 2tgr"));
+        assert_eq!(
+            expensive.decide(&Work::Order { order: &o }, &situation(), now).unwrap_err().component,
+            "ceiling"
+        );
     }
 }

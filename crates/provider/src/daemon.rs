@@ -72,7 +72,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
         engine: BidEngine::from_config(&config.pricing, &config.limits),
         chain: Chain::new(client, key),
         content,
-        capacity,
+        capacity: parking_lot::RwLock::new(capacity),
         runners: runners()?,
         jobs: Mutex::new(Default::default()),
         reserved: Mutex::new(Default::default()),
@@ -96,6 +96,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     });
     info!(address = %shared.address(), %api, host_uri = %shared.config.host_uri, "provider API listening");
     tokio::spawn(heartbeats(shared.clone()));
+    tokio::spawn(inventory(shared.clone()));
     tokio::spawn(leases::withdrawals(shared.clone()));
     recover(&shared).await;
     leases::reconcile(&shared).await;
@@ -170,6 +171,17 @@ async fn heartbeats(shared: Arc<Shared>) {
         tokio::time::sleep(interval).await;
         if let Err(e) = shared.chain.execute(Msg::Heartbeat).await {
             warn!(error = %e, "heartbeat failed; retrying next interval");
+        }
+    }
+}
+
+/// Keeps the inventory current: the disk fills, memory is added, a GPU goes away.
+async fn inventory(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let dir = shared.config.work_dir.clone();
+        if let Ok(capacity) = tokio::task::spawn_blocking(move || Capacity::detect(&dir)).await {
+            *shared.capacity.write() = capacity;
         }
     }
 }

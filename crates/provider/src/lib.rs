@@ -90,7 +90,8 @@ pub struct Shared {
     pub chain: Chain,
     pub engine: BidEngine,
     pub content: ContentStore,
-    pub capacity: Capacity,
+    /// The machine's capacity, refreshed by the daemon every minute.
+    pub capacity: parking_lot::RwLock<Capacity>,
     pub runners: Vec<Arc<dyn JobRunner>>,
     /// The container runtime for leases, when the host has one.
     pub lease_runner: Option<Arc<dyn LeaseRunner>>,
@@ -129,7 +130,7 @@ impl Shared {
             .filter(|j| matches!(j.state, JobRunState::WaitingForContent | JobRunState::Running))
             .count() as u32;
         Situation {
-            free: self.capacity.minus(&reserved),
+            free: self.capacity.read().minus(&reserved),
             attributes: self.attributes(),
             active_leases: self.leases.lock().len() as u32,
             active_jobs,
@@ -150,7 +151,7 @@ impl Shared {
             .iter()
             .map(|(k, v)| tensorgrid_types::resources::Attribute::new(k.clone(), v.clone()))
             .collect();
-        for attribute in self.capacity.attributes() {
+        for attribute in self.capacity.read().attributes() {
             if !attributes.iter().any(|a| a.key == attribute.key) {
                 attributes.push(attribute);
             }

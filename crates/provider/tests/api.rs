@@ -34,7 +34,7 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
         engine: BidEngine::from_config(&config.pricing, &config.limits),
         chain: Chain::new(RpcClient::new(&config.node), SecretKey::from_label("provider")),
         content: ContentStore::open(dir.join("content")).unwrap(),
-        capacity: Capacity::detect(dir),
+        capacity: parking_lot::RwLock::new(Capacity::detect(dir)),
         runners: vec![],
         lease_runner: None,
         leases: Mutex::new(Default::default()),
