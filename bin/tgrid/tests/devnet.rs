@@ -329,17 +329,7 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
         ),
     )
     .unwrap();
-    let daemon = Command::new(TGRID)
-        .env("TGRID_CONFIG", home.join("no-config.toml"))
-        .arg("--home")
-        .arg(&home)
-        .args(["provider", "run", "--config"])
-        .arg(&provider_config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("gpu-host.log")).unwrap())
-        .spawn()
-        .expect("the provider daemon starts");
-    let _daemon = Devnet(daemon);
+    let _daemon = provider_daemon(&home, &provider_config, &dir.path().join("gpu-host.log"));
     let started = Instant::now();
     while json(&tgrid(&home, n, &["provider", "status", "gpu-host"]))["provider"]["host_uri"]
         != format!("http://127.0.0.1:{provider_port}").as_str()
@@ -606,18 +596,19 @@ fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on
     let price = utgr(&bids[0]["price"]);
     let bid = format!("{order}/{provider}");
 
-    // Accepting the bid with the SDL sends the manifest; the provider starts both services.
-    let leased =
-        json(&tgrid(&home, n, &["lease", "create", "--bid", &bid, "--manifest", sdl, "--from", "alice"]));
-    fees += fee(&leased["tx"]);
-    assert_eq!(leased["workload"]["state"]["state"], "running", "{leased}");
-    let web = leased["workload"]["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "web")
-        .unwrap()
-        .clone();
+    // The tenant accepts the bid, then sends a manifest: another deployment's is refused (its hash is not
+    // the one the deployment was created with), the right one starts both services.
+    let accepted = json(&tgrid(&home, n, &["lease", "create", "--bid", &bid, "--from", "alice"]));
+    fees += fee(&accepted);
+    let other = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/akash-sdl/AI-Image-App.yaml");
+    fails_with(
+        &tgrid(&home, n, &["lease", "send-manifest", &order, other, "--from", "alice"]),
+        4,
+        "manifest's hash",
+    );
+    let leased = json(&tgrid(&home, n, &["lease", "send-manifest", &order, sdl, "--from", "alice"]));
+    assert_eq!(leased["state"]["state"], "running", "{leased}");
+    let web = leased["services"].as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap().clone();
     assert_eq!(web["endpoints"][0][0], 8080);
     let endpoint = web["endpoints"][0][1].as_str().unwrap().to_string();
     let mut page = String::new();

@@ -13,7 +13,7 @@ use tensorgrid_client::keystore::key_from_mnemonic;
 use tensorgrid_client::{RpcClient, TxBuilder};
 use tensorgrid_types::job::{JobSpec, JobState, SlotState, Workload, WorkloadKind};
 use tensorgrid_types::resources::ResourceUnits;
-use tensorgrid_types::{Amount, Event, Hash, Msg, SecretKey};
+use tensorgrid_types::{Amount, Hash, Msg, SecretKey};
 
 use crate::chain::{create_demo_accounts, fresh_dir, genesis_accounts, start_provider};
 
@@ -186,15 +186,7 @@ async fn run_job(
         reveal_window_ms: 30_000,
     };
     let submitted = client.execute(alice, Msg::SubmitJob { spec }, Amount::tgr(1)).await?;
-    let id = submitted
-        .receipt
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::JobSubmitted { job, .. } => Some(*job),
-            _ => None,
-        })
-        .context("the receipt names no job")?;
+    let id = submitted.receipt.created_job().context("the receipt names no job")?;
     let started = Instant::now();
     if text {
         emit_line(&format!(

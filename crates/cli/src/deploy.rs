@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use tensorgrid_types::market::Dseq;
 use tensorgrid_types::query::Page;
-use tensorgrid_types::{Amount, Event, Msg};
+use tensorgrid_types::{Amount, Msg};
 
 use crate::ctx::{state_text, tgr, Ctx, NotFound};
 use crate::{emit_line, print_json, Output};
@@ -24,15 +24,7 @@ pub(crate) fn create(ctx: &Ctx, file: &Path, deposit: Amount) -> anyhow::Result<
         manifest_hash: mapped.manifest_hash,
     };
     let record = ctx.execute(msg)?;
-    let dseq = record
-        .receipt
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::DeploymentCreated { dseq, .. } => Some(*dseq),
-            _ => None,
-        })
-        .context("the receipt names no new deployment")?;
+    let dseq = record.receipt.created_deployment().context("the receipt names no new deployment")?;
     match ctx.output {
         Output::Json => print_json(&serde_json::json!({
             "dseq": dseq, "height": record.height, "tx": record.hash, "fee": record.receipt.fee_paid,

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tensorgrid_types::job::{Job as OnChain, JobId, JobSpec, JobState, SlotState, Workload, WorkloadKind};
 use tensorgrid_types::resources::ResourceUnits;
-use tensorgrid_types::{Amount, Event, Hash, Msg, Timestamp};
+use tensorgrid_types::{Amount, Hash, Msg, Timestamp};
 
 use crate::ctx::{tgr, Ctx, NotFound};
 use crate::{emit_line, print_json, Output};
@@ -172,15 +172,7 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
                 reveal_window_ms: millis("reveal-window", reveal_window)?,
             };
             let record = ctx.execute(Msg::SubmitJob { spec })?;
-            let id = record
-                .receipt
-                .events
-                .iter()
-                .find_map(|e| match e {
-                    Event::JobSubmitted { job, .. } => Some(*job),
-                    _ => None,
-                })
-                .context("the receipt names no new job")?;
+            let id = record.receipt.created_job().context("the receipt names no new job")?;
             let local = LocalJob {
                 id,
                 module: (absolute(&module), module_hash),

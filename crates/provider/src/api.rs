@@ -98,6 +98,14 @@ fn authenticate(
     Ok(auth.signer)
 }
 
+fn chain_unavailable(e: tensorgrid_client::RpcError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "chain_unavailable",
+        format!("the provider cannot read the chain: {e}"),
+    )
+}
+
 /// The job's view, if `signer` is its client and this provider holds a slot of it. Anyone else learns only
 /// that the job is not theirs here.
 async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<JobView, ApiError> {
@@ -108,13 +116,7 @@ async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<Job
         return if view.client == signer { Ok(view.clone()) } else { Err(forbidden()) };
     }
     // The chain may have assigned the job before the daemon read that block: ask it.
-    let job = shared
-        .chain
-        .client
-        .job(id)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain_unavailable", e.to_string()))?
-        .ok_or_else(forbidden)?;
+    let job = shared.chain.client.job(id).await.map_err(chain_unavailable)?.ok_or_else(forbidden)?;
     if job.client != signer {
         return Err(forbidden());
     }
@@ -243,13 +245,8 @@ async fn lease_for(shared: &Arc<Shared>, dseq: u64, gseq: u32, signer: Address) 
             format!("lease {dseq}/{gseq} is not yours on this provider"),
         )
     };
-    let on_chain = shared
-        .chain
-        .client
-        .lease(lease)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "chain_unavailable", e.to_string()))?
-        .ok_or_else(forbidden)?;
+    let on_chain =
+        shared.chain.client.lease(lease).await.map_err(chain_unavailable)?.ok_or_else(forbidden)?;
     if on_chain.owner != signer {
         return Err(forbidden());
     }

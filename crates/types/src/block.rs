@@ -54,6 +54,22 @@ impl Receipt {
             TxOutcome::Failed { error } | TxOutcome::Rejected { error } => Some(error),
         }
     }
+
+    /// The deployment this transaction created, if it created one.
+    pub fn created_deployment(&self) -> Option<crate::market::Dseq> {
+        self.events.iter().find_map(|e| match e {
+            Event::DeploymentCreated { dseq, .. } => Some(*dseq),
+            _ => None,
+        })
+    }
+
+    /// The job this transaction submitted, if it submitted one.
+    pub fn created_job(&self) -> Option<crate::job::JobId> {
+        self.events.iter().find_map(|e| match e {
+            Event::JobSubmitted { job, .. } => Some(*job),
+            _ => None,
+        })
+    }
 }
 
 /// Everything a block produced: one receipt per transaction, and the block's events in order (those from
