@@ -94,7 +94,18 @@ pub fn describe(world: &World, event: &Event) -> Option<String> {
         Event::UnbondingCompleted { provider, amount } => {
             format!("{} gets {} of stake back", n(provider), tgr(amount))
         }
-        Event::Transfer { .. }
+        Event::ChannelOpened { channel, client, provider, deposit } => {
+            format!("{} opens payment channel {channel} to {} with {}", n(client), n(provider), tgr(deposit))
+        }
+        Event::VoucherRedeemed { channel, provider, amount, .. } => {
+            format!("{} redeems {} from channel {channel}", n(provider), tgr(amount))
+        }
+        Event::ChannelClosed { channel, client, refunded } => {
+            format!("channel {channel} closes; {} goes back to {}", tgr(refunded), n(client))
+        }
+        Event::ChannelToppedUp { .. }
+        | Event::ChannelClosing { .. }
+        | Event::Transfer { .. }
         | Event::FeePaid { .. }
         | Event::OrderClosed { .. }
         | Event::ProviderUpdated { .. }

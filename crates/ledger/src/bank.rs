@@ -21,11 +21,13 @@ pub enum Module {
     Jobs,
     /// Transaction fees (shared with validators once staking exists).
     Fees,
+    /// Payment channel deposits not yet redeemed or refunded.
+    Channels,
 }
 
 impl Module {
-    pub const ALL: [Module; 5] =
-        [Module::Escrow, Module::Bonds, Module::BidDeposits, Module::Jobs, Module::Fees];
+    pub const ALL: [Module; 6] =
+        [Module::Escrow, Module::Bonds, Module::BidDeposits, Module::Jobs, Module::Fees, Module::Channels];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +36,7 @@ impl Module {
             Module::BidDeposits => "bid-deposits",
             Module::Jobs => "jobs",
             Module::Fees => "fee-collector",
+            Module::Channels => "channels",
         }
     }
 

@@ -105,6 +105,23 @@ impl<S: Store> Ledger<S> {
             })?;
         }
 
+        let channels: Vec<tensorgrid_types::channel::Channel> = st.scan_values(keys::CHANNEL)?;
+        let unspent = sum(channels
+            .iter()
+            .filter(|c| !matches!(c.state, tensorgrid_types::channel::ChannelState::Closed { .. }))
+            .map(|c| c.balance()));
+        ensure(module(Module::Channels) == unspent, || {
+            format!("channels module holds {} but open channels hold {unspent}", module(Module::Channels))
+        })?;
+        for channel in &channels {
+            ensure(channel.redeemed <= channel.deposit, || {
+                format!(
+                    "channel {} paid out {} of a {} deposit",
+                    channel.id, channel.redeemed, channel.deposit
+                )
+            })?;
+        }
+
         let orders: Vec<Order> = st.scan_values(keys::ORDER)?;
         let leases: Vec<Lease> = st.scan_values(keys::LEASE)?;
         let mut active_leases: BTreeMap<Address, u32> = BTreeMap::new();

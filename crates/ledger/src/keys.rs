@@ -13,6 +13,7 @@ pub(crate) const BID: &[u8] = b"b/";
 pub(crate) const LEASE: &[u8] = b"l/";
 pub(crate) const JOB: &[u8] = b"j/";
 pub(crate) const JOB_BID: &[u8] = b"jb/";
+pub(crate) const CHANNEL: &[u8] = b"c/";
 pub(crate) const TIMER: &[u8] = b"t/";
 pub(crate) const IX_OPEN_ORDER: &[u8] = b"x/oo/";
 pub(crate) const IX_DEPLOYMENT_BY_OWNER: &[u8] = b"x/do/";
@@ -24,6 +25,7 @@ pub(crate) const PARAMS: &[u8] = b"m/params";
 pub(crate) const SUPPLY: &[u8] = b"m/supply";
 pub(crate) const SEQ_DSEQ: &[u8] = b"m/seq/dseq";
 pub(crate) const SEQ_JOB: &[u8] = b"m/seq/job";
+pub(crate) const SEQ_CHANNEL: &[u8] = b"m/seq/channel";
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -75,6 +77,10 @@ pub(crate) fn leases_of(dseq: Dseq) -> Vec<u8> {
 
 pub(crate) fn job(id: JobId) -> Vec<u8> {
     join(&[JOB, &id.to_be_bytes()])
+}
+
+pub(crate) fn channel(id: tensorgrid_types::channel::ChannelId) -> Vec<u8> {
+    join(&[CHANNEL, &id.to_be_bytes()])
 }
 
 pub(crate) fn job_bid(id: JobId, provider: &Address) -> Vec<u8> {

@@ -264,6 +264,7 @@ fn run_deadline<S: Store + ?Sized>(st: &mut State<'_, S>, timer: Timer) -> ExecR
         Timer::JobCommit(job, slot) => st.on_job_commit_due(job, slot),
         Timer::JobReveal(job) => st.on_job_reveal_due(job),
         Timer::JobChallenge(job) => st.on_job_challenge_due(job),
+        Timer::ChannelClose(channel) => st.channel_challenge_ended(channel),
     }
 }
 
@@ -386,6 +387,10 @@ fn dispatch<S: Store + ?Sized>(st: &mut State<'_, S>, signer: Address, msg: Msg)
         Msg::RevealResult { job, result_hash, salt } => st.reveal_result(signer, job, result_hash, salt),
         Msg::CancelJob { job } => st.cancel_job(signer, job),
         Msg::DisputeJob { job } => st.dispute_job(signer, job),
+        Msg::OpenChannel { provider, deposit } => st.open_channel(signer, provider, deposit),
+        Msg::TopUpChannel { channel, amount } => st.top_up_channel(signer, channel, amount),
+        Msg::RedeemVoucher { voucher } => st.redeem_voucher(signer, voucher),
+        Msg::CloseChannel { channel } => st.close_channel(signer, channel),
     }
 }
 

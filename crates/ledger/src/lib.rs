@@ -16,6 +16,7 @@
 )]
 
 mod bank;
+mod channels;
 mod error;
 mod escrow;
 mod invariants;

@@ -121,6 +121,7 @@ impl<S: Store> Ledger<S> {
                 },
             )?),
             Query::Job { job } => QueryResponse::Job(st.job(*job).map_err(lift)?),
+            Query::Channel { channel } => QueryResponse::Channel(st.channel(*channel).map_err(lift)?),
             Query::JobBids { job } => QueryResponse::JobBids(st.scan_values(&keys::job_bids_of(*job))?),
             Query::OpenJobs { page } => {
                 QueryResponse::Jobs(paged(&st, keys::IX_OPEN_JOB, page, by_key::<S, Job>(keys::JOB))?)

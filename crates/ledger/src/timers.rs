@@ -24,6 +24,7 @@ pub(crate) enum Timer {
     JobCommit(JobId, u32),
     JobReveal(JobId),
     JobChallenge(JobId),
+    ChannelClose(tensorgrid_types::channel::ChannelId),
 }
 
 impl<S: Store + ?Sized> State<'_, S> {

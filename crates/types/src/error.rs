@@ -5,6 +5,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
+use crate::channel::ChannelId;
 use crate::crypto::Address;
 use crate::job::{JobId, JobState};
 use crate::limits::Malformed;
@@ -107,6 +108,16 @@ pub enum TxError {
     AlreadyRevealed { job: JobId },
     #[error("the revealed result and salt do not match the commitment")]
     CommitmentMismatch { job: JobId },
+    #[error("payment channel {channel} does not exist")]
+    ChannelNotFound { channel: ChannelId },
+    #[error("payment channel {channel} is {state}; this needs it open")]
+    ChannelNotOpen { channel: ChannelId, state: String },
+    #[error("the voucher for channel {channel} is not signed by its client")]
+    BadVoucher { channel: ChannelId },
+    #[error(
+        "the voucher allows {cumulative} in total and {redeemed} was already redeemed: nothing new to take"
+    )]
+    NothingToRedeem { channel: ChannelId, cumulative: Amount, redeemed: Amount },
 }
 
 impl TxError {

@@ -4,6 +4,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
+use crate::channel::ChannelId;
 use crate::crypto::{Address, Hash};
 use crate::job::{JobFailure, JobId};
 use crate::market::{BidId, CloseReason, Dseq, LeaseId, OrderId};
@@ -160,6 +161,33 @@ pub enum Event {
         job: JobId,
         refunded: Amount,
     },
+
+    ChannelOpened {
+        channel: ChannelId,
+        client: Address,
+        provider: Address,
+        deposit: Amount,
+    },
+    ChannelToppedUp {
+        channel: ChannelId,
+        amount: Amount,
+        deposit: Amount,
+    },
+    VoucherRedeemed {
+        channel: ChannelId,
+        provider: Address,
+        amount: Amount,
+        cumulative: Amount,
+    },
+    ChannelClosing {
+        channel: ChannelId,
+        ends_at: Timestamp,
+    },
+    ChannelClosed {
+        channel: ChannelId,
+        client: Address,
+        refunded: Amount,
+    },
 }
 
 impl Event {
@@ -189,6 +217,9 @@ impl Event {
                 vec![*owner, lease.provider]
             }
             Event::LeasePaid { lease, .. } => vec![lease.provider],
+            Event::ChannelOpened { client, provider, .. } => vec![*client, *provider],
+            Event::VoucherRedeemed { provider, .. } => vec![*provider],
+            Event::ChannelClosed { client, .. } => vec![*client],
             Event::DeploymentDeposited { .. }
             | Event::OrderCreated { .. }
             | Event::OrderClosed { .. }
@@ -197,7 +228,9 @@ impl Event {
             | Event::JobCompleted { .. }
             | Event::JobDisputed { .. }
             | Event::JobFailed { .. }
-            | Event::JobCancelled { .. } => Vec::new(),
+            | Event::JobCancelled { .. }
+            | Event::ChannelToppedUp { .. }
+            | Event::ChannelClosing { .. } => Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod amount;
 pub mod block;
+pub mod channel;
 pub mod codec;
 pub mod crypto;
 pub mod error;

@@ -44,6 +44,13 @@ pub struct Params {
     pub max_job_window_ms: u64,
     /// With one result there is nothing to compare: the client may dispute it for this long.
     pub challenge_period_ms: u64,
+    /// How long a provider has to redeem its last voucher after the client asks to close a channel.
+    #[serde(default = "default_channel_challenge_ms")]
+    pub channel_challenge_ms: u64,
+}
+
+fn default_channel_challenge_ms() -> u64 {
+    60 * 60 * 1_000
 }
 
 impl Default for Params {
@@ -75,6 +82,7 @@ impl Default for Params {
             min_job_window_ms: SECOND,
             max_job_window_ms: DAY,
             challenge_period_ms: 10 * MINUTE,
+            channel_challenge_ms: default_channel_challenge_ms(),
         }
     }
 }
@@ -94,6 +102,7 @@ impl Params {
             ("max_bids_per_job", u64::from(self.max_bids_per_job)),
             ("min_job_window_ms", self.min_job_window_ms),
             ("challenge_period_ms", self.challenge_period_ms),
+            ("channel_challenge_ms", self.channel_challenge_ms),
         ];
         for (name, value) in positive {
             if value == 0 {

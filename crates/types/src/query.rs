@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
 use crate::amount::Amount;
+use crate::channel::{Channel, ChannelId};
 use crate::crypto::Address;
 use crate::job::{Job, JobBid, JobId};
 use crate::market::{Bid, Deployment, Dseq, Lease, LeaseId, Order, OrderId};
@@ -91,6 +92,9 @@ pub enum Query {
         #[serde(default)]
         page: Page,
     },
+    Channel {
+        channel: ChannelId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -144,4 +148,5 @@ pub enum QueryResponse {
     Job(Option<Job>),
     JobBids(Vec<JobBid>),
     Jobs(Paged<Job>),
+    Channel(Option<Channel>),
 }

@@ -10,6 +10,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
+use crate::channel::{ChannelId, Voucher};
 use crate::codec::{self, DecodeError};
 use crate::crypto::{self, Address, Hash, SecretKey, Signature, SignatureError};
 use crate::job::{JobId, JobSpec};
@@ -112,6 +113,25 @@ pub enum Msg {
     DisputeJob {
         job: JobId,
     },
+
+    // --- payment channels (inference)
+    /// Locks `deposit` from the signer (the client) for `provider`.
+    OpenChannel {
+        provider: Address,
+        deposit: Amount,
+    },
+    TopUpChannel {
+        channel: ChannelId,
+        amount: Amount,
+    },
+    /// The provider takes what the client's voucher allows beyond what it already redeemed.
+    RedeemVoucher {
+        voucher: Voucher,
+    },
+    /// By the client: starts the challenge period. By the provider: closes at once and refunds the client.
+    CloseChannel {
+        channel: ChannelId,
+    },
 }
 
 impl Msg {
@@ -139,6 +159,10 @@ impl Msg {
             Msg::RevealResult { .. } => "reveal_result",
             Msg::CancelJob { .. } => "cancel_job",
             Msg::DisputeJob { .. } => "dispute_job",
+            Msg::OpenChannel { .. } => "open_channel",
+            Msg::TopUpChannel { .. } => "top_up_channel",
+            Msg::RedeemVoucher { .. } => "redeem_voucher",
+            Msg::CloseChannel { .. } => "close_channel",
         }
     }
 
@@ -200,7 +224,11 @@ impl Msg {
             }
             Msg::SubmitJob { spec } => spec.validate("spec"),
             Msg::BidJob { price, .. } => nonzero("price", *price),
-            Msg::DeregisterProvider
+            Msg::OpenChannel { deposit, .. } => nonzero("deposit", *deposit),
+            Msg::TopUpChannel { amount, .. } => nonzero("amount", *amount),
+            Msg::RedeemVoucher { voucher } => nonzero("voucher.cumulative", voucher.cumulative),
+            Msg::CloseChannel { .. }
+            | Msg::DeregisterProvider
             | Msg::Heartbeat
             | Msg::CloseDeployment { .. }
             | Msg::CloseBid { .. }
@@ -377,6 +405,15 @@ mod tests {
             (Msg::RevealResult { job: 1, result_hash: Hash::ZERO, salt: [0; 32] }, 18),
             (Msg::CancelJob { job: 1 }, 19),
             (Msg::DisputeJob { job: 1 }, 20),
+            (Msg::OpenChannel { provider: a, deposit: Amount(1) }, 21),
+            (Msg::TopUpChannel { channel: 1, amount: Amount(1) }, 22),
+            (
+                Msg::RedeemVoucher {
+                    voucher: crate::channel::Voucher::sign(&SecretKey::from_label("a"), "c", 1, Amount(1)),
+                },
+                23,
+            ),
+            (Msg::CloseChannel { channel: 1 }, 24),
         ];
         for (msg, tag) in all {
             assert_eq!(codec::encode(&msg)[0], tag, "{}", msg.name());
