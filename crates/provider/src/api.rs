@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -106,6 +106,31 @@ fn chain_unavailable(e: tensorgrid_client::RpcError) -> ApiError {
     )
 }
 
+/// A request whose signature checked out: who signed it, and the body the signature covers.
+#[derive(Debug)]
+pub struct Signed {
+    pub signer: Address,
+    pub body: Bytes,
+}
+
+impl FromRequest<Arc<Shared>> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, shared: &Arc<Shared>) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let limit = usize::try_from(shared.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body exceeds {limit} bytes"),
+            )
+        })?;
+        let signer = authenticate(shared, &parts.method, &parts.uri, &parts.headers, &body)?;
+        Ok(Signed { signer, body })
+    }
+}
+
 /// The job's view, if `signer` is its client and this provider holds a slot of it. Anyone else learns only
 /// that the job is not theirs here.
 async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<JobView, ApiError> {
@@ -155,12 +180,9 @@ async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
 async fn upload(
     State(shared): State<Arc<Shared>>,
     Path((id, hash)): Path<(JobId, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    signed: Signed,
 ) -> Result<StatusCode, ApiError> {
-    let signer = authenticate(&shared, &method, &uri, &headers, &body)?;
+    let (signer, body) = (signed.signer, signed.body);
     let view = job_for(&shared, id, signer).await?;
     let hash: Hash = hash.parse().map_err(|_| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_hash", format!("`{hash}` is not a content hash"))
@@ -186,11 +208,9 @@ async fn upload(
 async fn job_status(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<JobId>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<JobStatus>, ApiError> {
-    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let signer = signed.signer;
     let view = job_for(&shared, id, signer).await?;
     let missing = view.content.iter().filter(|h| !shared.content.has(h)).copied().collect();
     Ok(Json(JobStatus { job: id, missing, state: view.state }))
@@ -199,11 +219,9 @@ async fn job_status(
 async fn job_outputs(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<JobId>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<tensorgrid_types::provider_api::JobOutputs>, ApiError> {
-    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let signer = signed.signer;
     job_for(&shared, id, signer).await?;
     jobs::load_outputs(&shared, id).map(Json).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "no_outputs", format!("job {id} has not finished here"))
@@ -213,11 +231,9 @@ async fn job_outputs(
 async fn job_file(
     State(shared): State<Arc<Shared>>,
     Path((id, path)): Path<(JobId, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Vec<u8>, ApiError> {
-    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let signer = signed.signer;
     job_for(&shared, id, signer).await?;
     let outputs = jobs::load_outputs(&shared, id).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "no_outputs", format!("job {id} has not finished here"))
@@ -256,12 +272,9 @@ async fn lease_for(shared: &Arc<Shared>, dseq: u64, gseq: u32, signer: Address) 
 async fn send_manifest(
     State(shared): State<Arc<Shared>>,
     Path((dseq, gseq)): Path<(u64, u32)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    signed: Signed,
 ) -> Result<Json<LeaseStatus>, ApiError> {
-    let signer = authenticate(&shared, &method, &uri, &headers, &body)?;
+    let (signer, body) = (signed.signer, signed.body);
     let lease = lease_for(&shared, dseq, gseq, signer).await?;
     let manifest: MappedDeployment = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
@@ -288,11 +301,9 @@ async fn send_manifest(
 async fn lease_status(
     State(shared): State<Arc<Shared>>,
     Path((dseq, gseq)): Path<(u64, u32)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<LeaseStatus>, ApiError> {
-    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let signer = signed.signer;
     let lease = lease_for(&shared, dseq, gseq, signer).await?;
     Ok(Json(leases::status(&shared, lease).await))
 }
@@ -306,11 +317,9 @@ async fn lease_logs(
     State(shared): State<Arc<Shared>>,
     Path((dseq, gseq)): Path<(u64, u32)>,
     axum::extract::Query(query): axum::extract::Query<Tail>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<String, ApiError> {
-    let signer = authenticate(&shared, &method, &uri, &headers, &[])?;
+    let signer = signed.signer;
     let lease = lease_for(&shared, dseq, gseq, signer).await?;
     let runner = shared.lease_runner.as_ref().ok_or_else(|| {
         ApiError::new(StatusCode::NOT_IMPLEMENTED, "no_container_runtime", "this provider runs no containers")
