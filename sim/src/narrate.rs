@@ -103,8 +103,10 @@ pub fn describe(world: &World, event: &Event) -> Option<String> {
         Event::ChannelClosed { channel, client, refunded } => {
             format!("channel {channel} closes; {} goes back to {}", tgr(refunded), n(client))
         }
+        Event::ModelAnnounced { provider, name, .. } => format!("{} offers model {name}", n(provider)),
         Event::ChannelToppedUp { .. }
         | Event::ChannelClosing { .. }
+        | Event::ModelWithdrawn { .. }
         | Event::Transfer { .. }
         | Event::FeePaid { .. }
         | Event::OrderClosed { .. }

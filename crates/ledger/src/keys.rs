@@ -14,6 +14,8 @@ pub(crate) const LEASE: &[u8] = b"l/";
 pub(crate) const JOB: &[u8] = b"j/";
 pub(crate) const JOB_BID: &[u8] = b"jb/";
 pub(crate) const CHANNEL: &[u8] = b"c/";
+pub(crate) const MODEL_OFFER: &[u8] = b"mo/";
+pub(crate) const IX_MODEL_OF_PROVIDER: &[u8] = b"x/mp/";
 pub(crate) const TIMER: &[u8] = b"t/";
 pub(crate) const IX_OPEN_ORDER: &[u8] = b"x/oo/";
 pub(crate) const IX_DEPLOYMENT_BY_OWNER: &[u8] = b"x/do/";
@@ -81,6 +83,22 @@ pub(crate) fn job(id: JobId) -> Vec<u8> {
 
 pub(crate) fn channel(id: tensorgrid_types::channel::ChannelId) -> Vec<u8> {
     join(&[CHANNEL, &id.to_be_bytes()])
+}
+
+pub(crate) fn model_offer(model_hash: &tensorgrid_types::Hash, provider: &Address) -> Vec<u8> {
+    join(&[MODEL_OFFER, model_hash.as_bytes(), provider.as_bytes()])
+}
+
+pub(crate) fn model_offers_of(model_hash: &tensorgrid_types::Hash) -> Vec<u8> {
+    join(&[MODEL_OFFER, model_hash.as_bytes()])
+}
+
+pub(crate) fn ix_model_of_provider(provider: &Address, model_hash: &tensorgrid_types::Hash) -> Vec<u8> {
+    join(&[IX_MODEL_OF_PROVIDER, provider.as_bytes(), model_hash.as_bytes()])
+}
+
+pub(crate) fn ix_models_of_provider(provider: &Address) -> Vec<u8> {
+    join(&[IX_MODEL_OF_PROVIDER, provider.as_bytes()])
 }
 
 pub(crate) fn job_bid(id: JobId, provider: &Address) -> Vec<u8> {

@@ -391,6 +391,8 @@ fn dispatch<S: Store + ?Sized>(st: &mut State<'_, S>, signer: Address, msg: Msg)
         Msg::TopUpChannel { channel, amount } => st.top_up_channel(signer, channel, amount),
         Msg::RedeemVoucher { voucher } => st.redeem_voucher(signer, voucher),
         Msg::CloseChannel { channel } => st.close_channel(signer, channel),
+        Msg::AnnounceModel { offer } => st.announce_model(signer, offer),
+        Msg::WithdrawModel { model_hash } => st.withdraw_model(signer, model_hash),
     }
 }
 

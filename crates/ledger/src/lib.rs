@@ -24,6 +24,7 @@ mod jobs;
 mod keys;
 mod ledger;
 mod market;
+mod models;
 mod providers;
 mod query;
 mod state;

@@ -141,6 +141,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             self.start_unbonding(&mut provider, stake, true)?;
         }
         self.clear_timer(self.live_until(&provider), Timer::ProviderLiveness(signer));
+        self.withdraw_all_models(&signer)?;
         provider.status = ProviderStatus::Deregistered;
         self.put_provider(&provider);
         self.emit(Event::ProviderDeregistered { provider: signer });

@@ -122,6 +122,15 @@ impl<S: Store> Ledger<S> {
             )?),
             Query::Job { job } => QueryResponse::Job(st.job(*job).map_err(lift)?),
             Query::Channel { channel } => QueryResponse::Channel(st.channel(*channel).map_err(lift)?),
+            Query::ModelOffers { model_hash, page } => {
+                let prefix = match model_hash {
+                    Some(hash) => keys::model_offers_of(hash),
+                    None => keys::MODEL_OFFER.to_vec(),
+                };
+                QueryResponse::ModelOffers(paged(&st, &prefix, page, |_, key, value| {
+                    decode_stored(key, value).map(Some)
+                })?)
+            }
             Query::JobBids { job } => QueryResponse::JobBids(st.scan_values(&keys::job_bids_of(*job))?),
             Query::OpenJobs { page } => {
                 QueryResponse::Jobs(paged(&st, keys::IX_OPEN_JOB, page, by_key::<S, Job>(keys::JOB))?)

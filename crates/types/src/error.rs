@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
 use crate::channel::ChannelId;
-use crate::crypto::Address;
+use crate::crypto::{Address, Hash};
 use crate::job::{JobId, JobState};
 use crate::limits::Malformed;
 use crate::market::{BidId, Dseq, OrderId};
@@ -118,6 +118,10 @@ pub enum TxError {
         "the voucher allows {cumulative} in total and {redeemed} was already redeemed: nothing new to take"
     )]
     NothingToRedeem { channel: ChannelId, cumulative: Amount, redeemed: Amount },
+    #[error("this provider already offers {max} models; withdraw one first")]
+    TooManyModels { max: u32 },
+    #[error("this provider offers no model {model_hash}")]
+    ModelNotOffered { model_hash: Hash },
 }
 
 impl TxError {

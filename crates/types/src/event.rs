@@ -188,6 +188,16 @@ pub enum Event {
         client: Address,
         refunded: Amount,
     },
+
+    ModelAnnounced {
+        provider: Address,
+        model_hash: Hash,
+        name: String,
+    },
+    ModelWithdrawn {
+        provider: Address,
+        model_hash: Hash,
+    },
 }
 
 impl Event {
@@ -220,6 +230,9 @@ impl Event {
             Event::ChannelOpened { client, provider, .. } => vec![*client, *provider],
             Event::VoucherRedeemed { provider, .. } => vec![*provider],
             Event::ChannelClosed { client, .. } => vec![*client],
+            Event::ModelAnnounced { provider, .. } | Event::ModelWithdrawn { provider, .. } => {
+                vec![*provider]
+            }
             Event::DeploymentDeposited { .. }
             | Event::OrderCreated { .. }
             | Event::OrderClosed { .. }

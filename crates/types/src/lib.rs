@@ -16,6 +16,7 @@ pub mod job;
 pub mod limits;
 pub mod manifest;
 pub mod market;
+pub mod model;
 pub mod params;
 pub mod provider;
 pub mod provider_api;

@@ -8,8 +8,10 @@ use crate::account::Account;
 use crate::amount::Amount;
 use crate::channel::{Channel, ChannelId};
 use crate::crypto::Address;
+use crate::crypto::Hash;
 use crate::job::{Job, JobBid, JobId};
 use crate::market::{Bid, Deployment, Dseq, Lease, LeaseId, Order, OrderId};
+use crate::model::ListedOffer;
 use crate::params::Params;
 use crate::provider::Provider;
 use crate::time::Timestamp;
@@ -95,6 +97,13 @@ pub enum Query {
     Channel {
         channel: ChannelId,
     },
+    /// Offers of one model (by hash), or of every model when `model_hash` is absent, by model then provider.
+    ModelOffers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model_hash: Option<Hash>,
+        #[serde(default)]
+        page: Page,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -149,4 +158,5 @@ pub enum QueryResponse {
     JobBids(Vec<JobBid>),
     Jobs(Paged<Job>),
     Channel(Option<Channel>),
+    ModelOffers(Paged<ListedOffer>),
 }

@@ -16,6 +16,7 @@ use crate::crypto::{self, Address, Hash, SecretKey, Signature, SignatureError};
 use crate::job::{JobId, JobSpec};
 use crate::limits::{self, Malformed};
 use crate::market::{BidId, Dseq, GroupSpec, LeaseId, OrderId};
+use crate::model::ModelOffer;
 use crate::provider::{self, ProviderInfo};
 use crate::resources::Attribute;
 
@@ -132,6 +133,15 @@ pub enum Msg {
     CloseChannel {
         channel: ChannelId,
     },
+
+    // --- model offers (inference)
+    /// Adds or replaces the signer's offer of a model (by model hash).
+    AnnounceModel {
+        offer: ModelOffer,
+    },
+    WithdrawModel {
+        model_hash: Hash,
+    },
 }
 
 impl Msg {
@@ -163,6 +173,8 @@ impl Msg {
             Msg::TopUpChannel { .. } => "top_up_channel",
             Msg::RedeemVoucher { .. } => "redeem_voucher",
             Msg::CloseChannel { .. } => "close_channel",
+            Msg::AnnounceModel { .. } => "announce_model",
+            Msg::WithdrawModel { .. } => "withdraw_model",
         }
     }
 
@@ -227,7 +239,9 @@ impl Msg {
             Msg::OpenChannel { deposit, .. } => nonzero("deposit", *deposit),
             Msg::TopUpChannel { amount, .. } => nonzero("amount", *amount),
             Msg::RedeemVoucher { voucher } => nonzero("voucher.cumulative", voucher.cumulative),
+            Msg::AnnounceModel { offer } => offer.validate("offer"),
             Msg::CloseChannel { .. }
+            | Msg::WithdrawModel { .. }
             | Msg::DeregisterProvider
             | Msg::Heartbeat
             | Msg::CloseDeployment { .. }
@@ -414,6 +428,22 @@ mod tests {
                 23,
             ),
             (Msg::CloseChannel { channel: 1 }, 24),
+            (
+                Msg::AnnounceModel {
+                    offer: ModelOffer {
+                        model_hash: Hash::ZERO,
+                        name: "m".into(),
+                        source_hash: Hash::ZERO,
+                        quantization: String::new(),
+                        context_length: 1,
+                        price_input_per_m: Amount(1),
+                        price_output_per_m: Amount(1),
+                        throughput_tps: 0,
+                    },
+                },
+                25,
+            ),
+            (Msg::WithdrawModel { model_hash: Hash::ZERO }, 26),
         ];
         for (msg, tag) in all {
             assert_eq!(codec::encode(&msg)[0], tag, "{}", msg.name());
