@@ -104,11 +104,11 @@ fn status_balances_and_a_transfer_against_a_devnet() {
     let sent = json(&tgrid(&home, &node, &["account", "send", "--from", "alice", "bob", "1.5tgr"]));
     let committed = &sent;
     assert_eq!(committed["receipt"]["outcome"]["status"], "succeeded", "{sent}");
-    let fee = utgr(&committed["receipt"]["fee_paid"]);
+    let transfer_fee = utgr(&committed["receipt"]["fee_paid"]);
     let alice_after = json(&tgrid(&home, &node, &["account", "balance", "alice"]));
     let bob_after = json(&tgrid(&home, &node, &["account", "balance", "bob"]));
     assert_eq!(utgr(&bob_after["balance"]), 1_000_000_000_000 + 1_500_000);
-    assert_eq!(utgr(&alice_after["balance"]), 1_000_000_000_000 - 1_500_000 - fee);
+    assert_eq!(utgr(&alice_after["balance"]), 1_000_000_000_000 - 1_500_000 - transfer_fee);
     assert_eq!(alice_after["nonce"], 1);
 
     // A deployment from a community SDL file: orders open, a top-up, then closing refunds the escrow exactly.
@@ -151,6 +151,65 @@ fn status_balances_and_a_transfer_against_a_devnet() {
     let nowhere = tgrid(&home, "http://127.0.0.1:9", &["status"]);
     assert_eq!(nowhere.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("tgrid devnet"));
+
+    // A payment channel from alice to carol (registered as a provider here): vouchers are cumulative, the
+    // provider takes exactly what the latest allows, an old one is worth nothing, and closing refunds the rest.
+    let n = node.as_str();
+    json(&tgrid(
+        &home,
+        n,
+        &["provider", "register", "--from", "carol", "--host-uri", "http://127.0.0.1:1", "--stake", "100tgr"],
+    ));
+    let offer = dir.path().join("offer.json");
+    std::fs::write(
+        &offer,
+        serde_json::json!({
+            "model_hash": blake3::hash(b"model file").to_hex().as_str(), "name": "SmolLM2-135M-Instruct",
+            "source_hash": blake3::hash(b"source file").to_hex().as_str(), "quantization": "Q8_0",
+            "context_length": 8192, "price_input_per_m": "100000", "price_output_per_m": "400000", "throughput_tps": 100,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    json(&tgrid(&home, n, &["model", "announce", offer.to_str().unwrap(), "--from", "carol"]));
+    let models = json(&tgrid(&home, n, &["model", "list"]));
+    assert_eq!(models["items"][0]["offer"]["name"], "SmolLM2-135M-Instruct", "{models}");
+    let opened =
+        json(&tgrid(&home, n, &["channel", "open", "carol", "--deposit", "2tgr", "--from", "alice"]));
+    let channel = opened["receipt"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "channel_opened")
+        .expect("channel_opened")["channel"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let carol_before = balance(&home, n, "carol");
+    let mut carol_fees = 0;
+    for (cumulative, taken) in [("0.3tgr", 300_000u128), ("1tgr", 700_000)] {
+        let voucher =
+            json(&tgrid(&home, n, &["channel", "voucher", &channel, cumulative, "--from", "alice"]));
+        let file = dir.path().join(format!("voucher-{cumulative}.json"));
+        std::fs::write(&file, voucher.to_string()).unwrap();
+        let redeemed =
+            json(&tgrid(&home, n, &["channel", "redeem", file.to_str().unwrap(), "--from", "carol"]));
+        carol_fees += fee(&redeemed);
+        assert_eq!(event_amount(&redeemed, "voucher_redeemed", "amount"), taken);
+    }
+    let old = dir.path().join("voucher-0.3tgr.json");
+    let stale = tgrid(&home, n, &["channel", "redeem", old.to_str().unwrap(), "--from", "carol"]);
+    assert_eq!(stale.status.code(), Some(4), "an old voucher pays nothing new");
+    carol_fees += fee_of_latest(&home, n, "carol", "fee_paid", &[]);
+    assert_eq!(balance(&home, n, "carol"), carol_before + 1_000_000 - carol_fees);
+    let forged = tgrid(&home, n, &["channel", "voucher", &channel, "5tgr", "--from", "bob"]);
+    assert_eq!(forged.status.code(), Some(1), "only the client signs vouchers");
+    let alice_before = balance(&home, n, "alice");
+    let closed = json(&tgrid(&home, n, &["channel", "close", &channel, "--from", "carol"]));
+    assert_eq!(event_amount(&closed, "channel_closed", "refunded"), 1_000_000);
+    assert_eq!(balance(&home, n, "alice"), alice_before + 1_000_000);
+    let shown = json(&tgrid(&home, n, &["channel", "show", &channel]));
+    assert_eq!(shown["state"]["state"], "closed");
 }
 
 /// The fee a committed transaction's JSON record says it paid.

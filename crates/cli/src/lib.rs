@@ -12,6 +12,7 @@
 
 mod account;
 mod chain;
+mod channel;
 mod ctx;
 mod demo;
 mod deploy;
@@ -107,6 +108,12 @@ enum Command {
     /// Providers: register, update, stake, withdraw earnings, leave.
     #[command(subcommand)]
     Provider(provider::Provider),
+    /// Payment channels for inference: open, sign vouchers, redeem, top up, close.
+    #[command(subcommand)]
+    Channel(channel::Channel),
+    /// Model offers: what providers serve for inference and at what token prices.
+    #[command(subcommand)]
+    Model(channel::Model),
     /// The config file of defaults: where it is, what it says, change it.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -342,6 +349,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lease(command) => market::lease(&ctx, command),
         Command::Job(command) => job::run(&ctx, command),
         Command::Provider(command) => provider::run(&ctx, command),
+        Command::Channel(command) => channel::channel(&ctx, command),
+        Command::Model(command) => channel::model(&ctx, command),
         Command::Keys(command) => keys::run(command, &ctx.home, ctx.output),
         Command::Status => account::status(&ctx),
         Command::Account(command) => account::run(&ctx, command),

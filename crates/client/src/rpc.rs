@@ -375,6 +375,28 @@ impl RpcClient {
         Ok(Box::pin(stream))
     }
 
+    pub async fn channel(
+        &self,
+        channel: tensorgrid_types::channel::ChannelId,
+    ) -> Result<Option<tensorgrid_types::channel::Channel>, RpcError> {
+        match self.query(&Query::Channel { channel }).await? {
+            QueryResponse::Channel(channel) => Ok(channel),
+            other => Err(unexpected("channel", &other)),
+        }
+    }
+
+    /// Offers of one model (by hash), or of all models.
+    pub async fn model_offers(
+        &self,
+        model_hash: Option<Hash>,
+        page: Page,
+    ) -> Result<Paged<tensorgrid_types::model::ListedOffer>, RpcError> {
+        match self.query(&Query::ModelOffers { model_hash, page }).await? {
+            QueryResponse::ModelOffers(offers) => Ok(offers),
+            other => Err(unexpected("model offers", &other)),
+        }
+    }
+
     /// Signs `msg` from `key`, submits it and waits for the commit. A committed transaction whose message
     /// failed is [`RpcError::Failed`] (with its record: the fee was paid), so `Ok` always means it took
     /// effect.
