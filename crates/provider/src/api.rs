@@ -153,9 +153,7 @@ async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<Job
             format!("this provider holds no slot of job {id}"),
         ));
     }
-    let mut content = vec![job.spec.workload.hash];
-    content.extend(job.spec.inputs.iter().copied());
-    Ok(JobView { client: job.client, content, state: JobRunState::WaitingForContent })
+    Ok(jobs::view_of(&job, JobRunState::WaitingForContent))
 }
 
 async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {

@@ -56,11 +56,7 @@ impl Work<'_> {
     pub fn needs(&self) -> Reservation {
         let mut need = Reservation::default();
         match self {
-            Work::Order { order } => {
-                for unit in &order.spec.resources {
-                    need.add(&unit.resources, unit.count);
-                }
-            }
+            Work::Order { order } => need.add_group(&order.spec),
             Work::Job { job } => need.add(&job.spec.resources, 1),
         }
         need

@@ -160,6 +160,19 @@ impl Reservation {
         self.gpus = self.gpus.saturating_sub(units.gpu.units.saturating_mul(count as u32));
     }
 
+    /// Every unit of an order's group, as many times as it asks.
+    pub fn add_group(&mut self, group: &tensorgrid_types::market::GroupSpec) {
+        for unit in &group.resources {
+            self.add(&unit.resources, unit.count);
+        }
+    }
+
+    pub fn remove_group(&mut self, group: &tensorgrid_types::market::GroupSpec) {
+        for unit in &group.resources {
+            self.remove(&unit.resources, unit.count);
+        }
+    }
+
     /// Whether this much fits in `capacity`.
     pub fn fits(&self, capacity: &Capacity) -> Result<(), String> {
         if self.cpu_millis > capacity.cpu_millis {

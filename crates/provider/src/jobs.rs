@@ -121,8 +121,7 @@ async fn run_assigned_inner(shared: &Arc<Shared>, id: JobId) -> Result<(), Strin
         shared.jobs.lock().insert(id, view_of(&job, finished(&record)));
         return commit_and_reveal(shared, &job, record).await;
     }
-    let mut content = vec![job.spec.workload.hash];
-    content.extend(job.spec.inputs.iter().copied());
+    let content = job.spec.content();
     shared.jobs.lock().insert(
         id,
         JobView { client: job.client, content: content.clone(), state: JobRunState::WaitingForContent },
@@ -198,10 +197,8 @@ fn finished(record: &JobRecord) -> JobRunState {
     JobRunState::Finished { result_hash: record.result_hash, exit: record.exit, fuel_used: record.fuel_used }
 }
 
-fn view_of(job: &Job, state: JobRunState) -> JobView {
-    let mut content = vec![job.spec.workload.hash];
-    content.extend(job.spec.inputs.iter().copied());
-    JobView { client: job.client, content, state }
+pub(crate) fn view_of(job: &Job, state: JobRunState) -> JobView {
+    JobView { client: job.client, content: job.spec.content(), state }
 }
 
 fn salt_of(record: &JobRecord) -> Result<[u8; 32], String> {

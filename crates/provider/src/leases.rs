@@ -59,10 +59,7 @@ pub async fn started(shared: Arc<Shared>, lease: LeaseId) {
         if leases.contains_key(&lease) {
             return;
         }
-        let mut reserved = shared.reserved.lock();
-        for unit in &order.spec.resources {
-            reserved.add(&unit.resources, unit.count);
-        }
+        shared.reserved.lock().add_group(&order.spec);
         leases.insert(
             lease,
             LeaseView { spec: order.spec.clone(), state: LeaseRunState::AwaitingManifest { deadline } },
@@ -86,10 +83,7 @@ pub async fn started(shared: Arc<Shared>, lease: LeaseId) {
 pub async fn closed(shared: Arc<Shared>, lease: LeaseId) {
     let view = shared.leases.lock().remove(&lease);
     if let Some(view) = &view {
-        let mut reserved = shared.reserved.lock();
-        for unit in &view.spec.resources {
-            reserved.remove(&unit.resources, unit.count);
-        }
+        shared.reserved.lock().remove_group(&view.spec);
     }
     if let Some(runner) = &shared.lease_runner {
         match runner.stop(&key(&lease)).await {
@@ -180,10 +174,7 @@ fn set_state(
         Some(view) => view.state = state,
         None => {
             // A manifest for a lease the daemon had not noticed yet (it reads blocks a moment later).
-            let mut reserved = shared.reserved.lock();
-            for unit in &spec.resources {
-                reserved.add(&unit.resources, unit.count);
-            }
+            shared.reserved.lock().add_group(spec);
             leases.insert(lease, LeaseView { spec: spec.clone(), state });
         }
     }

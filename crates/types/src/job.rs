@@ -60,6 +60,11 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Everything a provider must receive to run the job, by hash: the module, then the inputs in order.
+    pub fn content(&self) -> Vec<Hash> {
+        std::iter::once(self.workload.hash).chain(self.inputs.iter().copied()).collect()
+    }
+
     /// The most one provider may bid: `⌊budget / k⌋`, so any k bids fit the budget.
     pub fn max_bid(&self) -> Amount {
         Amount(self.budget.0 / u128::from(self.redundancy.max(1)))
