@@ -1,0 +1,588 @@
+//! The serving loop: one scheduler thread owns the model and runs continuous batching.
+//!
+//! Requests queue up; each step the scheduler admits waiting requests up to the batch size, gives every
+//! sequence still reading its prompt a chunk of it and every generating sequence its last token, runs them all
+//! through one forward pass, and samples the next token of each sequence that has read its whole prompt. A
+//! sequence leaves the batch when it finishes or when its receiver is dropped (the client went away), so a
+//! slow request never holds up the others and a finished one frees its slot at once.
+
+use std::collections::VecDeque;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, GgmlDType};
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::error::{EngineError, Result};
+use crate::llama::{requantize, KvCache, Llama, LlamaConfig, Segment};
+use crate::tokenizer::TextCodec;
+
+/// How to load a model and how hard to drive it.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Requantize block-quantized matrices to this type at load time when the file holds another one. The
+    /// model's content hash is then that of the requantized file, exactly as `requantize` would write it.
+    pub requantize: Option<GgmlDType>,
+    /// Most sequences in one batch.
+    pub max_batch: usize,
+    /// Most prompt tokens processed in one step, so that a long prompt does not stall everyone's decoding.
+    pub prefill_chunk: usize,
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { requantize: Some(GgmlDType::Q8_0), max_batch: 16, prefill_chunk: 256, device: Device::Cpu }
+    }
+}
+
+/// What a loaded model is, for offers and for `/v1/models`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// `general.name` from the file, or the file name.
+    pub name: String,
+    pub architecture: String,
+    /// blake3 of the served file (after requantization, if any).
+    pub content_hash: [u8; 32],
+    /// blake3 of the file as given, before requantization.
+    pub source_hash: [u8; 32],
+    /// The quantization of the weight matrices as served, e.g. `q8_0`.
+    pub quantization: String,
+    pub context_length: u32,
+    pub vocab: u32,
+    pub hidden_size: u32,
+}
+
+/// Sampling settings of one request, with OpenAI's meanings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    pub max_tokens: u32,
+    /// 0 means greedy decoding.
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    /// Generation ends before the first occurrence of any of these; the stop text itself is not returned.
+    pub stop: Vec<String>,
+    pub seed: u64,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 1.0,
+            top_p: None,
+            top_k: None,
+            stop: Vec::new(),
+            seed: 0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+        }
+    }
+}
+
+impl SamplingParams {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(EngineError::BadParameter(m));
+        if !(0.0..=2.0).contains(&self.temperature) {
+            return bad(format!("temperature {} is outside 0..=2", self.temperature));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return bad(format!("top_p {p} is outside (0, 1]"));
+            }
+        }
+        if self.top_k == Some(0) {
+            return bad("top_k must be at least 1".into());
+        }
+        if self.max_tokens == 0 {
+            return bad("max_tokens must be at least 1".into());
+        }
+        if self.stop.len() > 4 || self.stop.iter().any(String::is_empty) {
+            return bad("stop takes up to 4 non-empty strings".into());
+        }
+        for (name, v) in
+            [("frequency_penalty", self.frequency_penalty), ("presence_penalty", self.presence_penalty)]
+        {
+            if !(-2.0..=2.0).contains(&v) {
+                return bad(format!("{name} {v} is outside -2..=2"));
+            }
+        }
+        Ok(())
+    }
+
+    fn sampling(&self) -> Sampling {
+        let temperature = self.temperature;
+        if temperature < 1e-7 {
+            return Sampling::ArgMax;
+        }
+        match (self.top_k, self.top_p) {
+            (None, None) => Sampling::All { temperature },
+            (Some(k), None) => Sampling::TopK { k, temperature },
+            (None, Some(p)) => Sampling::TopP { p, temperature },
+            (Some(k), Some(p)) => Sampling::TopKThenTopP { k, p, temperature },
+        }
+    }
+}
+
+/// One generation request: the prompt's tokens and how to sample.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    /// Attach to every token the final hidden state it was sampled from (what a verifier commits to).
+    pub hidden_states: bool,
+}
+
+/// Why generation ended, in OpenAI's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its answer or a stop string was met.
+    Stop,
+    /// `max_tokens` or the context length was reached.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// What a generation stream yields.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// One sampled token and the text it adds. Text is held back while it might be the start of a stop string
+    /// or an incomplete UTF-8 character, so `text` can be empty and a later event can carry more than one
+    /// token's worth.
+    Token {
+        id: u32,
+        text: String,
+        hidden: Option<Vec<f32>>,
+    },
+    /// The end. `completion_tokens` counts the `Token` events sent, one per sampled token, the end-of-turn
+    /// token that closed the answer included (as OpenAI-compatible servers count it).
+    Done {
+        reason: FinishReason,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
+    Failed(String),
+}
+
+/// A running generation: read its events until `Done` or `Failed`. Dropping it cancels the request.
+#[derive(Debug)]
+pub struct Generation {
+    pub prompt_tokens: u32,
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Generation {
+    /// The next event; `None` only if the engine stopped.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event, blocking the thread (not for async code).
+    pub fn blocking_next(&mut self) -> Option<Event> {
+        self.rx.blocking_recv()
+    }
+
+    /// Runs the generation to its end and returns the whole text, the finish reason and the token count.
+    pub fn collect_blocking(mut self) -> Result<Completion> {
+        let mut out = Completion::default();
+        while let Some(event) = self.blocking_next() {
+            match event {
+                Event::Token { id, text, .. } => {
+                    out.text.push_str(&text);
+                    out.tokens.push(id);
+                }
+                Event::Done { reason, prompt_tokens, completion_tokens } => {
+                    out.reason = Some(reason);
+                    out.prompt_tokens = prompt_tokens;
+                    out.completion_tokens = completion_tokens;
+                    return Ok(out);
+                }
+                Event::Failed(e) => return Err(EngineError::Internal(e)),
+            }
+        }
+        Err(EngineError::Stopped)
+    }
+}
+
+/// A finished generation, gathered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub reason: Option<FinishReason>,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+struct Job {
+    request: GenerateRequest,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+/// A loaded model and its scheduler thread. Cheap to clone; the thread ends when the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct LlmEngine {
+    info: Arc<ModelInfo>,
+    codec: Arc<TextCodec>,
+    jobs: std_mpsc::Sender<Job>,
+}
+
+impl LlmEngine {
+    /// Loads a GGUF model from a file.
+    pub fn load(path: &Path, options: LoadOptions) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|source| EngineError::Io { path: path.display().to_string(), source })?;
+        let fallback_name =
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        Self::from_bytes(bytes, &fallback_name, options)
+    }
+
+    /// Loads a GGUF model from its bytes.
+    pub fn from_bytes(bytes: Vec<u8>, fallback_name: &str, options: LoadOptions) -> Result<Self> {
+        let source_hash = *blake3::hash(&bytes).as_bytes();
+        let mut reader = Cursor::new(bytes);
+        let mut content = gguf_file::Content::read(&mut reader)?;
+        let needs_requant = options.requantize.is_some_and(|target| {
+            content.tensor_infos.values().any(|t| t.ggml_dtype.block_size() > 1 && t.ggml_dtype != target)
+        });
+        if let (true, Some(target)) = (needs_requant, options.requantize) {
+            let mut out = Cursor::new(Vec::new());
+            reader.set_position(0);
+            requantize(&mut reader, &mut out, target)?;
+            reader = Cursor::new(out.into_inner());
+            content = gguf_file::Content::read(&mut reader)?;
+        }
+        let content_hash = *blake3::hash(reader.get_ref()).as_bytes();
+        let codec = TextCodec::from_gguf(&content)?;
+        let model = Llama::load(&content, &mut reader, &options.device)?;
+        let quantization = content
+            .tensor_infos
+            .iter()
+            .find(|(name, _)| name.ends_with("ffn_down.weight"))
+            .map(|(_, t)| format!("{:?}", t.ggml_dtype).to_lowercase())
+            .unwrap_or_else(|| "unknown".into());
+        let name = content
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok().cloned())
+            .unwrap_or_else(|| fallback_name.to_string());
+        let config: &LlamaConfig = model.config();
+        let info = ModelInfo {
+            name,
+            architecture: "llama".into(),
+            content_hash,
+            source_hash,
+            quantization,
+            context_length: config.context_length as u32,
+            vocab: config.vocab as u32,
+            hidden_size: config.hidden as u32,
+        };
+        let codec = Arc::new(codec);
+        let (jobs, rx) = std_mpsc::channel();
+        let scheduler = Scheduler {
+            model,
+            codec: codec.clone(),
+            max_batch: options.max_batch.max(1),
+            prefill_chunk: options.prefill_chunk.max(1),
+            rx,
+        };
+        std::thread::Builder::new()
+            .name("llm-scheduler".into())
+            .spawn(move || scheduler.run())
+            .map_err(|e| EngineError::Internal(format!("cannot start the scheduler: {e}")))?;
+        Ok(Self { info: Arc::new(info), codec, jobs })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn codec(&self) -> &TextCodec {
+        &self.codec
+    }
+
+    /// Queues a generation. Checks the prompt and parameters first, so a bad request fails here, typed.
+    pub fn generate(&self, request: GenerateRequest) -> Result<Generation> {
+        request.params.validate()?;
+        if request.prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let limit = self.info.context_length as usize;
+        if request.prompt.len() >= limit {
+            return Err(EngineError::ContextExceeded { tokens: request.prompt.len(), limit });
+        }
+        if let Some(bad) = request.prompt.iter().find(|&&t| t >= self.info.vocab) {
+            return Err(EngineError::BadParameter(format!(
+                "token {bad} is outside the vocabulary of {}",
+                self.info.vocab
+            )));
+        }
+        let prompt_tokens = request.prompt.len() as u32;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.jobs.send(Job { request, tx }).map_err(|_| EngineError::Stopped)?;
+        Ok(Generation { prompt_tokens, rx })
+    }
+}
+
+struct Sequence {
+    job: Job,
+    cache: KvCache,
+    /// Prompt tokens already in the cache.
+    read: usize,
+    generated: Vec<u32>,
+    /// Bytes of the decoded text already sent.
+    sent: usize,
+    sampler: LogitsProcessor,
+}
+
+struct Scheduler {
+    model: Llama,
+    codec: Arc<TextCodec>,
+    max_batch: usize,
+    prefill_chunk: usize,
+    rx: std_mpsc::Receiver<Job>,
+}
+
+impl Scheduler {
+    fn run(mut self) {
+        let mut waiting: VecDeque<Job> = VecDeque::new();
+        let mut active: Vec<Sequence> = Vec::new();
+        loop {
+            if active.is_empty() && waiting.is_empty() {
+                match self.rx.recv() {
+                    Ok(job) => waiting.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = self.rx.try_recv() {
+                waiting.push_back(job);
+            }
+            while active.len() < self.max_batch {
+                let Some(job) = waiting.pop_front() else { break };
+                if job.tx.is_closed() {
+                    continue;
+                }
+                let seed = job.request.params.seed;
+                let sampling = job.request.params.sampling();
+                active.push(Sequence {
+                    job,
+                    cache: self.model.new_cache(),
+                    read: 0,
+                    generated: Vec::new(),
+                    sent: 0,
+                    sampler: LogitsProcessor::from_sampling(seed, sampling),
+                });
+            }
+            active.retain(|s| !s.job.tx.is_closed());
+            if active.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.step(&mut active) {
+                // A failure inside the model fails the whole batch: its caches may be half-written.
+                tracing::error!(error = %e, "llm step failed");
+                for s in active.drain(..) {
+                    let _ = s.job.tx.send(Event::Failed(e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, active: &mut Vec<Sequence>) -> Result<()> {
+        let chunk = self.prefill_chunk;
+        let mut budget = chunk;
+        // Which sequences take part this step and with which tokens. A prompt is read in chunks at fixed
+        // offsets of its own (multiples of `prefill_chunk`), never cut where another request's load happens to
+        // leave room: different cuts round differently, and a sequence's numbers must not depend on who else is
+        // being served. The budget only decides how many chunks run in one step.
+        let mut plan: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (i, s) in active.iter().enumerate() {
+            let prompt = &s.job.request.prompt;
+            if s.read < prompt.len() {
+                let n = (prompt.len() - s.read).min(chunk);
+                if n > budget && budget < chunk {
+                    continue;
+                }
+                budget = budget.saturating_sub(n);
+                plan.push((i, prompt[s.read..s.read + n].to_vec()));
+            } else if let Some(&last) = s.generated.last() {
+                plan.push((i, vec![last]));
+            }
+        }
+        let hidden = {
+            let mut segments: Vec<Segment<'_>> = Vec::with_capacity(plan.len());
+            let mut rest: &mut [Sequence] = active.as_mut_slice();
+            let mut offset = 0;
+            for (i, tokens) in &plan {
+                let (_, tail) = std::mem::take(&mut rest).split_at_mut(i - offset);
+                let (seq, tail) = tail
+                    .split_first_mut()
+                    .ok_or_else(|| EngineError::Internal("plan out of range".into()))?;
+                segments.push(Segment { cache: &mut seq.cache, tokens });
+                rest = tail;
+                offset = i + 1;
+            }
+            self.model.forward(&mut segments)?
+        };
+        for (i, tokens) in &plan {
+            let s = &mut active[*i];
+            if s.read < s.job.request.prompt.len() {
+                s.read += tokens.len();
+            }
+        }
+        // Rows whose sequence has now read its whole prompt get a next token.
+        let rows: Vec<usize> = (0..plan.len())
+            .filter(|&r| {
+                let s = &active[plan[r].0];
+                s.read == s.job.request.prompt.len()
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let index = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), hidden.device())?;
+        let hidden = hidden.index_select(&index, 0)?;
+        let logits = self.model.logits(&hidden)?;
+        let mut finished = Vec::new();
+        for (k, &r) in rows.iter().enumerate() {
+            let i = plan[r].0;
+            let s = &mut active[i];
+            let row = logits.get(k)?;
+            let hidden_row =
+                if s.job.request.hidden_states { Some(hidden.get(k)?.to_vec1::<f32>()?) } else { None };
+            if self.advance(s, &row, hidden_row)? {
+                finished.push(i);
+            }
+        }
+        for i in finished.into_iter().rev() {
+            active.swap_remove(i);
+        }
+        Ok(())
+    }
+
+    /// Samples one token for a sequence and sends what it adds; true when the sequence is done.
+    fn advance(&self, s: &mut Sequence, logits: &Tensor, hidden: Option<Vec<f32>>) -> Result<bool> {
+        let params = &s.job.request.params;
+        let (freq, pres) = (params.frequency_penalty, params.presence_penalty);
+        let generated = &s.generated;
+        let id = s.sampler.sample_f(logits, |logits: &mut [f32]| {
+            if freq != 0.0 || pres != 0.0 {
+                let mut counts = std::collections::HashMap::<u32, f32>::new();
+                for &t in generated {
+                    *counts.entry(t).or_default() += 1.0;
+                }
+                for (t, n) in counts {
+                    if let Some(l) = logits.get_mut(t as usize) {
+                        *l -= freq * n + pres;
+                    }
+                }
+            }
+        })?;
+        let prompt_tokens = s.job.request.prompt.len() as u32;
+        let done = |s: &Sequence, reason| Event::Done {
+            reason,
+            prompt_tokens,
+            completion_tokens: s.generated.len() as u32,
+        };
+        if self.codec.is_stop(id) {
+            // The end-of-turn token is sampled work like any other and is counted; its event carries whatever
+            // text was held back for a stop string that never came.
+            let text = self.codec.decode(&s.generated)?;
+            let rest = text.get(s.sent..).unwrap_or_default().to_string();
+            s.generated.push(id);
+            let _ = s.job.tx.send(Event::Token { id, text: rest, hidden });
+            let _ = s.job.tx.send(done(s, FinishReason::Stop));
+            return Ok(true);
+        }
+        s.generated.push(id);
+        let text = self.codec.decode(&s.generated)?;
+        let stops = &s.job.request.params.stop;
+        let search_from = s.sent.saturating_sub(stops.iter().map(String::len).max().unwrap_or(0));
+        let hit = stops
+            .iter()
+            .filter_map(|stop| text.get(search_from..)?.find(stop.as_str()).map(|p| p + search_from))
+            .min();
+        let at_length = s.generated.len() as u32 >= params.max_tokens
+            || s.cache.len() + 1 >= self.model.config().context_length;
+        let (end, finish) = match hit {
+            Some(p) => (p, Some(FinishReason::Stop)),
+            None if at_length => (text.len(), Some(FinishReason::Length)),
+            None => (safe_end(&text, s.sent, stops), None),
+        };
+        let delta = text.get(s.sent..end.max(s.sent)).unwrap_or_default().to_string();
+        s.sent = end.max(s.sent);
+        let _ = s.job.tx.send(Event::Token { id, text: delta, hidden });
+        if let Some(reason) = finish {
+            let _ = s.job.tx.send(done(s, reason));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// How far the decoded text can be sent: not into an unfinished UTF-8 character (shown as U+FFFD by the
+/// decoder) and not into a tail that could still grow into a stop string.
+fn safe_end(text: &str, sent: usize, stops: &[String]) -> usize {
+    let mut end = text.len();
+    while text[..end].ends_with('\u{FFFD}') {
+        end -= '\u{FFFD}'.len_utf8();
+    }
+    for stop in stops {
+        for k in (1..stop.len()).rev() {
+            if !stop.is_char_boundary(k) {
+                continue;
+            }
+            if text[..end].ends_with(&stop[..k]) {
+                end -= k;
+                break;
+            }
+        }
+    }
+    end.max(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_end_holds_back_stop_prefixes_and_broken_characters() {
+        let stops = vec!["\n\nUser:".to_string()];
+        assert_eq!(safe_end("Hello\n\nUs", 0, &stops), 5);
+        assert_eq!(safe_end("Hello", 0, &stops), 5);
+        assert_eq!(safe_end("Hi \u{FFFD}", 0, &[]), 3);
+        assert_eq!(safe_end("Hello\n", 5, &stops), 5);
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let ok = SamplingParams::default();
+        assert!(ok.validate().is_ok());
+        for bad in [
+            SamplingParams { temperature: 3.0, ..ok.clone() },
+            SamplingParams { top_p: Some(0.0), ..ok.clone() },
+            SamplingParams { top_k: Some(0), ..ok.clone() },
+            SamplingParams { max_tokens: 0, ..ok.clone() },
+            SamplingParams { stop: vec![String::new()], ..ok.clone() },
+            SamplingParams { presence_penalty: 2.5, ..ok.clone() },
+        ] {
+            assert!(matches!(bad.validate(), Err(EngineError::BadParameter(_))), "{bad:?}");
+        }
+    }
+}
