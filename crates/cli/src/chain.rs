@@ -147,6 +147,8 @@ pub(crate) fn start_provider(dir: &Path, api: &str, port: u16, key_name: &str) -
         pricing: Default::default(),
         // Tenants reach this provider on loopback (its host URI), so its containers publish there too.
         limits: tensorgrid_provider::config::Limits { publish_ip: "127.0.0.1".into(), ..Default::default() },
+        models: Vec::new(),
+        inference: Default::default(),
     };
     std::thread::Builder::new().name("provider".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()

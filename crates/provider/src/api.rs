@@ -46,8 +46,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -69,9 +77,27 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/leases/{dseq}/{gseq}/manifest", put(send_manifest))
         .route("/v1/leases/{dseq}/{gseq}/status", get(lease_status))
         .route("/v1/leases/{dseq}/{gseq}/logs", get(lease_logs))
+        .merge(inference_routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
+}
+
+#[cfg(feature = "llm")]
+fn inference_routes() -> Router<Arc<Shared>> {
+    use crate::inference;
+    use axum::routing::post;
+    Router::new()
+        .route("/v1/inference/models", get(inference::models))
+        .route("/v1/inference/{channel}", get(inference::tally))
+        .route("/v1/inference/{channel}/vouchers", post(inference::voucher))
+        .route("/v1/inference/{channel}/generate", post(inference::generate))
+        .route("/v1/inference/{channel}/embeddings", post(inference::embeddings))
+}
+
+#[cfg(not(feature = "llm"))]
+fn inference_routes() -> Router<Arc<Shared>> {
+    Router::new()
 }
 
 /// Checks a request's signature, freshness and nonce; returns who signed it.

@@ -64,6 +64,45 @@ pub struct ProviderConfig {
     pub pricing: Pricing,
     #[serde(default)]
     pub limits: Limits,
+    /// Models served for inference: GGUF files (chat and completions) or sentence-transformers directories
+    /// (embeddings), each with its prices.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub inference: InferenceSettings,
+}
+
+/// One served model and what it costs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    /// The name offered on chain; by default the file's own (`general.name`) or the directory's.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub price_input_per_m: Amount,
+    #[serde(default)]
+    pub price_output_per_m: Amount,
+    /// Output tokens per second one stream gets, as advertised.
+    #[serde(default)]
+    pub throughput_tps: u32,
+}
+
+/// How the provider is paid for inference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceSettings {
+    /// How much a channel may owe beyond its vouchers before the provider stops serving it.
+    pub credit: Amount,
+    /// How often the best vouchers are redeemed on chain.
+    #[serde(with = "duration_text")]
+    pub redeem_interval: Duration,
+}
+
+impl Default for InferenceSettings {
+    fn default() -> Self {
+        InferenceSettings { credit: Amount(100_000), redeem_interval: Duration::from_secs(300) }
+    }
 }
 
 fn default_node() -> String {

@@ -66,7 +66,18 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     let capacity = Capacity::detect(&config.work_dir);
     let client = RpcClient::new(&config.node);
     let lease_runner = lease_runner(&key.address(), &config.limits.publish_ip).await;
+    #[cfg(feature = "llm")]
+    let inference = load_models(&config, &client).await?;
+    #[cfg(not(feature = "llm"))]
+    if !config.models.is_empty() {
+        return Err(ProviderError::Model {
+            path: config.models[0].path.display().to_string(),
+            reason: "this build serves no models (built without the `llm` feature)".into(),
+        });
+    }
     let shared = Arc::new(Shared {
+        #[cfg(feature = "llm")]
+        inference,
         lease_runner,
         leases: Mutex::new(Default::default()),
         engine: BidEngine::from_config(&config.pricing, &config.limits),
@@ -98,10 +109,43 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     tokio::spawn(heartbeats(shared.clone()));
     tokio::spawn(inventory(shared.clone()));
     tokio::spawn(leases::withdrawals(shared.clone()));
+    #[cfg(feature = "llm")]
+    {
+        crate::inference::announce(&shared).await?;
+        tokio::spawn(crate::inference::redemptions(shared.clone(), shared.config.inference.redeem_interval));
+    }
     recover(&shared).await;
     leases::reconcile(&shared).await;
     tokio::spawn(follow(shared.clone()));
     Ok(Provider { shared, api })
+}
+
+/// Loads the configured models (slow: seconds per model), once the node says which chain vouchers are for.
+#[cfg(feature = "llm")]
+async fn load_models(
+    config: &ProviderConfig,
+    client: &RpcClient,
+) -> Result<Option<Arc<crate::inference::Inference>>, ProviderError> {
+    if config.models.is_empty() {
+        return Ok(None);
+    }
+    let mut delay = Duration::from_millis(200);
+    let chain_id = loop {
+        match client.chain_info().await {
+            Ok(info) => break info.chain_id,
+            Err(e) => {
+                warn!(error = %e, "waiting for the node");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    let models = config.models.clone();
+    let credit = config.inference.credit;
+    let inference = tokio::task::spawn_blocking(move || crate::inference::load(&models, chain_id, credit))
+        .await
+        .map_err(|e| ProviderError::Model { path: "models".into(), reason: e.to_string() })??;
+    Ok(Some(Arc::new(inference)))
 }
 
 /// Runs the provider until the process ends.

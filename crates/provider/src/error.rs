@@ -12,6 +12,8 @@ pub enum ProviderError {
     Io { path: String, reason: String },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    #[error("model {path}: {reason}")]
+    Model { path: String, reason: String },
     #[error("the provider registration: {0}")]
     Registration(String),
 }

@@ -12,6 +12,8 @@ pub mod config;
 pub mod content;
 pub mod daemon;
 pub mod error;
+#[cfg(feature = "llm")]
+pub mod inference;
 pub mod inventory;
 pub mod jobs;
 pub mod leases;
@@ -101,6 +103,9 @@ pub struct Shared {
     pub jobs: Mutex<HashMap<JobId, JobView>>,
     /// Resources held by running work.
     pub reserved: Mutex<Reservation>,
+    /// The models served and the channels paying for them, when the configuration names models.
+    #[cfg(feature = "llm")]
+    pub inference: Option<Arc<inference::Inference>>,
     /// Request nonces seen recently, with when they may be forgotten (ms), against replays.
     pub nonces: Mutex<HashMap<[u8; 16], u64>>,
 }

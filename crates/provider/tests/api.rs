@@ -29,8 +29,11 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
         website: String::new(),
         pricing: Default::default(),
         limits: Default::default(),
+        models: Vec::new(),
+        inference: Default::default(),
     };
     let shared = Shared {
+        inference: None,
         engine: BidEngine::from_config(&config.pricing, &config.limits),
         chain: Chain::new(RpcClient::new(&config.node), SecretKey::from_label("provider")),
         content: ContentStore::open(dir.join("content")).unwrap(),

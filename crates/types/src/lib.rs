@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 pub mod event;
 pub mod genesis;
+pub mod inference;
 pub mod job;
 pub mod limits;
 pub mod manifest;
