@@ -85,11 +85,31 @@ pub(crate) fn node(home: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `tgrid devnet --model` serves: the built-in provider's models and the gateway in front of them.
+#[derive(Clone, Debug)]
+pub(crate) struct DevnetInference {
+    pub(crate) model: PathBuf,
+    pub(crate) embeddings: Option<PathBuf>,
+    pub(crate) gateway_port: u16,
+}
+
+/// What a client of the devnet's gateway needs, also written to `<home>/gateway.json` for `tgrid chat`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GatewayAccess {
+    pub(crate) url: String,
+    pub(crate) api_key: String,
+    pub(crate) channel: u64,
+    pub(crate) account: String,
+    /// The chat model's name, what `tgrid chat` asks by default.
+    pub(crate) model: String,
+}
+
 pub(crate) fn devnet(
     home: Option<PathBuf>,
     p2p_port: u16,
     rpc_port: u16,
     provider_port: Option<u16>,
+    inference: Option<DevnetInference>,
     params: tensorgrid_types::Params,
     output: Output,
 ) -> anyhow::Result<()> {
@@ -124,17 +144,17 @@ pub(crate) fn devnet(
             }
         }
     }
-    if let Some(port) = provider_port {
-        start_provider(&dir, &api, port, "provider")?;
+    match (provider_port, inference) {
+        (Some(port), Some(inference)) => start_inference(&dir, &api, port, inference)?,
+        (Some(port), None) => start_provider(&dir, &api, port, "provider")?,
+        (None, Some(_)) => anyhow::bail!("--model needs the built-in provider (leave out --no-provider)"),
+        (None, None) => {}
     }
     node(&dir)
 }
 
-/// Starts a built-in provider (a demo account's key from the keystore in `dir`, WASM jobs) on its own thread
-/// and runtime; it waits for the node's API, registers and then bids on work like any other provider.
-pub(crate) fn start_provider(dir: &Path, api: &str, port: u16, key_name: &str) -> anyhow::Result<()> {
-    let key = Keystore::open(dir.join("keys"))?.unlock(key_name, None)?.key;
-    let config = tensorgrid_provider::ProviderConfig {
+fn provider_config(dir: &Path, api: &str, port: u16, key_name: &str) -> tensorgrid_provider::ProviderConfig {
+    tensorgrid_provider::ProviderConfig {
         key: key_name.into(),
         node: api.to_string(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -149,7 +169,135 @@ pub(crate) fn start_provider(dir: &Path, api: &str, port: u16, key_name: &str) -
         limits: tensorgrid_provider::config::Limits { publish_ip: "127.0.0.1".into(), ..Default::default() },
         models: Vec::new(),
         inference: Default::default(),
+    }
+}
+
+/// The devnet's inference prices: 0.1 TGR per million input tokens, 0.4 TGR per million output tokens.
+const DEVNET_PRICE_INPUT_PER_M: Amount = Amount(100_000);
+const DEVNET_PRICE_OUTPUT_PER_M: Amount = Amount(400_000);
+/// What the gateway's account puts in its channel to the built-in provider.
+const DEVNET_CHANNEL_DEPOSIT: Amount = Amount(100_000_000);
+
+/// The built-in provider serving models, a channel from `carol` to it, and the gateway with an API key for
+/// carol, all on one thread and runtime; prints where the gateway listens and the key.
+fn start_inference(dir: &Path, api: &str, port: u16, inference: DevnetInference) -> anyhow::Result<()> {
+    let keystore = Keystore::open(dir.join("keys"))?;
+    let provider_key = keystore.unlock("provider", None)?.key;
+    let client_key = keystore.unlock("carol", None)?.key;
+    let mut config = provider_config(dir, api, port, "provider");
+    let model = |path: PathBuf, output: Amount| tensorgrid_provider::config::ModelConfig {
+        name: Some(model_name(&path)),
+        path,
+        price_input_per_m: DEVNET_PRICE_INPUT_PER_M,
+        price_output_per_m: output,
+        throughput_tps: 0,
     };
+    config.models.push(model(inference.model.clone(), DEVNET_PRICE_OUTPUT_PER_M));
+    if let Some(embeddings) = &inference.embeddings {
+        config.models.push(model(embeddings.clone(), Amount::ZERO));
+    }
+    // Vouchers reach the chain within seconds, so balances on the devnet follow requests closely.
+    config.inference.redeem_interval = std::time::Duration::from_secs(2);
+    let mut token = [0u8; 24];
+    OsRng.fill_bytes(&mut token);
+    let api_key = format!("tg-{}", hex::encode(token));
+    let api = api.to_string();
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new().name("provider".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "the built-in provider could not start");
+                return;
+            }
+        };
+        let result: anyhow::Result<()> = runtime.block_on(async move {
+            let provider = tensorgrid_provider::start(config, provider_key).await?;
+            let rpc = tensorgrid_client::RpcClient::new(&api);
+            let access_path = dir.join("gateway.json");
+            // A resumed devnet keeps its channel; a new one opens it.
+            let previous: Option<GatewayAccess> =
+                std::fs::read(&access_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let channel = match previous {
+                Some(p) => p.channel,
+                None => {
+                    let record = rpc
+                        .execute(
+                            &client_key,
+                            tensorgrid_types::Msg::OpenChannel {
+                                provider: provider.shared.address(),
+                                deposit: DEVNET_CHANNEL_DEPOSIT,
+                            },
+                            Amount(1_000_000),
+                        )
+                        .await?;
+                    record.receipt.opened_channel().ok_or_else(|| anyhow::anyhow!("no channel was opened"))?
+                }
+            };
+            let api_key = previous_key(&access_path).unwrap_or(api_key);
+            let gateway = tensorgrid_gateway::start(tensorgrid_gateway::GatewayConfig {
+                node: api.clone(),
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], inference.gateway_port)),
+                keys: vec![tensorgrid_gateway::ApiKey {
+                    token: api_key.clone(),
+                    account: client_key.clone(),
+                    channels: vec![channel],
+                }],
+                refresh: std::time::Duration::from_secs(5),
+            })
+            .await?;
+            let model = provider
+                .shared
+                .inference
+                .as_ref()
+                .and_then(|i| i.models.first())
+                .map(|m| m.offer.name.clone())
+                .unwrap_or_default();
+            let access = GatewayAccess {
+                model,
+                url: format!("http://{}/v1", gateway.addr),
+                api_key,
+                channel,
+                account: client_key.address().to_string(),
+            };
+            std::fs::write(&access_path, serde_json::to_vec_pretty(&access)?)?;
+            emit_line(&format!(
+                "gateway: {} (OpenAI-compatible)  api key: {}  pays from carol's channel {channel}",
+                access.url, access.api_key
+            ))?;
+            emit_line(&format!("try: tgrid --home {} chat \"What is 2 + 2?\"", dir.display()))?;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "the built-in provider or gateway stopped");
+        }
+    })?;
+    Ok(())
+}
+
+/// A model's name from its file: the stem without a quantization suffix (`SmolLM2-135M-Instruct.Q4_1.gguf`
+/// is `SmolLM2-135M-Instruct`), or a directory's name.
+fn model_name(path: &Path) -> String {
+    let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
+    let stem = stem.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    match stem.rsplit_once('.') {
+        Some((name, quant)) if quant.to_ascii_uppercase().starts_with(['Q', 'F']) => name.to_string(),
+        _ => stem,
+    }
+}
+
+fn previous_key(path: &Path) -> Option<String> {
+    let access: GatewayAccess = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some(access.api_key)
+}
+
+/// Starts a built-in provider (a demo account's key from the keystore in `dir`, WASM jobs) on its own thread
+/// and runtime; it waits for the node's API, registers and then bids on work like any other provider.
+pub(crate) fn start_provider(dir: &Path, api: &str, port: u16, key_name: &str) -> anyhow::Result<()> {
+    let key = Keystore::open(dir.join("keys"))?.unlock(key_name, None)?.key;
+    let config = provider_config(dir, api, port, key_name);
     std::thread::Builder::new().name("provider".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
         {

@@ -13,6 +13,7 @@
 mod account;
 mod chain;
 mod channel;
+mod chat;
 mod ctx;
 mod demo;
 mod deploy;
@@ -114,6 +115,8 @@ enum Command {
     /// Model offers: what providers serve for inference and at what token prices.
     #[command(subcommand)]
     Model(channel::Model),
+    /// Ask a model through an OpenAI-compatible gateway (a devnet's, by default) and stream the answer.
+    Chat(chat::ChatArgs),
     /// The config file of defaults: where it is, what it says, change it.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -148,6 +151,16 @@ enum Command {
         /// How long past its last heartbeat a provider's leases keep accruing before they close (genesis).
         #[arg(long, default_value = "3m")]
         heartbeat_grace: humantime::Duration,
+        /// Serve this GGUF model from the built-in provider and start the OpenAI-compatible gateway in front
+        /// of it, with a funded API key (printed).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Also serve this sentence-embeddings model (a sentence-transformers directory), with --model.
+        #[arg(long, requires = "model")]
+        embeddings: Option<PathBuf>,
+        /// Where the gateway listens, with --model.
+        #[arg(long, default_value_t = 26680)]
+        gateway_port: u16,
     },
     /// Write N validator homes sharing a new genesis and run each as its own process on 127.0.0.1.
     Testnet {
@@ -290,15 +303,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_provider,
             heartbeat_interval,
             heartbeat_grace,
+            model,
+            embeddings,
+            gateway_port,
         } => {
             init_logging();
             let provider = (!no_provider).then_some(provider_port);
+            let inference = model.map(|model| chain::DevnetInference { model, embeddings, gateway_port });
             let params = tensorgrid_types::Params {
                 heartbeat_interval_ms: std::time::Duration::from(heartbeat_interval).as_millis() as u64,
                 heartbeat_grace_ms: std::time::Duration::from(heartbeat_grace).as_millis() as u64,
                 ..tensorgrid_types::Params::default()
             };
-            return chain::devnet(settings.home, p2p_port, rpc_port, provider, params, output);
+            return chain::devnet(settings.home, p2p_port, rpc_port, provider, inference, params, output);
         }
         Command::Testnet { validators, dir, base_port, dry_run, blocks_per_epoch } => {
             return chain::testnet(dir, validators, base_port, blocks_per_epoch, dry_run, output);
@@ -351,6 +368,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Provider(command) => provider::run(&ctx, command),
         Command::Channel(command) => channel::channel(&ctx, command),
         Command::Model(command) => channel::model(&ctx, command),
+        Command::Chat(args) => chat::run(&ctx, args),
         Command::Keys(command) => keys::run(command, &ctx.home, ctx.output),
         Command::Status => account::status(&ctx),
         Command::Account(command) => account::run(&ctx, command),

@@ -4,12 +4,18 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::{Stream, StreamExt};
 use rand_core::{OsRng, RngCore};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tensorgrid_types::channel::{ChannelId, Voucher};
+use tensorgrid_types::inference::{
+    ChannelTally, EmbeddingsRequest, EmbeddingsResponse, GenerateRequest, InferenceEvent,
+};
 use tensorgrid_types::job::JobId;
 use tensorgrid_types::manifest::MappedDeployment;
 use tensorgrid_types::market::LeaseId;
+use tensorgrid_types::model::ModelOffer;
 use tensorgrid_types::provider_api::{JobOutputs, JobStatus, LeaseStatus, RequestAuth};
 use tensorgrid_types::{Hash, SecretKey};
 
@@ -49,7 +55,13 @@ impl ProviderClient {
         &self.base
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+    /// Signs and sends a request; a non-success status becomes [`RpcError::Node`] with the provider's error.
+    async fn start(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, RpcError> {
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);
         let auth = RequestAuth::sign(&self.key, method.as_str(), path, now_ms(), nonce, &body);
@@ -57,12 +69,10 @@ impl ProviderClient {
         for (name, value) in auth.headers() {
             request = request.header(name, value);
         }
-        let transport =
-            |e: reqwest::Error| RpcError::Transport { url: self.base.clone(), reason: e.to_string() };
-        let response = request.send().await.map_err(transport)?;
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
             let (code, message) = match serde_json::from_slice::<Value>(&bytes) {
                 Ok(body) => (
                     body["error"]["code"].as_str().unwrap_or("http").to_string(),
@@ -72,7 +82,103 @@ impl ProviderClient {
             };
             return Err(RpcError::Node { status: status.as_u16(), code, message, details: Value::Null });
         }
-        Ok(bytes.to_vec())
+        Ok(response)
+    }
+
+    fn transport(&self, e: reqwest::Error) -> RpcError {
+        RpcError::Transport { url: self.base.clone(), reason: e.to_string() }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        let response = self.start(method, path, body).await?;
+        Ok(response.bytes().await.map_err(|e| self.transport(e))?.to_vec())
+    }
+
+    async fn post_json<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> Result<T, RpcError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| RpcError::Decode { what: what.into(), reason: e.to_string() })?;
+        let bytes = self.send(reqwest::Method::POST, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RpcError::Decode { what: what.into(), reason: e.to_string() })
+    }
+
+    /// The models the provider serves, as it offers them.
+    pub async fn models(&self) -> Result<Vec<ModelOffer>, RpcError> {
+        self.json("/v1/inference/models", "model offers").await
+    }
+
+    /// Starts a generation paid from `channel`: the provider's events, line by line, as they come. The request
+    /// itself failing (bad model, no credit, …) is the outer error; a broken stream is an item's error.
+    pub async fn generate(
+        &self,
+        channel: ChannelId,
+        request: &GenerateRequest,
+    ) -> Result<impl Stream<Item = Result<InferenceEvent, RpcError>> + Send + use<>, RpcError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| RpcError::Decode { what: "generate request".into(), reason: e.to_string() })?;
+        let response =
+            self.start(reqwest::Method::POST, &format!("/v1/inference/{channel}/generate"), body).await?;
+        let url = self.base.clone();
+        let bytes = response.bytes_stream();
+        Ok(futures_util::stream::unfold(
+            (bytes, Vec::<u8>::new(), url, false),
+            |(mut bytes, mut buffer, url, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = buffer.drain(..=end).collect();
+                        if line.iter().all(|b| b.is_ascii_whitespace()) {
+                            continue;
+                        }
+                        let item = serde_json::from_slice::<InferenceEvent>(&line).map_err(|e| {
+                            RpcError::Decode { what: "inference event".into(), reason: e.to_string() }
+                        });
+                        return Some((item, (bytes, buffer, url, false)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            let error = RpcError::Transport { url: url.clone(), reason: e.to_string() };
+                            return Some((Err(error), (bytes, buffer, url, true)));
+                        }
+                        None if buffer.is_empty() => return None,
+                        None => {
+                            let error = RpcError::Transport {
+                                url: url.clone(),
+                                reason: "the stream ended in the middle of an event".into(),
+                            };
+                            return Some((Err(error), (bytes, Vec::new(), url, true)));
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    /// Embeds texts, paid from `channel`.
+    pub async fn embeddings(
+        &self,
+        channel: ChannelId,
+        request: &EmbeddingsRequest,
+    ) -> Result<EmbeddingsResponse, RpcError> {
+        self.post_json(&format!("/v1/inference/{channel}/embeddings"), request, "embeddings").await
+    }
+
+    /// Hands the provider a voucher; it answers with its tally of the channel.
+    pub async fn send_voucher(&self, voucher: &Voucher) -> Result<ChannelTally, RpcError> {
+        self.post_json(&format!("/v1/inference/{}/vouchers", voucher.channel), voucher, "channel tally").await
+    }
+
+    /// The provider's tally of a channel: delivered, paid by voucher, redeemed.
+    pub async fn channel_tally(&self, channel: ChannelId) -> Result<ChannelTally, RpcError> {
+        self.json(&format!("/v1/inference/{channel}"), "channel tally").await
     }
 
     async fn json<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, RpcError> {

@@ -63,6 +63,14 @@ impl Receipt {
         })
     }
 
+    /// The payment channel this transaction opened, if it opened one.
+    pub fn opened_channel(&self) -> Option<crate::channel::ChannelId> {
+        self.events.iter().find_map(|e| match e {
+            Event::ChannelOpened { channel, .. } => Some(*channel),
+            _ => None,
+        })
+    }
+
     /// The job this transaction submitted, if it submitted one.
     pub fn created_job(&self) -> Option<crate::job::JobId> {
         self.events.iter().find_map(|e| match e {
