@@ -74,7 +74,7 @@ fn start_devnet_with(home: &std::path::Path, base: u16, extra: &[&str]) -> (Devn
 
 /// A port range for this test process (tests in one binary share a pid, so each passes its own `slot`).
 fn ports(slot: u16) -> u16 {
-    33_000 + (std::process::id() % 1_000) as u16 * 8 + slot * 4
+    33_000 + (std::process::id() % 1_000) as u16 * 16 + slot * 4
 }
 
 fn json(out: &Output) -> Value {
@@ -763,4 +763,124 @@ fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on
         || docker(&["ps", "-aq", "-f", &format!("label=tensorgrid.lease={dseq}-1")]).is_empty(),
     );
     drop(daemon);
+}
+
+/// The open models `scripts/fetch-models` puts in place.
+fn models_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("TGRID_MODELS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
+        });
+        cache.join("tensorgrid/models")
+    });
+    assert!(
+        dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").exists(),
+        "{} lacks the models: run scripts/fetch-models",
+        dir.display()
+    );
+    dir
+}
+
+/// A Python with the official `openai` package (scripts/test makes one).
+fn python() -> std::path::PathBuf {
+    let python = std::env::var_os("TGRID_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+            .join(".cache/tensorgrid/venv/bin/python")
+    });
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test, which creates it with the openai package",
+        python.display()
+    );
+    python
+}
+
+/// What a response costs at an offer's prices: the ledger's own rule (per million tokens, rounded up).
+fn cost(offer: &Value, prompt: u64, completion: u64) -> u128 {
+    let input = utgr(&offer["price_input_per_m"]);
+    let output = utgr(&offer["price_output_per_m"]);
+    (input * u128::from(prompt) + output * u128::from(completion)).div_ceil(1_000_000).max(1)
+}
+
+#[test]
+fn the_official_openai_client_chats_streams_embeds_and_pays_exactly_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("devnet");
+    let models = models_dir();
+    let base = ports(3);
+    let (_devnet, node, _) = start_devnet_with(
+        &home,
+        base,
+        &[
+            "--provider-port",
+            &(base + 2).to_string(),
+            "--gateway-port",
+            &(base + 3).to_string(),
+            "--model",
+            models.join("SmolLM2-135M-Instruct.Q4_1.gguf").to_str().unwrap(),
+            "--embeddings",
+            models.join("all-MiniLM-L6-v2").to_str().unwrap(),
+        ],
+    );
+    // The devnet writes where its gateway is and the API key once the models are loaded and offered.
+    let access_path = home.join("gateway.json");
+    eventually("the gateway starting", Duration::from_secs(180), || access_path.exists());
+    let access: Value = serde_json::from_slice(&std::fs::read(&access_path).unwrap()).unwrap();
+    let (url, key) = (access["url"].as_str().unwrap(), access["api_key"].as_str().unwrap());
+    assert_eq!(access["model"], "SmolLM2-135M-Instruct");
+    let channel = access["channel"].as_u64().unwrap().to_string();
+    let before = json(&tgrid(&home, &node, &["channel", "show", &channel]));
+    assert_eq!(utgr(&before["redeemed"]), 0);
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .args([url, key, "SmolLM2-135M-Instruct", "all-MiniLM-L6-v2"])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the OpenAI client's checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+
+    // Every response is paid at the offer's prices for exactly the tokens the client was told it used.
+    let offers = json(&tgrid(&home, &node, &["model", "list"]));
+    let offer_of = |name: &str| {
+        offers["items"].as_array().unwrap().iter().find(|o| o["offer"]["name"] == name).unwrap()["offer"]
+            .clone()
+    };
+    let (chat, embed) = (offer_of("SmolLM2-135M-Instruct"), offer_of("all-MiniLM-L6-v2"));
+    assert_eq!(chat["quantization"], "q8_0");
+    let expected: u128 = report["billed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let (prompt, completion) = (b[1].as_u64().unwrap(), b[2].as_u64().unwrap());
+            cost(if b[0] == "embed" { &embed } else { &chat }, prompt, completion)
+        })
+        .sum();
+    assert!(expected > 0);
+    // The provider redeems the gateway's latest voucher on chain every 2 s on a devnet.
+    let mut redeemed = 0;
+    eventually("the vouchers' redemption", Duration::from_secs(30), || {
+        let channel = json(&tgrid(&home, &node, &["channel", "show", &channel]));
+        redeemed = utgr(&channel["redeemed"]);
+        redeemed >= expected
+    });
+    assert_eq!(redeemed, expected, "the channel paid exactly the price of the tokens");
+
+    // `tgrid chat` through the same gateway, seeded: the same answer twice.
+    let ask = |seed: &str| {
+        json(&tgrid(&home, &node, &["chat", "Name a fruit.", "--seed", seed, "--max-tokens", "12"]))
+    };
+    let (first, second) = (ask("9"), ask("9"));
+    assert_eq!(first["content"], second["content"]);
+    assert!(!first["content"].as_str().unwrap().trim().is_empty());
+    assert_eq!(first["model"], "SmolLM2-135M-Instruct");
+    assert!(first["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
 }
