@@ -884,3 +884,178 @@ fn the_official_openai_client_chats_streams_embeds_and_pays_exactly_its_tokens()
     assert_eq!(first["model"], "SmolLM2-135M-Instruct");
     assert!(first["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
 }
+
+/// Streams a long answer with the official client, prints `GO` after five chunks (the test then kills the
+/// provider), and reports the chunks received, the usage the gateway sent, and the error the client raised.
+const KILLED_MID_ANSWER: &str = r#"
+import json, sys
+import openai
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0, timeout=120)
+stream = client.chat.completions.create(
+    model="SmolLM2-135M-Instruct",
+    messages=[{"role": "user", "content": "Write a very long story about a dragon and a knight."}],
+    max_tokens=3000, temperature=0.9, seed=3, stream=True, stream_options={"include_usage": True},
+)
+chunks, usage, error = 0, None, None
+try:
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage.model_dump()
+        if chunk.choices and chunk.choices[0].delta.content:
+            chunks += 1
+            if chunks == 5:
+                print("GO", flush=True)
+except openai.APIError as e:
+    error = str(e)
+print(json.dumps({"chunks": chunks, "usage": usage, "error": error}), flush=True)
+"#;
+
+#[test]
+fn a_provider_killed_mid_answer_is_paid_only_for_what_arrived_and_the_next_request_fails_over() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("devnet");
+    let models = models_dir();
+    let gguf = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let base = ports(4);
+    let (_devnet, node, _) = start_devnet_with(
+        &home,
+        base,
+        &[
+            "--provider-port",
+            &(base + 2).to_string(),
+            "--gateway-port",
+            &(base + 3).to_string(),
+            "--model",
+            gguf.to_str().unwrap(),
+        ],
+    );
+    let access_path = home.join("gateway.json");
+    eventually("the devnet's gateway starting", Duration::from_secs(180), || access_path.exists());
+
+    // A second provider, bob, serves the same file for half the price, so the gateway sends it work first.
+    let bob_port = base + 4;
+    let config = dir.path().join("bob.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "key = \"bob\"\nnode = \"{node}\"\nlisten = \"127.0.0.1:{bob_port}\"\nhost_uri = \"http://127.0.0.1:{bob_port}\"\n\
+             stake = \"100tgr\"\nwork_dir = \"{}\"\n[inference]\nredeem_interval = \"2s\"\n\
+             [[models]]\npath = \"{}\"\nname = \"SmolLM2-135M-Instruct\"\nprice_input_per_m = \"0.05tgr\"\nprice_output_per_m = \"0.2tgr\"\n",
+            dir.path().join("bob-work").display(),
+            gguf.display()
+        ),
+    )
+    .unwrap();
+    let mut bob = provider_daemon(&home, &config, &dir.path().join("bob.log"));
+    let offers = || json(&tgrid(&home, &node, &["model", "list"]))["items"].as_array().unwrap().len();
+    eventually("bob's offer", Duration::from_secs(120), || offers() == 2);
+    let bob_address =
+        json(&tgrid(&home, &node, &["keys", "show", "bob"]))["address"].as_str().unwrap().to_string();
+    let opened = json(&tgrid(
+        &home,
+        &node,
+        &["channel", "open", &bob_address, "--deposit", "10tgr", "--from", "carol"],
+    ));
+    let bob_channel = opened["receipt"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "channel_opened")
+        .expect("channel_opened")["channel"]
+        .as_u64()
+        .unwrap();
+    let access: Value = serde_json::from_slice(&std::fs::read(&access_path).unwrap()).unwrap();
+    let first_channel = access["channel"].as_u64().unwrap();
+
+    // A gateway of its own (`tgrid gateway`) with carol's key and both her channels.
+    let gateway_port = base + 5;
+    let token = "tg-0123456789abcdef0123456789abcdef0123";
+    let gateway_config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &gateway_config,
+        format!(
+            "node = \"{node}\"\nlisten = \"127.0.0.1:{gateway_port}\"\nrefresh = \"1s\"\n[[keys]]\ntoken = \"{token}\"\n\
+             account = \"carol\"\nchannels = [{first_channel}, {bob_channel}]\n"
+        ),
+    )
+    .unwrap();
+    let gateway_log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    let _gateway = Devnet(
+        Command::new(TGRID)
+            .env("TGRID_CONFIG", home.join("no-config.toml"))
+            .arg("--home")
+            .arg(&home)
+            .args(["gateway", "--config"])
+            .arg(&gateway_config)
+            .stdout(Stdio::null())
+            .stderr(gateway_log)
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{gateway_port}/v1");
+    let gateway_channels = || -> Value {
+        let out = Command::new("curl")
+            .args(["-sf", "-H", &format!("Authorization: Bearer {token}"), &format!("{url}/channels")])
+            .output()
+            .expect("curl runs");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    eventually("the gateway answering", Duration::from_secs(30), || gateway_channels().is_object());
+    let signed = |channel: u64| -> u128 {
+        let all = gateway_channels();
+        utgr(&all["data"].as_array().unwrap().iter().find(|c| c["id"] == channel).unwrap()["signed"])
+    };
+
+    // The stream goes to bob; bob dies after the fifth chunk.
+    let mut python = Command::new(python())
+        .args(["-c", KILLED_MID_ANSWER, &url, token])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(python.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").unwrap();
+    assert_eq!(first, "GO", "the client got five chunks");
+    bob.0.kill().unwrap();
+    bob.0.wait().unwrap();
+    let report: Value = serde_json::from_str(&lines.next().expect("the report").unwrap()).unwrap();
+    assert!(python.wait().unwrap().success());
+    let error = report["error"].as_str().expect("the client saw an error, not a silent end");
+    assert!(error.contains("provider failed mid-answer"), "{error}");
+    let usage = &report["usage"];
+    let delivered = usage["completion_tokens"].as_u64().expect("usage of what was delivered");
+    assert!(delivered >= report["chunks"].as_u64().unwrap() && delivered < 3000, "{report}");
+    // Paid: the prompt and exactly the tokens that arrived, at bob's price; nothing to the other provider.
+    let list = json(&tgrid(&home, &node, &["model", "list"]));
+    let offer_of = |provider: &str| {
+        list["items"].as_array().unwrap().iter().find(|o| o["provider"] == provider).unwrap()["offer"].clone()
+    };
+    let bob_offer = offer_of(&bob_address);
+    assert_eq!(signed(bob_channel), cost(&bob_offer, usage["prompt_tokens"].as_u64().unwrap(), delivered));
+    assert_eq!(signed(first_channel), 0);
+
+    // The next request tries bob first (still cheapest on chain), finds it gone before any token, and is
+    // answered by the devnet's provider.
+    let chat = Command::new("curl")
+        .args(["-sf", "-H", &format!("Authorization: Bearer {token}"), "-H", "content-type: application/json"])
+        .args(["-d", r#"{"model":"SmolLM2-135M-Instruct","messages":[{"role":"user","content":"What is 2 + 2?"}],"temperature":0,"max_tokens":16}"#])
+        .arg(format!("{url}/chat/completions"))
+        .output()
+        .unwrap();
+    assert!(chat.status.success(), "{}", String::from_utf8_lossy(&chat.stdout));
+    let chat: Value = serde_json::from_slice(&chat.stdout).unwrap();
+    assert!(chat["choices"][0]["message"]["content"].as_str().unwrap().contains('4'), "{chat}");
+    let provider_address =
+        json(&tgrid(&home, &node, &["keys", "show", "provider"]))["address"].as_str().unwrap().to_string();
+    let usage = &chat["usage"];
+    assert_eq!(
+        signed(first_channel),
+        cost(
+            &offer_of(&provider_address),
+            usage["prompt_tokens"].as_u64().unwrap(),
+            usage["completion_tokens"].as_u64().unwrap()
+        )
+    );
+}

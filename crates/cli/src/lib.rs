@@ -17,6 +17,7 @@ mod chat;
 mod ctx;
 mod demo;
 mod deploy;
+mod gateway;
 mod job;
 mod keys;
 mod market;
@@ -115,6 +116,13 @@ enum Command {
     /// Model offers: what providers serve for inference and at what token prices.
     #[command(subcommand)]
     Model(channel::Model),
+    /// Run the OpenAI-compatible gateway: API keys spending from accounts' payment channels, requests routed
+    /// to the providers serving each model.
+    Gateway {
+        /// The gateway's config file: listen address, node, and `[[keys]]` (token, account, channels).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Ask a model through an OpenAI-compatible gateway (a devnet's, by default) and stream the answer.
     Chat(chat::ChatArgs),
     /// The config file of defaults: where it is, what it says, change it.
@@ -369,6 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Channel(command) => channel::channel(&ctx, command),
         Command::Model(command) => channel::model(&ctx, command),
         Command::Chat(args) => chat::run(&ctx, args),
+        Command::Gateway { config } => gateway::run(&ctx, &config),
         Command::Keys(command) => keys::run(command, &ctx.home, ctx.output),
         Command::Status => account::status(&ctx),
         Command::Account(command) => account::run(&ctx, command),

@@ -30,6 +30,9 @@ use tracing::{info, warn};
 
 pub use openai::ApiError;
 
+/// How long a provider that failed a request is tried only after the others.
+pub const FAILURE_COOLDOWN: Duration = Duration::from_secs(30);
+
 /// An API key: the secret a developer sends as `Authorization: Bearer …`, the client account it spends from,
 /// and that account's channels.
 #[derive(Clone)]
@@ -58,9 +61,88 @@ pub struct GatewayConfig {
     pub refresh: Duration,
 }
 
+/// The gateway's config file (`tgrid gateway --config gateway.toml`): where it listens, which node it reads,
+/// and its API keys, each naming the keystore key of the account it spends from and that account's channels.
+///
+/// ```toml
+/// node = "http://127.0.0.1:26657"
+/// listen = "127.0.0.1:8080"
+/// refresh = "10s"
+///
+/// [[keys]]
+/// token = "tg-…"        # what clients send as `Authorization: Bearer …`
+/// account = "carol"     # a key in the keystore
+/// channels = [1, 2]     # carol's channels, one per provider
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default = "default_node")]
+    pub node: String,
+    pub listen: SocketAddr,
+    #[serde(default = "default_refresh", with = "humantime_text")]
+    pub refresh: Duration,
+    pub keys: Vec<KeyEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    pub token: String,
+    pub account: String,
+    pub channels: Vec<ChannelId>,
+}
+
+fn default_node() -> String {
+    "http://127.0.0.1:26657".into()
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(10)
+}
+
+mod humantime_text {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration like `10s`: {e}")))
+    }
+}
+
+impl GatewayFile {
+    /// Reads and checks a config file; errors name the file and, from the TOML parser, the line and field.
+    pub fn load(path: &std::path::Path) -> Result<GatewayFile, GatewayError> {
+        let bad = |reason: String| GatewayError::Config { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let file: GatewayFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        for key in &file.keys {
+            // A short token is guessable: demand at least 128 bits' worth of hex.
+            if key.token.len() < 32 {
+                return Err(bad(format!(
+                    "the token of account `{}` is shorter than 32 characters",
+                    key.account
+                )));
+            }
+            if key.channels.is_empty() {
+                return Err(bad(format!("the key of account `{}` names no channels", key.account)));
+            }
+        }
+        if file.keys.is_empty() {
+            return Err(bad("no [[keys]]: nobody could use this gateway".into()));
+        }
+        Ok(file)
+    }
+}
+
 /// What can stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    #[error("config file {path}: {reason}")]
+    Config { path: String, reason: String },
     #[error("the chain: {0}")]
     Chain(#[from] RpcError),
     #[error("channel {0} does not exist")]
@@ -104,6 +186,8 @@ pub struct Gateway {
     offers: parking_lot::RwLock<Vec<(Address, String, ModelOffer)>>,
     /// Time to first token per provider, as a moving average (ms).
     latency: Mutex<HashMap<Address, f64>>,
+    /// When each provider last failed a request; recent failures go to the back of the line.
+    failures: Mutex<HashMap<Address, Instant>>,
     clients: Mutex<HashMap<(String, Address), ProviderClient>>,
 }
 
@@ -157,6 +241,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         channels: Mutex::new(channels),
         offers: Default::default(),
         latency: Default::default(),
+        failures: Default::default(),
         clients: Default::default(),
     });
     gateway.refresh_offers().await?;
@@ -278,11 +363,14 @@ impl Gateway {
         key.channels.iter().filter_map(|id| books.get(id).map(|b| (b.provider, *id))).collect()
     }
 
-    /// The providers that can serve `model` (a name or a model hash) for this key, best first: cheapest for a
-    /// typical request, then fastest to the first token.
+    /// The providers that can serve `model` (a name or a model hash) for this key, best first: those that have
+    /// not failed in the last [`FAILURE_COOLDOWN`], then the cheapest for a typical request, then the fastest
+    /// to the first token.
     pub(crate) fn routes(&self, key: &KeyState, model: &str) -> Vec<Route> {
         let providers = self.providers_of(key);
         let latency = self.latency.lock().clone();
+        let failures = self.failures.lock().clone();
+        let failed = |p: &Address| failures.get(p).is_some_and(|at| at.elapsed() < FAILURE_COOLDOWN);
         let mut routes: Vec<Route> = self
             .offers
             .read()
@@ -300,7 +388,10 @@ impl Gateway {
         routes.sort_by(|a, b| {
             let price = |r: &Route| r.offer.cost(1_000, 1_000).unwrap_or(Amount(u128::MAX));
             let ms = |r: &Route| latency.get(&r.provider).copied().unwrap_or(0.0);
-            price(a).cmp(&price(b)).then(ms(a).total_cmp(&ms(b)))
+            failed(&a.provider)
+                .cmp(&failed(&b.provider))
+                .then(price(a).cmp(&price(b)))
+                .then(ms(a).total_cmp(&ms(b)))
         });
         routes
     }
@@ -312,9 +403,18 @@ impl Gateway {
         *entry = 0.8 * *entry + 0.2 * ms;
     }
 
-    /// A provider that failed counts as very slow for a while, so that others are tried first.
+    /// A provider that failed is tried after the others for a while.
     pub(crate) fn record_failure(&self, provider: Address) {
-        self.latency.lock().insert(provider, 60_000.0);
+        self.failures.lock().insert(provider, Instant::now());
+    }
+
+    /// The key's channels as the gateway pays through them: provider, deposit, and the latest voucher's total.
+    pub(crate) fn channels_of(&self, key: &KeyState) -> Vec<(ChannelId, Address, Amount, Amount)> {
+        let books = self.channels.lock();
+        key.channels
+            .iter()
+            .filter_map(|id| books.get(id).map(|b| (*id, b.provider, b.deposit, b.signed)))
+            .collect()
     }
 
     /// Signs a voucher adding `delta` to the channel's total and returns it; `None` when nothing is due.

@@ -43,6 +43,7 @@ pub(crate) fn router(gateway: Shared) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/channels", get(channels))
         .fallback(|| async {
             ApiError::not_found("Unknown request URL. Please check the URL and method.".into())
         })
@@ -87,6 +88,19 @@ fn model_json(offer: &tensorgrid_types::model::ModelOffer) -> Value {
 async fn list_models(State(gateway): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let key = authenticate(&gateway, &headers)?;
     let data: Vec<Value> = gateway.models_for(&key).iter().map(model_json).collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+/// `GET /v1/channels` (tensorgrid's own): the key's channels and what the gateway has signed on each.
+async fn channels(State(gateway): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&gateway, &headers)?;
+    let data: Vec<Value> = gateway
+        .channels_of(&key)
+        .into_iter()
+        .map(|(id, provider, deposit, signed)| {
+            json!({ "id": id, "provider": provider, "deposit": deposit, "signed": signed })
+        })
+        .collect();
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
@@ -527,6 +541,14 @@ async fn pump(
         });
         SseEvent::default().data(data.to_string())
     };
+    let prompt_tokens = attempt.prompt_tokens;
+    let usage_chunk = |received: u32| -> SseEvent {
+        let data = json!({
+            "id": id, "object": object, "created": created, "model": model,
+            "system_fingerprint": null, "choices": [], "usage": Usage::new(prompt_tokens, received),
+        });
+        SseEvent::default().data(data.to_string())
+    };
     let send = |event: SseEvent| {
         let tx = tx.clone();
         async move { tx.send(Ok(event)).await.is_ok() }
@@ -564,18 +586,16 @@ async fn pump(
                 meter.settle(&gateway, &key, &paying, received).await;
                 send(chunk(None, false, Some(finish_reason))).await;
                 if include_usage {
-                    let usage = Usage::new(paying.prompt_tokens, received);
-                    let data = json!({
-                        "id": id, "object": object, "created": created, "model": model,
-                        "system_fingerprint": null, "choices": [], "usage": usage,
-                    });
-                    send(SseEvent::default().data(data.to_string())).await;
+                    send(usage_chunk(received)).await;
                 }
                 send(SseEvent::default().data("[DONE]")).await;
                 return;
             }
             Ok(InferenceEvent::Error { code, message }) => {
                 meter.settle(&gateway, &key, &paying, received).await;
+                if include_usage {
+                    send(usage_chunk(received)).await;
+                }
                 let error =
                     ApiError::upstream(format!("The provider failed mid-answer ({code}: {message})."));
                 send(SseEvent::default().data(error.body().to_string())).await;
@@ -584,6 +604,10 @@ async fn pump(
             Err(e) => {
                 gateway.record_failure(paying.route.provider);
                 meter.settle(&gateway, &key, &paying, received).await;
+                // What was delivered is billed, and said so, before the error ends the stream.
+                if include_usage {
+                    send(usage_chunk(received)).await;
+                }
                 let error = ApiError::upstream(format!("The provider failed mid-answer: {e}"));
                 send(SseEvent::default().data(error.body().to_string())).await;
                 return;
