@@ -146,6 +146,42 @@ floats = client.embeddings.create(model=embedding_model, input="A man plays the 
 check(max(abs(a - b) for a, b in zip(floats.data[0].embedding, vectors[0])) < 1e-5, "float and base64 agree")
 billed.append(("embed", floats.usage.prompt_tokens, 0))
 
+# A small batch: JSONL in, JSONL out, one request failing on its own.
+import io
+import time
+
+requests = [
+    {"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+     "body": {"model": chat_model, "messages": [{"role": "user", "content": f"What is {i} + {i}?"}], "max_tokens": 16, "temperature": 0}}
+    for i in range(1, 5)
+]
+requests.append({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
+                 "body": {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}})
+upload = client.files.create(file=("batch.jsonl", io.BytesIO("\n".join(json.dumps(r) for r in requests).encode())), purpose="batch")
+check(upload.purpose == "batch" and upload.bytes > 0, upload)
+batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+deadline = time.time() + 120
+while batch.status not in ("completed", "failed", "cancelled", "expired"):
+    check(time.time() < deadline, f"batch stuck: {batch}")
+    time.sleep(0.5)
+    batch = client.batches.retrieve(batch.id)
+check(batch.status == "completed", batch)
+check(batch.request_counts.total == 5 and batch.request_counts.completed == 4 and batch.request_counts.failed == 1, batch.request_counts)
+check(any(b.id == batch.id for b in client.batches.list()), "listed")
+out = [json.loads(l) for l in client.files.content(batch.output_file_id).text.splitlines()]
+check(sorted(o["custom_id"] for o in out) == ["q1", "q2", "q3", "q4"], out)
+for o in out:
+    check(o["response"]["status_code"] == 200, o)
+    body = o["response"]["body"]
+    check(body["choices"][0]["message"]["content"].strip() != "", body)
+    billed.append(("chat", body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"]))
+errors = [json.loads(l) for l in client.files.content(batch.error_file_id).text.splitlines()]
+check(len(errors) == 1 and errors[0]["custom_id"] == "bad" and errors[0]["response"]["status_code"] == 404, errors)
+bad_batch = client.batches.create(input_file_id=client.files.create(file=("x.jsonl", io.BytesIO(b"not json\n")), purpose="batch").id,
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+check(bad_batch.status == "failed" and bad_batch.errors.data[0].line == 1, bad_batch)
+check(client.files.delete(upload.id).deleted, "file deleted")
+
 # Errors, shaped and coded as OpenAI's.
 try:
     client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])

@@ -245,6 +245,7 @@ fn start_inference(dir: &Path, api: &str, port: u16, inference: DevnetInference)
                     channels: vec![channel],
                 }],
                 refresh: std::time::Duration::from_secs(5),
+                data_dir: Some(dir.join("gateway")),
             })
             .await?;
             let model = provider

@@ -21,6 +21,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Path) -> anyhow::Result<()> {
         listen: file.listen,
         keys,
         refresh: file.refresh,
+        data_dir: file.data_dir,
     };
     ctx.block_on(async move {
         let running = tensorgrid_gateway::start(config).await?;

@@ -12,6 +12,7 @@
 //! (both streaming as server-sent events or not), `POST /v1/embeddings`. Errors are OpenAI's error JSON with
 //! OpenAI's status codes (see [`openai::ApiError`]).
 
+mod batch;
 pub mod openai;
 mod routes;
 
@@ -59,6 +60,8 @@ pub struct GatewayConfig {
     pub keys: Vec<ApiKey>,
     /// How often the offers on chain are read again.
     pub refresh: Duration,
+    /// Where uploaded files and batches are kept; without one the Files and Batch APIs are off.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The gateway's config file (`tgrid gateway --config gateway.toml`): where it listens, which node it reads,
@@ -82,6 +85,9 @@ pub struct GatewayFile {
     pub listen: SocketAddr,
     #[serde(default = "default_refresh", with = "humantime_text")]
     pub refresh: Duration,
+    /// Where uploaded files and batches are kept (the Files and Batch APIs are off without it).
+    #[serde(default)]
+    pub data_dir: Option<std::path::PathBuf>,
     pub keys: Vec<KeyEntry>,
 }
 
@@ -178,6 +184,7 @@ pub(crate) struct KeyState {
 
 /// Everything the handlers share.
 pub struct Gateway {
+    store: Option<batch::Store>,
     rpc: RpcClient,
     chain_id: String,
     keys: HashMap<String, Arc<KeyState>>,
@@ -234,7 +241,15 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
             Arc::new(KeyState { account: key.account.clone(), channels: key.channels.clone() }),
         );
     }
+    let store = match &config.data_dir {
+        Some(dir) => Some(batch::Store::open(dir).map_err(|e| GatewayError::Listen {
+            addr: dir.display().to_string(),
+            reason: format!("cannot use the data directory: {e}"),
+        })?),
+        None => None,
+    };
     let gateway = Arc::new(Gateway {
+        store,
         rpc,
         chain_id,
         keys,
@@ -246,6 +261,16 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     });
     gateway.refresh_offers().await?;
     gateway.recover_vouchers().await;
+    if let Some(store) = &gateway.store {
+        for (batch, lines) in batch::unfinished(store) {
+            let owner = batch::owner_of(&batch).to_string();
+            let key = gateway.keys.values().find(|k| k.account.address().to_string() == owner).cloned();
+            if let Some(key) = key {
+                info!(batch = batch::id_of(&batch), "resuming a batch");
+                tokio::spawn(batch::run(gateway.clone(), key, batch::id_of(&batch).to_string(), lines));
+            }
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| GatewayError::Listen { addr: config.listen.to_string(), reason: e.to_string() })?;

@@ -26,7 +26,7 @@ use tracing::warn;
 use crate::openai::{
     self, ApiError, ChatRequest, CompletionRequest, Content, EmbeddingRequest, SamplingFields, Usage,
 };
-use crate::{Gateway, KeyState, Route};
+use crate::{batch, Gateway, KeyState, Route};
 
 type Shared = Arc<Gateway>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<InferenceEvent, RpcError>> + Send>>;
@@ -44,6 +44,12 @@ pub(crate) fn router(gateway: Shared) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/channels", get(channels))
+        .route("/v1/files", post(batch::upload).get(batch::list_files))
+        .route("/v1/files/{id}", get(batch::get_file).delete(batch::delete_file))
+        .route("/v1/files/{id}/content", get(batch::file_content))
+        .route("/v1/batches", post(batch::create_batch).get(batch::list_batches))
+        .route("/v1/batches/{id}", get(batch::get_batch))
+        .route("/v1/batches/{id}/cancel", post(batch::cancel_batch))
         .fallback(|| async {
             ApiError::not_found("Unknown request URL. Please check the URL and method.".into())
         })
@@ -51,7 +57,7 @@ pub(crate) fn router(gateway: Shared) -> Router {
         .with_state(gateway)
 }
 
-fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<Arc<KeyState>, ApiError> {
+pub(crate) fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<Arc<KeyState>, ApiError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -63,11 +69,11 @@ fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<Arc<KeyState>,
     gateway.key(token).ok_or_else(|| ApiError::wrong_key(token))
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 12];
     OsRng.fill_bytes(&mut bytes);
     format!("{prefix}-{}", hex::encode(bytes))
@@ -211,8 +217,14 @@ async fn open(
     model: &str,
     prompt: Prompt,
     sampling: Sampling,
+    spread: usize,
 ) -> Result<Attempt, ApiError> {
-    let routes = gateway.routes(key, model);
+    let mut routes = gateway.routes(key, model);
+    // Batches spread their requests over every provider (each still falls back on the others).
+    if !routes.is_empty() {
+        let n = routes.len();
+        routes.rotate_left(spread % n);
+    }
     if routes.is_empty() {
         return Err(ApiError::model_not_found(model));
     }
@@ -385,7 +397,22 @@ enum Kind {
 
 async fn chat(State(gateway): State<Shared>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let key = authenticate(&gateway, &headers)?;
-    let request: ChatRequest = openai::parse(&body)?;
+    let call = chat_call(&body)?;
+    respond(gateway, key, call).await
+}
+
+/// A generation request, checked and translated.
+pub(crate) struct Call {
+    model: String,
+    prompt: Prompt,
+    sampling: Sampling,
+    pub(crate) stream: bool,
+    include_usage: bool,
+    kind: Kind,
+}
+
+pub(crate) fn chat_call(body: &[u8]) -> Result<Call, ApiError> {
+    let request: ChatRequest = openai::parse(body)?;
     if request.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages must not be empty.",
@@ -433,17 +460,14 @@ async fn chat(State(gateway): State<Shared>, headers: HeaderMap, body: Bytes) ->
         messages.push(Message { role, content });
     }
     let (sampling, stream, include_usage) = sampling(&request.sampling, DEFAULT_CHAT_MAX_TOKENS)?;
-    generate(
-        gateway,
-        key,
-        request.model,
-        Prompt::Chat { messages },
+    Ok(Call {
+        model: request.model,
+        prompt: Prompt::Chat { messages },
         sampling,
         stream,
         include_usage,
-        Kind::Chat,
-    )
-    .await
+        kind: Kind::Chat,
+    })
 }
 
 async fn completions(
@@ -452,7 +476,12 @@ async fn completions(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gateway, &headers)?;
-    let request: CompletionRequest = openai::parse(&body)?;
+    let call = text_call(&body)?;
+    respond(gateway, key, call).await
+}
+
+pub(crate) fn text_call(body: &[u8]) -> Result<Call, ApiError> {
+    let request: CompletionRequest = openai::parse(body)?;
     let prompts = request.prompt.clone().into_vec();
     if prompts.len() != 1 {
         return Err(ApiError::invalid("prompt takes one string.", Some("prompt"), Some("invalid_value")));
@@ -462,48 +491,55 @@ async fn completions(
         return Err(ApiError::invalid("prompt must not be empty.", Some("prompt"), Some("invalid_value")));
     }
     let (sampling, stream, include_usage) = sampling(&request.sampling, DEFAULT_COMPLETION_MAX_TOKENS)?;
-    generate(gateway, key, request.model, Prompt::Text { text }, sampling, stream, include_usage, Kind::Text)
-        .await
+    Ok(Call {
+        model: request.model,
+        prompt: Prompt::Text { text },
+        sampling,
+        stream,
+        include_usage,
+        kind: Kind::Text,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn generate(
-    gateway: Shared,
-    key: Arc<KeyState>,
-    model: String,
-    prompt: Prompt,
-    sampling: Sampling,
-    stream: bool,
-    include_usage: bool,
-    kind: Kind,
-) -> Result<Response, ApiError> {
-    let attempt = open(&gateway, &key, &model, prompt, sampling).await?;
-    let id = new_id(if kind == Kind::Chat { "chatcmpl" } else { "cmpl" });
-    let created = now_secs();
-    if !stream {
-        let done = run_to_end(&gateway, &key, attempt).await?;
-        let choice = match kind {
-            Kind::Chat => json!({
-                "index": 0,
-                "message": { "role": "assistant", "content": done.text, "refusal": null },
-                "logprobs": null,
-                "finish_reason": finish_text(done.finish_reason),
-            }),
-            Kind::Text => json!({
-                "index": 0, "text": done.text, "logprobs": null, "finish_reason": finish_text(done.finish_reason),
-            }),
-        };
-        let object = if kind == Kind::Chat { "chat.completion" } else { "text_completion" };
-        return Ok(Json(json!({
-            "id": id, "object": object, "created": created, "model": model,
-            "system_fingerprint": null, "choices": [choice], "usage": done.usage,
-        }))
-        .into_response());
+async fn respond(gateway: Shared, key: Arc<KeyState>, call: Call) -> Result<Response, ApiError> {
+    if !call.stream {
+        return Ok(Json(complete(&gateway, &key, call, 0).await?).into_response());
     }
+    let attempt = open(&gateway, &key, &call.model, call.prompt, call.sampling, 0).await?;
+    let id = new_id(if call.kind == Kind::Chat { "chatcmpl" } else { "cmpl" });
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);
-    tokio::spawn(pump(gateway, key, attempt, tx, id, created, model, kind, include_usage));
+    tokio::spawn(pump(gateway, key, attempt, tx, id, now_secs(), call.model, call.kind, call.include_usage));
     let events = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
     Ok(Sse::new(events).into_response())
+}
+
+/// Runs a generation to its end and answers with OpenAI's (non-streaming) response body.
+pub(crate) async fn complete(
+    gateway: &Gateway,
+    key: &KeyState,
+    call: Call,
+    spread: usize,
+) -> Result<Value, ApiError> {
+    let attempt = open(gateway, key, &call.model, call.prompt, call.sampling, spread).await?;
+    let kind = call.kind;
+    let id = new_id(if kind == Kind::Chat { "chatcmpl" } else { "cmpl" });
+    let done = run_to_end(gateway, key, attempt).await?;
+    let choice = match kind {
+        Kind::Chat => json!({
+            "index": 0,
+            "message": { "role": "assistant", "content": done.text, "refusal": null },
+            "logprobs": null,
+            "finish_reason": finish_text(done.finish_reason),
+        }),
+        Kind::Text => json!({
+            "index": 0, "text": done.text, "logprobs": null, "finish_reason": finish_text(done.finish_reason),
+        }),
+    };
+    let object = if kind == Kind::Chat { "chat.completion" } else { "text_completion" };
+    Ok(json!({
+        "id": id, "object": object, "created": now_secs(), "model": call.model,
+        "system_fingerprint": null, "choices": [choice], "usage": done.usage,
+    }))
 }
 
 /// Forwards a provider's stream as OpenAI chunks, paying as invoices come and at the end.
@@ -622,7 +658,17 @@ async fn embeddings(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gateway, &headers)?;
-    let request: EmbeddingRequest = openai::parse(&body)?;
+    Ok(Json(embed(&gateway, &key, &body, 0).await?).into_response())
+}
+
+/// Embeds through the best provider (rotated by `spread`), paying for the input tokens.
+pub(crate) async fn embed(
+    gateway: &Gateway,
+    key: &KeyState,
+    body: &[u8],
+    spread: usize,
+) -> Result<Value, ApiError> {
+    let request: EmbeddingRequest = openai::parse(body)?;
     let input: Vec<String> = match &request.input {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
@@ -661,10 +707,12 @@ async fn embeddings(
             ))
         }
     };
-    let routes = gateway.routes(&key, &request.model);
+    let mut routes = gateway.routes(key, &request.model);
     if routes.is_empty() {
         return Err(ApiError::model_not_found(&request.model));
     }
+    let n = routes.len();
+    routes.rotate_left(spread % n);
     let mut last = String::new();
     for route in routes {
         let client = gateway.client(&route.host_uri, &key.account);
@@ -699,13 +747,12 @@ async fn embeddings(
                         json!({ "object": "embedding", "index": index, "embedding": embedding })
                     })
                     .collect();
-                return Ok(Json(json!({
+                return Ok(json!({
                     "object": "list",
                     "data": data,
                     "model": request.model,
                     "usage": { "prompt_tokens": out.prompt_tokens, "total_tokens": out.prompt_tokens },
-                }))
-                .into_response());
+                }));
             }
             Err(e) => {
                 if let Some(error) = provider_error(&e) {
