@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tensorgrid_engine_llm::{models_dir, ChatMessage, Event, GenerateRequest, LlmEngine, LoadOptions, SamplingParams};
+use tensorgrid_engine_llm::{
+    models_dir, ChatMessage, Event, GenerateRequest, LlmEngine, LoadOptions, SamplingParams,
+};
 use tensorgrid_types::inference::{GenerateRequest as Wire, InferenceEvent, Prompt, Sampling};
 
 const TOKENS: u32 = 128;
@@ -43,7 +45,10 @@ fn decode(gguf: &std::path::Path, threads: &str) {
     let engine = LlmEngine::load(gguf, LoadOptions::default()).expect("load");
     let prompt = engine
         .codec()
-        .render_chat(&[ChatMessage { role: "user".into(), content: "Tell me a long story about a dragon.".into() }])
+        .render_chat(&[ChatMessage {
+            role: "user".into(),
+            content: "Tell me a long story about a dragon.".into(),
+        }])
         .expect("template");
     let prompt = engine.codec().encode(&prompt).expect("tokens");
     let request = |seed| GenerateRequest {
@@ -84,12 +89,18 @@ fn candle_reference(gguf: &std::path::Path, prompt: &[u32]) -> f64 {
     use candle_core::{Device, Tensor};
     use candle_transformers::models::quantized_llama::ModelWeights;
     let mut bytes = std::io::Cursor::new(Vec::new());
-    tensorgrid_engine_llm::requantize(&mut std::fs::File::open(gguf).expect("model"), &mut bytes, tensorgrid_engine_llm::GgmlDType::Q8_0)
-        .expect("requantize");
+    tensorgrid_engine_llm::requantize(
+        &mut std::fs::File::open(gguf).expect("model"),
+        &mut bytes,
+        tensorgrid_engine_llm::GgmlDType::Q8_0,
+    )
+    .expect("requantize");
     bytes.set_position(0);
     let content = candle_core::quantized::gguf_file::Content::read(&mut bytes).expect("gguf");
     let mut model = ModelWeights::from_gguf(content, &mut bytes, &Device::Cpu).expect("load");
-    let argmax = |t: Tensor| t.squeeze(0).and_then(|l| l.argmax(0)).and_then(|t| t.to_scalar::<u32>()).expect("argmax");
+    let argmax = |t: Tensor| {
+        t.squeeze(0).and_then(|l| l.argmax(0)).and_then(|t| t.to_scalar::<u32>()).expect("argmax")
+    };
     let input = Tensor::new(prompt, &Device::Cpu).and_then(|t| t.unsqueeze(0)).expect("input");
     let mut next = argmax(model.forward(&input, 0).expect("prefill"));
     let started = Instant::now();
@@ -128,7 +139,8 @@ fn gateway_latency(gguf: &std::path::Path) {
         .and_then(|k| k.unlock("carol", None))
         .expect("carol's key")
         .key;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let provider = tensorgrid_client::ProviderClient::new(format!("http://127.0.0.1:{}", base + 2), carol);
         let channel = access["channel"].as_u64().expect("channel");

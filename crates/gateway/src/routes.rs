@@ -305,9 +305,14 @@ impl Meter {
         let delta = due.saturating_sub(self.paid);
         self.paid = self.paid.max(due);
         if let Some(voucher) = gateway.sign(&key.account, attempt.route.channel, delta) {
-            if let Err(e) = attempt.client.send_voucher(&voucher).await {
-                warn!(channel = voucher.channel, error = %e, "the provider did not take a voucher");
-            }
+            // Off the response's path: vouchers are cumulative, so one arriving late or out of order
+            // changes nothing, and the provider's credit covers the moments in between.
+            let client = attempt.client.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client.send_voucher(&voucher).await {
+                    warn!(channel = voucher.channel, error = %e, "the provider did not take a voucher");
+                }
+            });
         }
     }
 }

@@ -56,7 +56,13 @@ struct Tally {
     owed: Amount,
     best: Option<Voucher>,
     redeemed: Amount,
+    /// When the channel was last read from the chain.
+    checked_at: std::time::Instant,
 }
+
+/// How long a channel read from the chain is trusted before it is read again (a top-up or a client's close
+/// is noticed within this; serving a closing channel is safe, its vouchers stay redeemable until it ends).
+const CHANNEL_RECHECK: Duration = Duration::from_secs(5);
 
 impl Tally {
     fn paid(&self) -> Amount {
@@ -176,8 +182,8 @@ fn inference(shared: &Shared) -> Result<&Inference, ApiError> {
 /// Checks that the channel is open, to this provider, and the signer's; refreshes its deposit from the chain.
 async fn open_channel(shared: &Shared, channel: ChannelId, signer: Address) -> Result<(), ApiError> {
     let inference = inference(shared)?;
-    let known = inference.tallies.lock().get(&channel).map(|t| t.client);
-    if let Some(client) = known {
+    let known = inference.tallies.lock().get(&channel).map(|t| (t.client, t.checked_at.elapsed()));
+    if let Some((client, _)) = known {
         if client != signer {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -185,6 +191,9 @@ async fn open_channel(shared: &Shared, channel: ChannelId, signer: Address) -> R
                 format!("channel {channel} is not yours"),
             ));
         }
+    }
+    if known.is_some_and(|(_, age)| age < CHANNEL_RECHECK) {
+        return Ok(());
     }
     let on_chain: Channel = shared
         .chain
@@ -216,8 +225,10 @@ async fn open_channel(shared: &Shared, channel: ChannelId, signer: Address) -> R
         owed: on_chain.redeemed,
         best: None,
         redeemed: on_chain.redeemed,
+        checked_at: std::time::Instant::now(),
     });
     tally.deposit = on_chain.deposit;
+    tally.checked_at = std::time::Instant::now();
     Ok(())
 }
 
