@@ -66,19 +66,22 @@ fn decode(gguf: &std::path::Path, threads: &str) {
             .map(|i| {
                 let mut g = engine.generate(request(i as u64 + 1)).expect("generate");
                 std::thread::spawn(move || {
-                    let mut n = 0u64;
+                    let (mut n, mut first) = (0u64, None);
                     while let Some(Event::Token { .. }) = g.blocking_next() {
+                        first.get_or_insert(started.elapsed());
                         n += 1;
                     }
-                    n
+                    (n, first.unwrap_or_default().as_secs_f64() * 1e3)
                 })
             })
             .collect();
-        let tokens: u64 = handles.into_iter().map(|h| h.join().expect("stream")).sum();
+        let results: Vec<(u64, f64)> = handles.into_iter().map(|h| h.join().expect("stream")).collect();
+        let tokens: u64 = results.iter().map(|r| r.0).sum();
+        let first_ms = results.iter().map(|r| r.1).sum::<f64>() / streams as f64;
         let secs = started.elapsed().as_secs_f64();
         let rate = tokens as f64 / secs;
         println!(
-            "{streams} stream(s): {tokens} tokens in {secs:.2} s = {rate:.1} tok/s aggregate ({:.2}× baseline), {:.1} tok/s per stream",
+            "{streams} stream(s): {tokens} tokens in {secs:.2} s = {rate:.1} tok/s aggregate ({:.2}× baseline), {:.1} tok/s per stream, first token after {first_ms:.0} ms (mean)",
             rate / baseline,
             rate / streams as f64
         );

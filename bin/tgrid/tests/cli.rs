@@ -133,7 +133,7 @@ fn keys_from_creation_to_recovery() {
 }
 
 #[test]
-fn demo_runs_a_real_chain_a_real_job_then_the_market() {
+fn demo_runs_a_real_chain_a_real_job_a_paid_chat_then_the_market() {
     let out = tgrid(&["--output", "json", "demo"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -148,5 +148,18 @@ fn demo_runs_a_real_chain_a_real_job_then_the_market() {
     let paid: u128 = job["paid"].as_str().unwrap().parse().unwrap();
     let spent: u128 = job["alice_spent"].as_str().unwrap().parse().unwrap();
     assert!(paid > 0 && spent > paid, "alice paid the providers and a fee: {job}");
+    // A chat request through the gateway, answered by the real model and paid from the channel exactly at the
+    // devnet's prices (0.1 TGR per million input tokens, 0.4 TGR per million output tokens, rounded up).
+    let inference = &chain["inference"];
+    assert!(inference["skipped"].is_null(), "the models are missing (scripts/fetch-models): {inference}");
+    assert!(inference["answer"].as_str().unwrap().contains("Paris"), "{inference}");
+    let (prompt, completion) = (
+        inference["usage"]["prompt_tokens"].as_u64().unwrap() as u128,
+        inference["usage"]["completion_tokens"].as_u64().unwrap() as u128,
+    );
+    assert!(prompt > 10 && completion > 0, "{inference}");
+    let cost = (100_000 * prompt + 400_000 * completion).div_ceil(1_000_000);
+    assert_eq!(inference["cost"].as_str().unwrap().parse::<u128>().unwrap(), cost, "{inference}");
+    assert_eq!(inference["redeemed"], inference["cost"], "{inference}");
     assert!(report["market"]["events"].as_array().is_some_and(|e| !e.is_empty()), "{}", report["market"]);
 }

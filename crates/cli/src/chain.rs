@@ -145,7 +145,17 @@ pub(crate) fn devnet(
         }
     }
     match (provider_port, inference) {
-        (Some(port), Some(inference)) => start_inference(&dir, &api, port, inference)?,
+        (Some(port), Some(inference)) => {
+            let home = dir.clone();
+            start_inference(&dir, &api, port, "provider", inference, move |access| {
+                emit_line(&format!(
+                    "gateway: {} (OpenAI-compatible)  api key: {}  pays from carol's channel {}",
+                    access.url, access.api_key, access.channel
+                ))?;
+                emit_line(&format!("try: tgrid --home {} chat \"What is 2 + 2?\"", home.display()))?;
+                Ok(())
+            })?
+        }
         (Some(port), None) => start_provider(&dir, &api, port, "provider")?,
         (None, Some(_)) => anyhow::bail!("--model needs the built-in provider (leave out --no-provider)"),
         (None, None) => {}
@@ -178,13 +188,21 @@ const DEVNET_PRICE_OUTPUT_PER_M: Amount = Amount(400_000);
 /// What the gateway's account puts in its channel to the built-in provider.
 const DEVNET_CHANNEL_DEPOSIT: Amount = Amount(100_000_000);
 
-/// The built-in provider serving models, a channel from `carol` to it, and the gateway with an API key for
-/// carol, all on one thread and runtime; prints where the gateway listens and the key.
-fn start_inference(dir: &Path, api: &str, port: u16, inference: DevnetInference) -> anyhow::Result<()> {
+/// A built-in provider (the demo account `key_name`) serving models, a channel from `carol` to it, and the
+/// gateway with an API key for carol, all on one thread and runtime. Once the gateway answers, `ready` is
+/// called with what a client needs (also written to `<dir>/gateway.json`); a failure is logged.
+pub(crate) fn start_inference(
+    dir: &Path,
+    api: &str,
+    port: u16,
+    key_name: &str,
+    inference: DevnetInference,
+    ready: impl FnOnce(&GatewayAccess) -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<()> {
     let keystore = Keystore::open(dir.join("keys"))?;
-    let provider_key = keystore.unlock("provider", None)?.key;
+    let provider_key = keystore.unlock(key_name, None)?.key;
     let client_key = keystore.unlock("carol", None)?.key;
-    let mut config = provider_config(dir, api, port, "provider");
+    let mut config = provider_config(dir, api, port, key_name);
     let model = |path: PathBuf, output: Amount| tensorgrid_provider::config::ModelConfig {
         name: Some(model_name(&path)),
         path,
@@ -203,79 +221,64 @@ fn start_inference(dir: &Path, api: &str, port: u16, inference: DevnetInference)
     let api_key = format!("tg-{}", hex::encode(token));
     let api = api.to_string();
     let dir = dir.to_path_buf();
-    std::thread::Builder::new().name("provider".into()).spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
-        {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                tracing::error!(error = %e, "the built-in provider could not start");
-                return;
+    spawn_provider(async move {
+        let provider = tensorgrid_provider::start(config, provider_key).await?;
+        let rpc = tensorgrid_client::RpcClient::new(&api);
+        let access_path = dir.join("gateway.json");
+        // A resumed devnet keeps its channel; a new one opens it.
+        let previous: Option<GatewayAccess> =
+            std::fs::read(&access_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let (channel, api_key) = match previous {
+            Some(p) => (p.channel, p.api_key),
+            None => {
+                let record = rpc
+                    .execute(
+                        &client_key,
+                        tensorgrid_types::Msg::OpenChannel {
+                            provider: provider.shared.address(),
+                            deposit: DEVNET_CHANNEL_DEPOSIT,
+                        },
+                        Amount(1_000_000),
+                    )
+                    .await?;
+                let channel = record
+                    .receipt
+                    .opened_channel()
+                    .ok_or_else(|| anyhow::anyhow!("no channel was opened"))?;
+                (channel, api_key)
             }
         };
-        let result: anyhow::Result<()> = runtime.block_on(async move {
-            let provider = tensorgrid_provider::start(config, provider_key).await?;
-            let rpc = tensorgrid_client::RpcClient::new(&api);
-            let access_path = dir.join("gateway.json");
-            // A resumed devnet keeps its channel; a new one opens it.
-            let previous: Option<GatewayAccess> =
-                std::fs::read(&access_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-            let channel = match previous {
-                Some(p) => p.channel,
-                None => {
-                    let record = rpc
-                        .execute(
-                            &client_key,
-                            tensorgrid_types::Msg::OpenChannel {
-                                provider: provider.shared.address(),
-                                deposit: DEVNET_CHANNEL_DEPOSIT,
-                            },
-                            Amount(1_000_000),
-                        )
-                        .await?;
-                    record.receipt.opened_channel().ok_or_else(|| anyhow::anyhow!("no channel was opened"))?
-                }
-            };
-            let api_key = previous_key(&access_path).unwrap_or(api_key);
-            let gateway = tensorgrid_gateway::start(tensorgrid_gateway::GatewayConfig {
-                node: api.clone(),
-                listen: std::net::SocketAddr::from(([127, 0, 0, 1], inference.gateway_port)),
-                keys: vec![tensorgrid_gateway::ApiKey {
-                    token: api_key.clone(),
-                    account: client_key.clone(),
-                    channels: vec![channel],
-                }],
-                refresh: std::time::Duration::from_secs(5),
-                data_dir: Some(dir.join("gateway")),
-            })
-            .await?;
-            let model = provider
-                .shared
-                .inference
-                .as_ref()
-                .and_then(|i| i.models.first())
-                .map(|m| m.offer.name.clone())
-                .unwrap_or_default();
-            let access = GatewayAccess {
-                model,
-                url: format!("http://{}/v1", gateway.addr),
-                api_key,
-                channel,
-                account: client_key.address().to_string(),
-            };
-            std::fs::write(&access_path, serde_json::to_vec_pretty(&access)?)?;
-            emit_line(&format!(
-                "gateway: {} (OpenAI-compatible)  api key: {}  pays from carol's channel {channel}",
-                access.url, access.api_key
-            ))?;
-            emit_line(&format!("try: tgrid --home {} chat \"What is 2 + 2?\"", dir.display()))?;
-            std::future::pending::<()>().await;
-            Ok(())
-        });
-        if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "the built-in provider or gateway stopped");
-        }
-    })?;
-    Ok(())
+        let gateway = tensorgrid_gateway::start(tensorgrid_gateway::GatewayConfig {
+            node: api.clone(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], inference.gateway_port)),
+            keys: vec![tensorgrid_gateway::ApiKey {
+                token: api_key.clone(),
+                account: client_key.clone(),
+                channels: vec![channel],
+            }],
+            refresh: std::time::Duration::from_secs(5),
+            data_dir: Some(dir.join("gateway")),
+        })
+        .await?;
+        let model = provider
+            .shared
+            .inference
+            .as_ref()
+            .and_then(|i| i.models.first())
+            .map(|m| m.offer.name.clone())
+            .unwrap_or_default();
+        let access = GatewayAccess {
+            model,
+            url: format!("http://{}/v1", gateway.addr),
+            api_key,
+            channel,
+            account: client_key.address().to_string(),
+        };
+        std::fs::write(&access_path, serde_json::to_vec_pretty(&access)?)?;
+        ready(&access)?;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
 }
 
 /// A model's name from its file: the stem without a quantization suffix (`SmolLM2-135M-Instruct.Q4_1.gguf`
@@ -289,16 +292,19 @@ fn model_name(path: &Path) -> String {
     }
 }
 
-fn previous_key(path: &Path) -> Option<String> {
-    let access: GatewayAccess = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    Some(access.api_key)
-}
-
 /// Starts a built-in provider (a demo account's key from the keystore in `dir`, WASM jobs) on its own thread
 /// and runtime; it waits for the node's API, registers and then bids on work like any other provider.
 pub(crate) fn start_provider(dir: &Path, api: &str, port: u16, key_name: &str) -> anyhow::Result<()> {
     let key = Keystore::open(dir.join("keys"))?.unlock(key_name, None)?.key;
     let config = provider_config(dir, api, port, key_name);
+    spawn_provider(async move { Ok(tensorgrid_provider::run(config, key).await?) })
+}
+
+/// Runs a built-in provider's work on a thread and runtime of its own, so that it goes on beside the
+/// validator; how it ended is logged, since nobody waits for it.
+fn spawn_provider(
+    work: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> anyhow::Result<()> {
     std::thread::Builder::new().name("provider".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
         {
@@ -308,8 +314,8 @@ pub(crate) fn start_provider(dir: &Path, api: &str, port: u16, key_name: &str) -
                 return;
             }
         };
-        if let Err(e) = runtime.block_on(tensorgrid_provider::run(config, key)) {
-            tracing::error!(error = %e, "the built-in provider stopped");
+        if let Err(e) = runtime.block_on(work) {
+            tracing::error!(error = %format!("{e:#}"), "the built-in provider stopped");
         }
     })?;
     Ok(())

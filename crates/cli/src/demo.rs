@@ -2,6 +2,8 @@
 //! validator running commonware consensus in this process, transfers sent through its HTTP API and waited on
 //! until committed. Then a real job: two provider daemons bid on a WASM module, run it in their sandboxes,
 //! commit and reveal the same result hash, and are paid; the client downloads the output and checks it.
+//! Then inference: one of those providers also serves an open LLM, and a chat request through the
+//! OpenAI-compatible gateway is paid from a payment channel by a voucher the provider redeems on chain.
 //! Then the market at scale: the seeded simulation of providers, tenants and jobs (`tgrid sim`).
 
 use std::net::TcpListener;
@@ -15,7 +17,10 @@ use tensorgrid_types::job::{JobSpec, JobState, SlotState, Workload, WorkloadKind
 use tensorgrid_types::resources::ResourceUnits;
 use tensorgrid_types::{Amount, Hash, Msg, SecretKey};
 
-use crate::chain::{create_demo_accounts, fresh_dir, genesis_accounts, start_provider};
+use crate::chain::{
+    create_demo_accounts, fresh_dir, genesis_accounts, start_inference, start_provider, DevnetInference,
+    GatewayAccess,
+};
 
 /// The demo's job: a WASI module (WAT text) that prints `hello` and copies its input to `/out/result.txt`.
 const COPY_WAT: &str = include_str!("../../../testdata/wasm/copy.wat");
@@ -25,7 +30,15 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub(crate) fn demo(seed: u64, output: Output) -> anyhow::Result<()> {
+/// The model the demo serves unless told otherwise: the one `scripts/fetch-models` fetches.
+pub(crate) fn default_model() -> std::path::PathBuf {
+    tensorgrid_provider::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+pub(crate) fn demo(seed: u64, model: Option<std::path::PathBuf>, output: Output) -> anyhow::Result<()> {
+    // Without a model file the demo still shows the chain, a job and the market, and says how to add inference.
+    let model = model.unwrap_or_else(default_model);
+    let serve_model = model.is_file();
     let dir = fresh_dir("tgrid-demo");
     let accounts = create_demo_accounts(&dir)?;
     let (p2p, rpc) = (free_port()?, free_port()?);
@@ -39,9 +52,21 @@ pub(crate) fn demo(seed: u64, output: Output) -> anyhow::Result<()> {
     let home = dir.clone();
     // The validator runs on its own runtime in its own thread for as long as the demo does.
     std::thread::spawn(move || tensorgrid_consensus::node::run(&home));
-    // Two providers (the `provider` and `bob` demo accounts) start beside it and register once it answers.
+    // Two providers (the `provider` and `bob` demo accounts) start beside it and register once it answers;
+    // `provider` also serves the model, behind a gateway that pays it from carol's channel.
     let api = format!("http://127.0.0.1:{rpc}");
-    start_provider(&dir, &api, free_port()?, "provider")?;
+    let (gateway_tx, gateway_rx) = tokio::sync::oneshot::channel::<GatewayAccess>();
+    if serve_model {
+        let inference =
+            DevnetInference { model: model.clone(), embeddings: None, gateway_port: free_port()? };
+        start_inference(&dir, &api, free_port()?, "provider", inference, move |access| {
+            // The demo may have given up waiting already; then nobody needs to know.
+            let _ = gateway_tx.send(access.clone());
+            Ok(())
+        })?;
+    } else {
+        start_provider(&dir, &api, free_port()?, "provider")?;
+    }
     start_provider(&dir, &api, free_port()?, "bob")?;
     let text = output == Output::Text;
     if text {
@@ -112,6 +137,18 @@ pub(crate) fn demo(seed: u64, output: Output) -> anyhow::Result<()> {
             ))?;
         }
         let job = run_job(&client, &alice, &[key("provider")?.address(), key("bob")?.address()], text).await?;
+        let inference = if serve_model {
+            chat(&client, gateway_rx, text).await?
+        } else {
+            if text {
+                emit_line(&format!(
+                    "\n3. Inference: skipped, there is no model at {} (`bash scripts/fetch-models` fetches \
+                     SmolLM2-135M-Instruct once; then run the demo again)",
+                    model.display()
+                ))?;
+            }
+            json!({ "skipped": format!("no model at {}", model.display()) })
+        };
         anyhow::Ok(json!({
             "home": dir,
             "first_transfer": { "height": record.height, "ms": first_ms, "fee": record.receipt.fee_paid },
@@ -119,6 +156,7 @@ pub(crate) fn demo(seed: u64, output: Output) -> anyhow::Result<()> {
             "bob_balance": bob_balance,
             "status": status,
             "job": job,
+            "inference": inference,
         }))
     })?;
 
@@ -126,7 +164,7 @@ pub(crate) fn demo(seed: u64, output: Output) -> anyhow::Result<()> {
     let report = tensorgrid_sim::report::Report::from_world(&world, seed);
     match output {
         Output::Text => {
-            emit_line("\n3. The market (seeded simulation on the ledger; `tgrid sim --seed N` replays it):")?;
+            emit_line("\n4. The market (seeded simulation on the ledger; `tgrid sim --seed N` replays it):")?;
             emit(&report.to_text())?;
         }
         Output::Json => print_json(&json!({ "chain": chain, "market": report }))?,
@@ -249,5 +287,113 @@ async fn run_job(
         "alice_spent": spent,
         "output": String::from_utf8_lossy(&output),
         "ms": started.elapsed().as_millis(),
+    }))
+}
+
+/// One chat request through the gateway with the official API's shape, then the money: what the response
+/// costs at the provider's on-chain offer, and the channel paying exactly that once the provider has redeemed
+/// the gateway's voucher.
+async fn chat(
+    client: &RpcClient,
+    gateway: tokio::sync::oneshot::Receiver<GatewayAccess>,
+    text: bool,
+) -> anyhow::Result<serde_json::Value> {
+    if text {
+        emit_line("\n3. Inference: the `provider` daemon also serves an open LLM behind the OpenAI-compatible gateway")?;
+    }
+    let access = tokio::time::timeout(Duration::from_secs(120), gateway)
+        .await
+        .context("the model and gateway did not start within 2 minutes")?
+        .context("the provider serving the model stopped; run `tgrid devnet --model` to see why")?;
+    let channel = client.channel(access.channel).await?.context("the gateway's channel is not on chain")?;
+    let offers = client.model_offers(None, tensorgrid_types::query::Page::default()).await?;
+    let offer = offers
+        .items
+        .iter()
+        .find(|o| o.provider == channel.provider && o.offer.name == access.model)
+        .context("the provider's model offer is not on chain")?
+        .offer
+        .clone();
+    if text {
+        emit_line(&format!(
+            "   {} offers {} ({}, file {}…) at {} per million input tokens, {} per million output tokens",
+            channel.provider,
+            offer.name,
+            offer.quantization,
+            offer.model_hash.to_string().get(..8).unwrap_or_default(),
+            crate::ctx::tgr(offer.price_input_per_m),
+            crate::ctx::tgr(offer.price_output_per_m)
+        ))?;
+        emit_line(&format!(
+            "   carol's gateway has channel {} to it with {} deposited; POST {}/chat/completions:",
+            channel.id,
+            crate::ctx::tgr(channel.deposit),
+            access.url
+        ))?;
+    }
+    let question = "What is the capital of France? Answer in one sentence.";
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", access.url))
+        .bearer_auth(&access.api_key)
+        .json(&json!({
+            "model": access.model,
+            "messages": [{ "role": "user", "content": question }],
+            "temperature": 0,
+            "max_tokens": 48,
+        }))
+        .send()
+        .await
+        .context("cannot reach the gateway")?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("the gateway's answer is not JSON")?;
+    anyhow::ensure!(status.is_success(), "the gateway answered {status}: {}", body["error"]["message"]);
+    let ms = started.elapsed().as_millis();
+    let answer = body["choices"][0]["message"]["content"].as_str().unwrap_or_default().trim().to_string();
+    let prompt_tokens = body["usage"]["prompt_tokens"].as_u64().context("no usage in the answer")?;
+    let completion_tokens = body["usage"]["completion_tokens"].as_u64().context("no usage in the answer")?;
+    let cost = offer.cost(prompt_tokens, completion_tokens).context("the cost overflows")?;
+    if text {
+        emit_line(&format!("   carol: {question}"))?;
+        emit_line(&format!("   {}: {answer}", offer.name))?;
+        emit_line(&format!(
+            "   {prompt_tokens} prompt + {completion_tokens} completion tokens in {ms} ms; at the offer's prices \
+             that is {}, signed to the provider as a voucher on the channel",
+            crate::ctx::tgr(cost)
+        ))?;
+    }
+    // The provider redeems the best voucher it holds every 2 s on the demo's chain.
+    let redeem_started = Instant::now();
+    let redeemed = loop {
+        let redeemed = client.channel(channel.id).await?.map(|c| c.redeemed).unwrap_or(Amount::ZERO);
+        if redeemed >= cost {
+            break redeemed;
+        }
+        anyhow::ensure!(
+            redeem_started.elapsed() < Duration::from_secs(60),
+            "the provider did not redeem the voucher within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    anyhow::ensure!(redeemed == cost, "the channel paid {redeemed}, the tokens cost {cost}");
+    if text {
+        emit_line(&format!(
+            "   the provider redeemed the voucher on chain after {} ms: channel {} paid exactly {}; \
+             nothing else touched the chain",
+            redeem_started.elapsed().as_millis(),
+            channel.id,
+            crate::ctx::tgr(redeemed)
+        ))?;
+    }
+    Ok(json!({
+        "model": offer.name,
+        "provider": channel.provider,
+        "channel": channel.id,
+        "question": question,
+        "answer": answer,
+        "usage": body["usage"],
+        "ms": ms,
+        "cost": cost,
+        "redeemed": redeemed,
     }))
 }

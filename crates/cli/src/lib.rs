@@ -82,11 +82,17 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// See tensorgrid work in under a minute: a one-validator chain in this process takes transfers through
-    /// its API, then the seeded market simulation runs (providers, tenants, jobs, a cheater caught).
+    /// its API, two provider daemons run a paid WASM job, one of them answers a chat request through the
+    /// OpenAI-compatible gateway paid by a payment-channel voucher, then the seeded market simulation runs
+    /// (providers, tenants, jobs, a cheater caught).
     Demo {
         /// Seed of the market simulation.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The GGUF model for the inference step [default: SmolLM2-135M-Instruct.Q4_1.gguf in the models
+        /// directory that `scripts/fetch-models` fills]; the step is skipped, saying so, when it is missing.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Run a seeded simulation of the market on the in-process ledger: providers register and bid, tenants
     /// lease and pay by block time, jobs run with commit–reveal, and misbehaving providers are caught.
@@ -328,7 +334,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Testnet { validators, dir, base_port, dry_run, blocks_per_epoch } => {
             return chain::testnet(dir, validators, base_port, blocks_per_epoch, dry_run, output);
         }
-        Command::Demo { seed } => return demo::demo(seed, output),
+        Command::Demo { seed, model } => return demo::demo(seed, model, output),
         Command::Node => {
             init_logging();
             let home = settings

@@ -136,6 +136,45 @@ impl Store {
     }
 }
 
+/// Files and batches: kept per account, listed newest first and only to their owner.
+trait Owned: Serialize + for<'de> Deserialize<'de> {
+    /// The store's folder of this kind.
+    const FOLDER: &'static str;
+    fn owner(&self) -> &str;
+    /// Newest first, ties broken by id, so that listings are stable.
+    fn order(&self) -> (u64, &str);
+}
+
+impl Owned for FileObject {
+    const FOLDER: &'static str = "files";
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+    fn order(&self) -> (u64, &str) {
+        (self.created_at, &self.id)
+    }
+}
+
+impl Owned for BatchObject {
+    const FOLDER: &'static str = "batches";
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+    fn order(&self) -> (u64, &str) {
+        (self.created_at, &self.id)
+    }
+}
+
+/// An OpenAI list object of the key's account's objects of one kind, newest first.
+fn list_owned<T: Owned>(store: &Store, key: &KeyState) -> Json<Value> {
+    let me = key.account.address().to_string();
+    let mut items: Vec<T> = store.list::<T>(T::FOLDER);
+    items.retain(|item| item.owner() == me);
+    items.sort_by(|a, b| b.order().cmp(&a.order()));
+    let data: Vec<Value> = items.iter().map(shown).collect();
+    Json(json!({ "object": "list", "data": data, "has_more": false }))
+}
+
 /// An object as the API shows it: OpenAI's fields, without the owner the gateway keeps.
 fn shown<T: Serialize>(object: &T) -> Value {
     let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
@@ -233,12 +272,7 @@ pub(crate) async fn list_files(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let key = authenticate(&gateway, &headers)?;
-    let me = key.account.address().to_string();
-    let mut files: Vec<FileObject> = store(&gateway)?.list::<FileObject>("files");
-    files.retain(|f| f.owner == me);
-    files.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    let data: Vec<Value> = files.iter().map(shown).collect();
-    Ok(Json(json!({ "object": "list", "data": data, "has_more": false })))
+    Ok(list_owned::<FileObject>(store(&gateway)?, &key))
 }
 
 pub(crate) async fn get_file(
@@ -423,12 +457,7 @@ pub(crate) async fn list_batches(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let key = authenticate(&gateway, &headers)?;
-    let me = key.account.address().to_string();
-    let mut batches: Vec<BatchObject> = store(&gateway)?.list::<BatchObject>("batches");
-    batches.retain(|b| b.owner == me);
-    batches.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    let data: Vec<Value> = batches.iter().map(shown).collect();
-    Ok(Json(json!({ "object": "list", "data": data, "has_more": false })))
+    Ok(list_owned::<BatchObject>(store(&gateway)?, &key))
 }
 
 /// `POST /v1/batches/{id}/cancel`: requests not yet started are not run; the output has those that finished.

@@ -324,6 +324,24 @@ struct Paying<'a> {
     prompt_tokens: u32,
 }
 
+/// An attempt's next event: the one read while choosing the provider first, then the stream's. A stream that
+/// ends without a result is the provider's failure.
+async fn next_event(
+    pending: &mut Option<InferenceEvent>,
+    stream: &mut EventStream,
+    paying: &Paying<'_>,
+) -> Result<InferenceEvent, RpcError> {
+    if let Some(event) = pending.take() {
+        return Ok(event);
+    }
+    stream.next().await.unwrap_or_else(|| {
+        Err(RpcError::Transport {
+            url: paying.route.host_uri.clone(),
+            reason: "the stream ended without a result".into(),
+        })
+    })
+}
+
 impl Attempt {
     fn split(&mut self) -> (Paying<'_>, &mut EventStream) {
         (
@@ -347,16 +365,7 @@ async fn run_to_end(gateway: &Gateway, key: &KeyState, mut attempt: Attempt) -> 
     let mut next = attempt.pending.take();
     let (paying, stream) = attempt.split();
     loop {
-        let event = match next.take() {
-            Some(e) => Ok(e),
-            None => match stream.next().await {
-                Some(e) => e,
-                None => Err(RpcError::Transport {
-                    url: paying.route.host_uri.clone(),
-                    reason: "the stream ended without a result".into(),
-                }),
-            },
-        };
+        let event = next_event(&mut next, stream, &paying).await;
         match event {
             Ok(InferenceEvent::Delta { text: t, tokens }) => {
                 text.push_str(&t);
@@ -602,16 +611,7 @@ async fn pump(
     let mut next = attempt.pending.take();
     let (paying, stream) = attempt.split();
     loop {
-        let event = match next.take() {
-            Some(e) => Ok(e),
-            None => match stream.next().await {
-                Some(e) => e,
-                None => Err(RpcError::Transport {
-                    url: paying.route.host_uri.clone(),
-                    reason: "the stream ended without a result".into(),
-                }),
-            },
-        };
+        let event = next_event(&mut next, stream, &paying).await;
         match event {
             Ok(InferenceEvent::Delta { text, tokens }) => {
                 received += tokens;

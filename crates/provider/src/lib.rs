@@ -32,6 +32,9 @@ use tensorgrid_types::{Address, Amount, Hash, Msg, SecretKey, Timestamp, TxRecor
 pub use config::ProviderConfig;
 pub use daemon::{run, start, Provider};
 pub use error::ProviderError;
+/// Where `scripts/fetch-models` puts the open models, for commands that serve them by default.
+#[cfg(feature = "llm")]
+pub use tensorgrid_engine_llm::models_dir;
 
 use crate::bidding::{BidEngine, Situation};
 use crate::content::ContentStore;
