@@ -31,7 +31,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// The model the demo serves unless told otherwise: the one `scripts/fetch-models` fetches.
-pub(crate) fn default_model() -> std::path::PathBuf {
+fn default_model() -> std::path::PathBuf {
     tensorgrid_provider::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
@@ -364,17 +364,14 @@ async fn chat(
     }
     // The provider redeems the best voucher it holds every 2 s on the demo's chain.
     let redeem_started = Instant::now();
-    let redeemed = loop {
-        let redeemed = client.channel(channel.id).await?.map(|c| c.redeemed).unwrap_or(Amount::ZERO);
-        if redeemed >= cost {
-            break redeemed;
-        }
-        anyhow::ensure!(
-            redeem_started.elapsed() < Duration::from_secs(60),
-            "the provider did not redeem the voucher within a minute"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let redeemed_now = || async {
+        Ok::<_, anyhow::Error>(client.channel(channel.id).await?.map(|c| c.redeemed).unwrap_or(Amount::ZERO))
     };
+    wait_until("the provider's redemption of the voucher", Duration::from_secs(60), || async {
+        Ok(redeemed_now().await? >= cost)
+    })
+    .await?;
+    let redeemed = redeemed_now().await?;
     anyhow::ensure!(redeemed == cost, "the channel paid {redeemed}, the tokens cost {cost}");
     if text {
         emit_line(&format!(
