@@ -122,9 +122,10 @@ fn msg(u: &mut Unstructured<'_>, keys: &[SecretKey], signer: usize) -> Result<Ms
             let result = Hash::of(&[u.int_in_range(0..=1u8)?]);
             Msg::CommitResult { job: job(u)?, commitment: result_commitment(&result, &keys[signer].address(), &[1; 32]) }
         }
-        _ => match u.int_in_range(0..=2u8)? {
+        _ => match u.int_in_range(0..=3u8)? {
             0 => Msg::CancelJob { job: job(u)? },
             1 => Msg::DisputeJob { job: job(u)? },
+            2 => Msg::ConfirmJobContent { job: job(u)? },
             _ => Msg::RevealResult { job: job(u)?, result_hash: Hash::of(&[u.int_in_range(0..=1u8)?]), salt: [1; 32] },
         },
     })

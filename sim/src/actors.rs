@@ -143,9 +143,13 @@ impl Actor for Provider {
                         }
                     }
                 }
-                Event::JobAssigned { job, provider, .. }
-                    if *provider == me && self.behaviour != Behaviour::Lazy =>
-                {
+                Event::JobAssigned { job, provider, .. } if *provider == me => {
+                    // The sim's clients serve their content at once, so every provider has the work and
+                    // confirms it; the lazy one then never commits and forfeits its deposit.
+                    out.push(Msg::ConfirmJobContent { job: *job });
+                    if self.behaviour == Behaviour::Lazy {
+                        continue;
+                    }
                     let Some(spec) = job_spec(view.chain, *job) else { continue };
                     let result = match self.behaviour {
                         Behaviour::Cheater => Hash::of(b"made up without running anything"),

@@ -62,6 +62,13 @@ pub fn describe(world: &World, event: &Event) -> Option<String> {
         Event::JobAssigned { job, provider, price, .. } => {
             format!("job {job} is assigned to {} at {}", n(provider), tgr(price))
         }
+        Event::JobStarted { job, provider, .. } => {
+            format!("{} has the module and inputs of job {job} and starts it", n(provider))
+        }
+        Event::JobContentUnavailable { job, provider } => format!(
+            "{} never received job {job}'s content: its slot goes to the next bid, its deposit back to it",
+            n(provider)
+        ),
         Event::JobCommitted { job, provider } => format!("{} commits to a result for job {job}", n(provider)),
         Event::JobRevealStarted { job, .. } => format!("job {job}: every winner has committed; reveals open"),
         Event::JobRevealed { job, provider, result_hash } => {

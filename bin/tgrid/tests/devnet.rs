@@ -254,7 +254,12 @@ fn fails_with(out: &Output, code: i32, needle: &str) {
 fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().join("devnet");
-    let (_devnet, node, _) = start_devnet(&home, ports(1));
+    let provider_port = (ports(1) + 2).to_string();
+    let (_devnet, node, _) = start_devnet_with(
+        &home,
+        ports(1),
+        &["--provider-port", &provider_port, "--job-content-window", "10s"],
+    );
     let n = node.as_str();
     // The tenant's key is encrypted at rest; the passphrase comes from the environment, as in scripts.
     let pass = [("TGRID_KEYRING_PASSPHRASE", "correct horse battery staple")];
@@ -495,6 +500,41 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let submit_fee = fee_of_latest(&home, n, "tenant", "job_submitted", &pass);
     assert_eq!(balance(&home, n, &tenant), before - submit_fee, "the budget came back whole");
     fails_with(&t(&["job", "result", &failed_id]), 1, "no revealed result");
+
+    // A client that wins two providers and never uploads the module and input, hoping their deposits are
+    // forfeited to it: neither provider confirms the content, both slots lapse at the content deadline, the
+    // job fails as "content unavailable", and the client gets its budget back and not a utgr more.
+    let before = balance(&home, n, &tenant);
+    let withheld = json(&t(&[
+        "job",
+        "submit",
+        module,
+        "--input",
+        input.to_str().unwrap(),
+        "--budget",
+        "2tgr",
+        "-k",
+        "2",
+        "--bid-window",
+        "2s",
+        "--from",
+        "tenant",
+    ]));
+    let withheld_id = withheld["job"].as_u64().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let lapsed = loop {
+        let job = json(&t(&["job", "status", &withheld_id]));
+        if job["state"]["state"] == "failed" {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the job did not lapse: {job}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(lapsed["state"]["reason"], "content_unavailable", "{lapsed}");
+    let slots = lapsed["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2, "{lapsed}");
+    assert!(slots.iter().all(|s| s["state"] == "content_unavailable"), "{lapsed}");
+    assert_eq!(balance(&home, n, &tenant), before - utgr(&withheld["fee"]), "no deposit went to the client");
 
     // A runtime no provider has: both decline, say why, and `tgrid provider status` shows it.
     let before = balance(&home, n, &tenant);

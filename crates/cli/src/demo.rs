@@ -234,7 +234,7 @@ async fn run_job(
     let mut uploaded = Vec::new();
     let job = loop {
         let job = client.job(id).await?.context("the job vanished")?;
-        for slot in job.slots.iter().filter(|s| s.state == SlotState::Running) {
+        for slot in job.slots.iter().filter(|s| s.state == SlotState::AwaitingContent) {
             if !uploaded.contains(&slot.provider)
                 && tensorgrid_client::jobs::upload(client, alice, id, &slot.provider, &content).await.is_ok()
             {

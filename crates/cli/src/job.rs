@@ -305,7 +305,10 @@ fn progress_line(job: &OnChain, now: Timestamp) -> String {
         JobState::Running => {
             let committed = job.slots.iter().filter(|s| s.state == SlotState::Committed).count();
             let running = job.slots.iter().filter(|s| s.state.is_live()).count();
-            format!("running on {running} providers, {committed}/{k} committed")
+            let waiting = job.slots.iter().filter(|s| s.state == SlotState::AwaitingContent).count();
+            format!(
+                "running on {running} providers ({waiting} waiting for the module and inputs), {committed}/{k} committed"
+            )
         }
         JobState::Revealing => {
             let revealed = job.slots.iter().filter(|s| s.result.is_some()).count();
@@ -339,7 +342,7 @@ fn follow(ctx: &Ctx, id: JobId, timeout: Option<humantime::Duration>) -> anyhow:
         let now = ctx.block_on(client.chain_info())?.time;
         bar.set_message(progress_line(&job, now));
         if let Some(local) = &local {
-            for slot in job.slots.iter().filter(|s| s.state == SlotState::Running) {
+            for slot in job.slots.iter().filter(|s| s.state == SlotState::AwaitingContent) {
                 if uploaded.contains(&slot.provider) {
                     continue;
                 }

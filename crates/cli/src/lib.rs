@@ -165,6 +165,9 @@ enum Command {
         /// How long past its last heartbeat a provider's leases keep accruing before they close (genesis).
         #[arg(long, default_value = "3m")]
         heartbeat_grace: humantime::Duration,
+        /// How long a job's winners have to confirm they received the module and inputs (genesis).
+        #[arg(long, default_value = "2m")]
+        job_content_window: humantime::Duration,
         /// Serve this GGUF model from the built-in provider and start the OpenAI-compatible gateway in front
         /// of it, with a funded API key (printed).
         #[arg(long)]
@@ -317,6 +320,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_provider,
             heartbeat_interval,
             heartbeat_grace,
+            job_content_window,
             model,
             embeddings,
             gateway_port,
@@ -327,6 +331,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let params = tensorgrid_types::Params {
                 heartbeat_interval_ms: std::time::Duration::from(heartbeat_interval).as_millis() as u64,
                 heartbeat_grace_ms: std::time::Duration::from(heartbeat_grace).as_millis() as u64,
+                job_content_window_ms: std::time::Duration::from(job_content_window).as_millis() as u64,
                 ..tensorgrid_types::Params::default()
             };
             return chain::devnet(settings.home, p2p_port, rpc_port, provider, inference, params, output);

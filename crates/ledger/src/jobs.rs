@@ -1,10 +1,16 @@
 //! One-shot jobs with k-redundancy and commit–reveal.
 //!
 //! Bidding window → the k cheapest bids from live providers win (ties by block randomness) → each winner
-//! commits `blake3(result ‖ provider ‖ salt)` before its own deadline, or is replaced by the next-cheapest bid
-//! and forfeits its deposit to the client → once every winner committed, all reveal → equal results are paid
-//! (each winner its own bid), different results are a dispute with the funds held. A single result waits out a
-//! challenge period in which the client may dispute it.
+//! confirms on chain that it received the module and inputs (which the client must upload), or is replaced
+//! by the next-cheapest bid at no cost to it → from its confirmation each winner commits
+//! `blake3(result ‖ provider ‖ salt)` within the run timeout, or is replaced and forfeits its deposit to the
+//! client → once every winner committed, all reveal → equal results are paid (each winner its own bid),
+//! different results are a dispute with the funds held. A single result waits out a challenge period in which
+//! the client may dispute it.
+//!
+//! A deposit is forfeited only by a provider that verifiably had the work (its own confirmation is on
+//! chain) and a run timeout the chain checked is long enough for the job's fuel: a client can neither
+//! withhold its content nor set an impossible limit to take deposits.
 
 use tensorgrid_types::job::{
     result_commitment, Job, JobBid, JobBidState, JobFailure, JobId, JobSlot, JobSpec, JobState, SlotState,
@@ -79,6 +85,15 @@ impl<S: Store + ?Sized> State<'_, S> {
                 return Err(TxError::WindowOutOfRange { field: field.into(), value, min, max }.into());
             }
         }
+        let needed_ms = self.params.min_run_timeout_ms(spec.max_fuel);
+        if spec.run_timeout_ms < needed_ms {
+            return Err(TxError::RunTimeoutTooShort {
+                run_timeout_ms: spec.run_timeout_ms,
+                max_fuel: spec.max_fuel,
+                needed_ms,
+            }
+            .into());
+        }
         self.lock(&client, Module::Jobs, spec.budget)?;
         let id = self.next_seq(keys::SEQ_JOB)?;
         let now = self.now;
@@ -138,6 +153,28 @@ impl<S: Store + ?Sized> State<'_, S> {
         Ok(())
     }
 
+    /// The provider holds the module and inputs: from now on it must commit within the run timeout.
+    pub(crate) fn confirm_job_content(&mut self, signer: Address, job_id: JobId) -> ExecResult<()> {
+        let mut job = self.must_job(job_id)?;
+        Self::expect_state(&job, JobState::Running, "running")?;
+        let index = Self::live_slot_of(&job, &signer)?;
+        let now = self.now;
+        let run_timeout = job.spec.run_timeout_ms;
+        let slot = Self::slot_mut(&mut job, index)?;
+        if slot.state != SlotState::AwaitingContent {
+            return Err(TxError::ContentAlreadyConfirmed { job: job_id }.into());
+        }
+        let content_deadline = slot.content_deadline;
+        let commit_deadline = now.plus(run_timeout);
+        slot.state = SlotState::Running;
+        slot.commit_deadline = Some(commit_deadline);
+        self.clear_timer(content_deadline, Timer::JobSlot(job_id, index as u32));
+        self.set_timer(commit_deadline, Timer::JobSlot(job_id, index as u32));
+        self.emit(Event::JobStarted { job: job_id, provider: signer, commit_deadline });
+        self.put_job(&job);
+        Ok(())
+    }
+
     pub(crate) fn commit_result(
         &mut self,
         signer: Address,
@@ -148,13 +185,16 @@ impl<S: Store + ?Sized> State<'_, S> {
         Self::expect_state(&job, JobState::Running, "running")?;
         let index = Self::live_slot_of(&job, &signer)?;
         let slot = Self::slot_mut(&mut job, index)?;
-        if slot.state != SlotState::Running {
-            return Err(TxError::AlreadyCommitted { job: job_id }.into());
+        match slot.state {
+            SlotState::Running => {}
+            SlotState::AwaitingContent => return Err(TxError::ContentNotConfirmed { job: job_id }.into()),
+            _ => return Err(TxError::AlreadyCommitted { job: job_id }.into()),
         }
         slot.commitment = Some(commitment);
         slot.state = SlotState::Committed;
-        let deadline = slot.commit_deadline;
-        self.clear_timer(deadline, Timer::JobCommit(job_id, index as u32));
+        let deadline =
+            slot.commit_deadline.ok_or_else(|| invariant("a running slot has no commit deadline"))?;
+        self.clear_timer(deadline, Timer::JobSlot(job_id, index as u32));
         self.emit(Event::JobCommitted { job: job_id, provider: signer });
         self.maybe_start_reveal(&mut job)?;
         self.put_job(&job);
@@ -254,28 +294,41 @@ impl<S: Store + ?Sized> State<'_, S> {
         Ok(())
     }
 
-    /// A winner did not commit in time: it forfeits its deposit to the client and the next-cheapest bid takes
-    /// its place.
-    pub(crate) fn on_job_commit_due(&mut self, job_id: JobId, index: u32) -> ExecResult<()> {
+    /// A slot's deadline passed. Without a confirmation of the content, the slot lapses at no cost to its
+    /// provider (the chain cannot tell who failed to move the content); after one, a missing commitment
+    /// forfeits the provider's deposit to the client. Either way the next-cheapest bid takes its place.
+    pub(crate) fn on_job_slot_due(&mut self, job_id: JobId, index: u32) -> ExecResult<()> {
         let Some(mut job) = self.job(job_id)? else { return Ok(()) };
         let index = index as usize;
-        let due = job.state == JobState::Running
-            && job
-                .slots
-                .get(index)
-                .is_some_and(|s| s.state == SlotState::Running && s.commit_deadline <= self.now);
-        if !due {
+        let now = self.now;
+        let Some(slot) = job.slots.get(index).filter(|_| job.state == JobState::Running) else {
             return Ok(());
-        }
-        let slot = Self::slot_mut(&mut job, index)?;
-        slot.state = SlotState::MissedCommit;
+        };
         let provider = slot.provider;
-        self.forfeit(&job, &provider)?;
+        match slot.state {
+            SlotState::AwaitingContent if slot.content_deadline <= now => {
+                Self::slot_mut(&mut job, index)?.state = SlotState::ContentUnavailable;
+                let bid = self.set_job_bid_state(job.id, &provider, JobBidState::Returned)?;
+                self.release_from(Module::BidDeposits, &provider, bid.deposit)?;
+                self.slot_done(&provider, false)?;
+                self.emit(Event::JobContentUnavailable { job: job.id, provider });
+            }
+            SlotState::Running if slot.commit_deadline.is_some_and(|d| d <= now) => {
+                Self::slot_mut(&mut job, index)?.state = SlotState::MissedCommit;
+                self.forfeit(&job, &provider)?;
+            }
+            _ => return Ok(()),
+        }
         if let Some(bid) = self.take_cheapest_live_bid(&mut job) {
             self.assign_slot(&mut job, bid)?;
         }
         if !job.slots.iter().any(|s| s.state.is_live()) {
-            self.fail_job(&mut job, JobFailure::NoResults)?;
+            let reason = if job.slots.iter().all(|s| s.state == SlotState::ContentUnavailable) {
+                JobFailure::ContentUnavailable
+            } else {
+                JobFailure::NoResults
+            };
+            self.fail_job(&mut job, reason)?;
         } else {
             self.maybe_start_reveal(&mut job)?;
         }
@@ -342,16 +395,17 @@ impl<S: Store + ?Sized> State<'_, S> {
 
     fn assign_slot(&mut self, job: &mut Job, bid: LiveBid) -> ExecResult<()> {
         let now = self.now;
-        let commit_deadline = now.plus(job.spec.run_timeout_ms);
+        let content_deadline = now.plus(self.params.job_content_window_ms);
         let index = job.slots.len() as u32;
         job.slots.push(JobSlot {
             provider: bid.provider,
             price: bid.price,
             assigned_at: now,
-            commit_deadline,
+            content_deadline,
+            commit_deadline: None,
             commitment: None,
             result: None,
-            state: SlotState::Running,
+            state: SlotState::AwaitingContent,
         });
         self.set_job_bid_state(job.id, &bid.provider, JobBidState::Assigned)?;
         let mut provider =
@@ -359,12 +413,12 @@ impl<S: Store + ?Sized> State<'_, S> {
         provider.active_job_slots =
             provider.active_job_slots.checked_add(1).ok_or_else(|| overflow("job slot count"))?;
         self.put_provider(&provider);
-        self.set_timer(commit_deadline, Timer::JobCommit(job.id, index));
+        self.set_timer(content_deadline, Timer::JobSlot(job.id, index));
         self.emit(Event::JobAssigned {
             job: job.id,
             provider: bid.provider,
             price: bid.price,
-            commit_deadline,
+            content_deadline,
         });
         Ok(())
     }

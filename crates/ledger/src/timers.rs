@@ -21,7 +21,8 @@ pub(crate) enum Timer {
     EscrowDry(Dseq),
     OrderWindow(OrderId),
     JobBidWindow(JobId),
-    JobCommit(JobId, u32),
+    /// A job slot's current deadline: confirming the content, then committing.
+    JobSlot(JobId, u32),
     JobReveal(JobId),
     JobChallenge(JobId),
     ChannelClose(tensorgrid_types::channel::ChannelId),

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use tensorgrid_types::job::{result_commitment, JobBidState, JobFailure, JobSpec, JobState, SlotState};
 use tensorgrid_types::query::{Query, QueryResponse};
-use tensorgrid_types::{Amount, Event, Hash, Msg, Params, Receipt, TxError};
+use tensorgrid_types::{Amount, Event, Hash, Msg, Params, Receipt, Timestamp, TxError};
 
 fn params() -> Params {
     Params { heartbeat_grace_ms: 1 << 40, ..Params::default() }
@@ -35,6 +35,11 @@ fn salt(p: usize) -> [u8; 32] {
     [p as u8 + 1; 32]
 }
 
+fn confirm(w: &mut World, p: usize, job: u64) -> Receipt {
+    let key = w.providers[p].clone();
+    w.chain.exec(&key, Msg::ConfirmJobContent { job })
+}
+
 fn commit(w: &mut World, p: usize, job: u64, result: Hash) -> Receipt {
     let key = w.providers[p].clone();
     let commitment = result_commitment(&result, &key.address(), &salt(p));
@@ -46,14 +51,23 @@ fn reveal(w: &mut World, p: usize, job: u64, result: Hash) -> Receipt {
     w.chain.exec(&key, Msg::RevealResult { job, result_hash: result, salt: salt(p) })
 }
 
-/// Submits `spec`, has each `(provider, price)` bid, and closes bidding: returns the job's id.
+/// Submits `spec`, has each `(provider, price)` bid, closes bidding and has every winner confirm that it
+/// received the content: returns the job's id.
 fn assigned(w: &mut World, spec: JobSpec, bids: &[(usize, Amount)]) -> u64 {
     let (job, _) = submit(w, spec);
     for (p, price) in bids {
         ok(&bid(w, *p, job, *price));
     }
     close_bidding(w, job);
+    for slot in w.job(job).slots {
+        let p = index_of(w, slot.provider);
+        ok(&confirm(w, p, job));
+    }
     job
+}
+
+fn index_of(w: &World, address: tensorgrid_types::Address) -> usize {
+    w.providers.iter().position(|k| k.address() == address).expect("a provider of the world")
 }
 
 fn close_bidding(w: &mut World, job: u64) {
@@ -75,6 +89,11 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
         fees[p] = Amount(fees[p].0 + r.fee_paid.0);
     }
     close_bidding(&mut w, job);
+    for (p, fee) in fees.iter_mut().enumerate().take(2) {
+        let r = confirm(&mut w, p, job);
+        ok(&r);
+        *fee = Amount(fee.0 + r.fee_paid.0);
+    }
     let j = w.job(job);
     assert_eq!(j.state, JobState::Running);
     let assigned: Vec<_> = j.slots.iter().map(|s| (s.provider, s.price)).collect();
@@ -139,6 +158,7 @@ fn a_single_result_is_paid_after_the_challenge_period_unless_disputed() {
         let (job, _) = submit(&mut w, job_spec(1, Amount::tgr(1)));
         bid(&mut w, 0, job, Amount(500_000));
         close_bidding(&mut w, job);
+        ok(&confirm(&mut w, 0, job));
         commit(&mut w, 0, job, Hash::of(b"out"));
         ok(&reveal(&mut w, 0, job, Hash::of(b"out")));
         let j = w.job(job);
@@ -167,7 +187,7 @@ fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
     let mut w = world(2, params());
     w.register_all();
     let job = assigned(&mut w, job_spec(1, Amount::tgr(1)), &[(0, Amount(100_000)), (1, Amount(200_000))]);
-    let deadline = w.job(job).slots[0].commit_deadline;
+    let deadline = w.job(job).slots[0].commit_deadline.expect("confirmed");
     let client_before = w.chain.balance(&w.tenant.address());
     let out = w.chain.block_at(deadline, &[]);
     let forfeited = Params::default().job_bid_deposit;
@@ -179,7 +199,10 @@ fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
     let j = w.job(job);
     assert_eq!(j.slots.len(), 2);
     assert_eq!(j.slots[0].state, SlotState::MissedCommit);
-    assert_eq!((j.slots[1].provider, j.slots[1].state), (w.providers[1].address(), SlotState::Running));
+    assert_eq!(
+        (j.slots[1].provider, j.slots[1].state),
+        (w.providers[1].address(), SlotState::AwaitingContent)
+    );
     let QueryResponse::Provider(Some(p0)) =
         w.chain.query(Query::Provider { address: w.providers[0].address() })
     else {
@@ -189,6 +212,7 @@ fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
     // The latecomer can no longer commit; the replacement can, and is paid its own bid.
     let r = commit(&mut w, 0, job, Hash::of(b"late"));
     assert!(matches!(failed_with(&r), TxError::NotAssigned { .. }));
+    ok(&confirm(&mut w, 1, job));
     ok(&commit(&mut w, 1, job, Hash::of(b"out")));
     ok(&reveal(&mut w, 1, job, Hash::of(b"out")));
     let deadline = w.job(job).challenge_deadline.unwrap();
@@ -324,4 +348,121 @@ fn equal_job_bids_are_broken_by_block_randomness() {
         winners.insert(w.job(job).slots[0].provider);
     }
     assert!(winners.len() >= 2, "the first bidder does not always win");
+}
+
+#[test]
+fn a_client_that_never_uploads_takes_no_deposit_and_gets_only_its_budget_back() {
+    // The attack: a client posts a job, wins providers' bids, and never serves the module and inputs, hoping
+    // every winner and every replacement forfeits its deposit to it.
+    let mut w = world(4, params());
+    w.register_all();
+    let client_start = w.chain.balance(&w.tenant.address());
+    let (job, submitted) = submit(&mut w, job_spec(2, Amount::tgr(1)));
+    let starts: Vec<Amount> = w.providers.iter().map(|p| w.chain.balance(&p.address())).collect();
+    let mut fees = [Amount::ZERO; 4];
+    for (p, fee) in fees.iter_mut().enumerate() {
+        let r = bid(&mut w, p, job, Amount(100_000 + p as u128));
+        ok(&r);
+        *fee = r.fee_paid;
+    }
+    close_bidding(&mut w, job);
+    let mut forfeits = 0;
+    // No provider receives anything, so none confirms: each slot lapses at its content deadline and the
+    // next bid takes it, until no bid is left.
+    for _ in 0..4 {
+        let Some(deadline) = w
+            .job(job)
+            .slots
+            .iter()
+            .filter(|s| s.state == SlotState::AwaitingContent)
+            .map(|s| s.content_deadline)
+            .min()
+        else {
+            break;
+        };
+        let out = w.chain.block_at(deadline, &[]);
+        forfeits += out.events.iter().filter(|e| matches!(e, Event::JobDeadlineMissed { .. })).count();
+    }
+    let j = w.job(job);
+    assert_eq!(forfeits, 0, "no deposit was forfeited");
+    assert_eq!(j.slots.len(), 4, "every bid was tried");
+    assert!(j.slots.iter().all(|s| s.state == SlotState::ContentUnavailable));
+    assert_eq!(j.state, JobState::Failed { reason: JobFailure::ContentUnavailable });
+    for (p, fee) in fees.iter().enumerate() {
+        assert_eq!(
+            w.chain.balance(&w.providers[p].address()),
+            Amount(starts[p].0 - fee.0),
+            "provider {p} lost nothing but its bid's fee"
+        );
+        let QueryResponse::Provider(Some(record)) =
+            w.chain.query(Query::Provider { address: w.providers[p].address() })
+        else {
+            panic!()
+        };
+        assert_eq!((record.jobs_missed, record.active_job_slots), (0, 0));
+    }
+    assert_eq!(
+        w.chain.balance(&w.tenant.address()),
+        Amount(client_start.0 - submitted.fee_paid.0),
+        "the client gets its budget back and nothing more"
+    );
+    w.check();
+}
+
+#[test]
+fn the_commit_deadline_runs_from_the_confirmation_and_only_a_confirmed_slot_commits() {
+    let mut w = world(3, params());
+    w.register_all();
+    let (job, _) = submit(&mut w, job_spec(1, Amount::tgr(1)));
+    ok(&bid(&mut w, 0, job, Amount(100)));
+    close_bidding(&mut w, job);
+    // Not before the content is confirmed, and never by anyone but the slot's provider.
+    assert!(matches!(
+        failed_with(&commit(&mut w, 0, job, Hash::of(b"x"))),
+        TxError::ContentNotConfirmed { .. }
+    ));
+    assert!(matches!(failed_with(&confirm(&mut w, 1, job)), TxError::NotAssigned { .. }));
+    // A slow upload: the provider confirms just before its content deadline, and still has the whole run
+    // timeout from then.
+    let content_deadline = w.job(job).slots[0].content_deadline;
+    let key = w.providers[0].clone();
+    let tx = w.chain.tx(&key, Msg::ConfirmJobContent { job });
+    let out = w.chain.block_at(Timestamp::from_millis(content_deadline.millis() - 1), &[tx]);
+    let r = out.receipts[0].clone();
+    ok(&r);
+    assert!(matches!(failed_with(&confirm(&mut w, 0, job)), TxError::ContentAlreadyConfirmed { .. }));
+    let commit_deadline = w.job(job).slots[0].commit_deadline.expect("confirmed");
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::JobStarted { commit_deadline: d, .. } if *d == commit_deadline)));
+    assert!(commit_deadline.since(content_deadline) >= job_spec(1, Amount::tgr(1)).run_timeout_ms - 1_000);
+    let commitment = result_commitment(&Hash::of(b"x"), &key.address(), &salt(0));
+    let tx = w.chain.tx(&key, Msg::CommitResult { job, commitment });
+    let out = w.chain.block_at(Timestamp::from_millis(commit_deadline.millis() - 1), &[tx]);
+    ok(&out.receipts[0]);
+    w.check();
+}
+
+#[test]
+fn a_run_timeout_too_short_for_the_jobs_fuel_is_refused() {
+    // The attack: a run timeout no provider can meet, so that every winner times out and forfeits.
+    let mut w = world(1, params());
+    w.register_all();
+    let tenant = w.tenant.clone();
+    let before = w.chain.balance(&tenant.address());
+    let mut spec = job_spec(1, Amount::tgr(1));
+    spec.max_fuel = 100_000_000_000;
+    spec.run_timeout_ms = 60_000;
+    let needed = Params::default().min_run_timeout_ms(spec.max_fuel);
+    let r = w.chain.exec(&tenant, Msg::SubmitJob { spec: spec.clone() });
+    assert!(matches!(
+        failed_with(&r),
+        TxError::RunTimeoutTooShort { needed_ms, .. } if needed_ms == needed
+    ));
+    assert_eq!(w.chain.balance(&tenant.address()), Amount(before.0 - r.fee_paid.0), "only the fee was taken");
+    spec.run_timeout_ms = needed;
+    assert!(needed <= Params::default().max_job_window_ms);
+    ok(&w.chain.exec(&tenant, Msg::SubmitJob { spec }));
+    w.check();
 }

@@ -35,6 +35,7 @@ enum Action {
     Withdraw { p: usize, d: u64, g: u32 },
     SubmitJob { t: usize, k: u8, budget: u64 },
     BidJob { p: usize, j: u64, price: u64 },
+    Confirm { p: usize, j: u64 },
     Commit { p: usize, j: u64, result: u8 },
     Reveal { p: usize, j: u64, result: u8 },
     Cancel { t: usize, j: u64 },
@@ -72,6 +73,7 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (p.clone(), d, g).prop_map(|(p, d, g)| Action::Withdraw { p, d, g }),
         3 => (t.clone(), 1..4u8, 1_000_000..4_000_000u64).prop_map(|(t, k, budget)| Action::SubmitJob { t, k, budget }),
         8 => (p.clone(), j.clone(), 1..300_000u64).prop_map(|(p, j, price)| Action::BidJob { p, j, price }),
+        5 => (p.clone(), j.clone()).prop_map(|(p, j)| Action::Confirm { p, j }),
         6 => (p.clone(), j.clone(), 0..2u8).prop_map(|(p, j, result)| Action::Commit { p, j, result }),
         6 => (p.clone(), j.clone(), 0..2u8).prop_map(|(p, j, result)| Action::Reveal { p, j, result }),
         1 => (t.clone(), j.clone()).prop_map(|(t, j)| Action::Cancel { t, j }),
@@ -187,6 +189,10 @@ impl Sim {
             }
             Action::BidJob { p: i, j, price } => {
                 (p(i), Msg::BidJob { job: job(j), price: Amount(price.into()) })
+            }
+            Action::Confirm { p: i, j } => {
+                let i = self.slot_holder(job(j), i);
+                (p(i), Msg::ConfirmJobContent { job: job(j) })
             }
             Action::Commit { p: i, j, result } => {
                 let i = self.slot_holder(job(j), i);

@@ -176,6 +176,39 @@ impl PriceComponent for Fits {
     }
 }
 
+/// Whether a job's fuel can burn here within its run timeout and this provider's own wall-clock limit,
+/// with room left for the commitment to reach a block. A job that cannot is declined: once this provider
+/// confirms a job's content, missing the commit deadline costs its deposit.
+struct RunTime {
+    fuel_per_sec: u64,
+    wall_timeout: Duration,
+}
+
+/// What a run leaves for the commitment transaction to reach a block.
+pub const COMMIT_MARGIN: Duration = Duration::from_secs(3);
+
+impl PriceComponent for RunTime {
+    fn name(&self) -> &'static str {
+        "run_time"
+    }
+
+    fn apply(&self, work: &Work<'_>, _: &Situation, price: Amount) -> Result<Amount, String> {
+        let Work::Job { job } = work else { return Ok(price) };
+        let needed_ms =
+            u128::from(job.spec.max_fuel).saturating_mul(1_000) / u128::from(self.fuel_per_sec.max(1));
+        let needed = Duration::from_millis(u64::try_from(needed_ms).unwrap_or(u64::MAX));
+        let allowed = Duration::from_millis(job.spec.run_timeout_ms).min(self.wall_timeout);
+        if needed.saturating_add(COMMIT_MARGIN) > allowed {
+            return Err(format!(
+                "{} fuel takes about {needed:?} here ({} fuel/s); the run may take at most {allowed:?} \
+                 (the job's run timeout, or limits.job_wall_timeout) less {COMMIT_MARGIN:?} to commit",
+                job.spec.max_fuel, self.fuel_per_sec
+            ));
+        }
+        Ok(price)
+    }
+}
+
 /// The operator's cap on concurrent work.
 struct Concurrency {
     max_leases: u32,
@@ -359,6 +392,10 @@ impl BidEngine {
             Box::new(DenyList(pricing.deny.clone())),
             Box::new(Fits),
             Box::new(Concurrency { max_leases: limits.max_leases, max_jobs: limits.max_jobs }),
+            Box::new(RunTime {
+                fuel_per_sec: limits.job_fuel_per_sec,
+                wall_timeout: limits.job_wall_timeout,
+            }),
             Box::new(Linear(pricing.clone())),
             Box::new(Floor { lease: pricing.floor, job: pricing.job_floor }),
         ];
@@ -472,7 +509,7 @@ mod tests {
                 redundancy: 2,
                 budget,
                 bid_window_ms: 1000,
-                run_timeout_ms: 1000,
+                run_timeout_ms: 60_000,
                 reveal_window_ms: 1000,
             },
             state: tensorgrid_types::job::JobState::Bidding,
@@ -606,6 +643,28 @@ mod tests {
         assert_eq!(
             engine.decide(&Work::Job { job: &poor }, &situation(), now).unwrap_err().component,
             "ceiling"
+        );
+    }
+
+    #[test]
+    fn a_job_whose_fuel_cannot_burn_within_its_run_timeout_here_is_declined() {
+        let engine = engine(Pricing::default());
+        let now = Timestamp::from_millis(1);
+        // 150 M fuel/s by default: 60 s of run timeout holds 57 s of fuel after the commit margin.
+        let fits = job(8_000_000_000, Amount::tgr(100), "wasi-p1");
+        assert!(engine.decide(&Work::Job { job: &fits }, &situation(), now).is_ok());
+        let mut tight = job(9_000_000_000, Amount::tgr(100), "wasi-p1");
+        let no = engine.decide(&Work::Job { job: &tight }, &situation(), now).unwrap_err();
+        assert_eq!(no.component, "run_time", "{no:?}");
+        // The provider's own wall-clock limit binds too.
+        tight.spec.max_fuel = 1_000_000_000;
+        let short = BidEngine::from_config(
+            &Pricing::default(),
+            &Limits { job_wall_timeout: Duration::from_secs(5), ..Limits::default() },
+        );
+        assert_eq!(
+            short.decide(&Work::Job { job: &tight }, &situation(), now).unwrap_err().component,
+            "run_time"
         );
     }
 

@@ -162,6 +162,10 @@ pub struct Limits {
     /// The provider's own wall-clock limit on one job run.
     #[serde(with = "duration_text")]
     pub job_wall_timeout: Duration,
+    /// How much WASM fuel this machine burns per second, the speed the bid engine assumes when it checks
+    /// that a job's fuel fits its run timeout (a job that cannot finish here in time is declined, since a
+    /// provider that confirms a job and then misses its commit deadline forfeits its deposit).
+    pub job_fuel_per_sec: u64,
     /// The largest upload (module, input, manifest) the API accepts.
     pub max_upload_bytes: u64,
     /// How often the provider collects what its leases have accrued.
@@ -179,6 +183,7 @@ impl Default for Limits {
             manifest_timeout: Duration::from_secs(300),
             content_timeout: Duration::from_secs(120),
             job_wall_timeout: Duration::from_secs(600),
+            job_fuel_per_sec: 150_000_000,
             max_upload_bytes: 256 * 1024 * 1024,
             withdraw_interval: Duration::from_secs(3600),
             publish_ip: "0.0.0.0".into(),

@@ -12,12 +12,12 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use tensorgrid_runner::{prepare_inputs, JobRun, RunOutput};
-use tensorgrid_types::job::{result_commitment, Job, JobExit, JobId, JobState};
+use tensorgrid_types::job::{result_commitment, Job, JobExit, JobId, JobState, SlotState};
 use tensorgrid_types::provider_api::{JobOutputs, JobRunState, OutputFile};
 use tensorgrid_types::{Hash, Msg};
 use tracing::{info, warn};
 
-use crate::bidding::Work;
+use crate::bidding::{Work, COMMIT_MARGIN};
 use crate::{JobView, Shared};
 
 /// What is kept on disk about a job this provider ran (`<work_dir>/jobs/<id>/record.json`).
@@ -114,7 +114,7 @@ async fn run_assigned_inner(shared: &Arc<Shared>, id: JobId) -> Result<(), Strin
     let Some(slot) = job.slots.iter().find(|s| s.provider == me && s.state.is_live()) else {
         return Err("this provider holds no live slot of the job".into());
     };
-    let commit_deadline = slot.commit_deadline;
+    let slot_state = slot.state;
     let _held = Held::take(shared, &job.spec.resources);
     if let Some(record) = load_record(shared, id) {
         // A restart after the run: the result is on disk; finish what is left.
@@ -126,30 +126,53 @@ async fn run_assigned_inner(shared: &Arc<Shared>, id: JobId) -> Result<(), Strin
         id,
         JobView { client: job.client, content: content.clone(), state: JobRunState::WaitingForContent },
     );
-    info!(job = id, "assigned; waiting for the client's upload");
-
-    let wait_until =
-        crate::now().plus(shared.config.limits.content_timeout.as_millis() as u64).min(commit_deadline);
-    while !content.iter().all(|h| shared.content.has(h)) {
-        if crate::now() >= wait_until {
-            return Err(format!(
-                "the module and inputs did not all arrive within {:?}",
-                shared.config.limits.content_timeout
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    set_state(shared, id, JobRunState::Running);
     let runner = shared
         .runner(job.spec.workload.kind, &job.spec.workload.runtime)
         .ok_or_else(|| format!("no runner for `{}`", job.spec.workload.runtime))?;
+    if slot_state == SlotState::AwaitingContent {
+        info!(job = id, "assigned; waiting for the client's upload");
+        // Nothing is confirmed before everything arrived and the module proved runnable: until the
+        // confirmation this provider can walk away at no cost, after it a missed commitment costs the deposit.
+        let wait_until = crate::now()
+            .plus(shared.config.limits.content_timeout.as_millis() as u64)
+            .min(slot.content_deadline);
+        while !content.iter().all(|h| shared.content.has(h)) {
+            if crate::now() >= wait_until {
+                return Err(format!(
+                    "the module and inputs did not all arrive by {wait_until}; the slot lapses at no cost"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let module = shared.content.path(&job.spec.workload.hash);
+        let checker = runner.clone();
+        tokio::task::spawn_blocking(move || checker.check(&module))
+            .await
+            .map_err(|e| format!("the runner task failed: {e}"))?
+            .map_err(|e| format!("not confirming: {e}"))?;
+        shared
+            .chain
+            .execute(Msg::ConfirmJobContent { job: id })
+            .await
+            .map_err(|e| format!("confirming the content: {e}"))?;
+        info!(job = id, "content confirmed on chain");
+    }
+    let commit_deadline = shared
+        .chain
+        .client
+        .job(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|j| j.slots.into_iter().find(|s| s.provider == me && s.state == SlotState::Running))
+        .and_then(|s| s.commit_deadline)
+        .ok_or("the slot is not running after its confirmation")?;
+    set_state(shared, id, JobRunState::Running);
     let dir = job_dir(shared, id);
     let run_dir = dir.join("run");
     let inputs: Vec<PathBuf> = job.spec.inputs.iter().map(|h| shared.content.path(h)).collect();
     prepare_inputs(&run_dir, &inputs).map_err(|e| e.to_string())?;
     // Leave a margin before the commit deadline for the commitment to reach a block.
-    let left =
-        Duration::from_millis(commit_deadline.since(crate::now())).saturating_sub(Duration::from_secs(3));
+    let left = Duration::from_millis(commit_deadline.since(crate::now())).saturating_sub(COMMIT_MARGIN);
     let run = JobRun {
         job: id,
         module: shared.content.path(&job.spec.workload.hash),

@@ -119,3 +119,71 @@ fn an_invalid_module_is_refused_with_a_reason() {
     run.module = bad;
     assert!(matches!(runner.run(&run), Err(RunnerError::InvalidModule(_))));
 }
+
+#[test]
+fn a_module_that_cannot_start_fails_the_check_before_a_provider_confirms_it() {
+    let runner = WasmRunner::new().unwrap();
+    assert!(runner.check(&module("copy.wat")).is_ok());
+    match runner.check(&module("noimport.wat")) {
+        Err(RunnerError::InvalidModule(reason)) => assert!(reason.contains("no_such_call"), "{reason}"),
+        other => panic!("expected an invalid module, got {other:?}"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm\x01\0\0\0garbage").unwrap();
+    assert!(matches!(runner.check(&garbage), Err(RunnerError::InvalidModule(_))));
+}
+
+/// Runs `name` twice in fresh directories and checks both runs agree, as two providers must.
+fn twice(runner: &WasmRunner, dir: &Path, name: &str) -> tensorgrid_runner::RunOutput {
+    let one = runner.run(&job(&dir.join("one"), name, &[])).unwrap();
+    let two = runner.run(&job(&dir.join("two"), name, &[])).unwrap();
+    assert_eq!(one.result_hash, two.result_hash, "{name}: two providers disagree");
+    assert_eq!(one.fuel_used, two.fuel_used, "{name}");
+    one
+}
+
+#[test]
+fn sleeping_advances_the_programs_clock_instead_of_holding_the_provider() {
+    let runner = WasmRunner::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = twice(&runner, dir.path(), "sleep.wat");
+    // A thousand hours of sleep, seen by the program's monotonic clock, in no time at all.
+    assert_eq!(out.exit, JobExit::Exited { code: 100 });
+    assert!(started.elapsed() < Duration::from_secs(20), "sleeping blocked for {:?}", started.elapsed());
+}
+
+#[test]
+fn filling_the_disk_or_the_streams_ends_the_run_as_the_same_result_everywhere() {
+    let runner = WasmRunner::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, what) in [
+        ("rewrite.wat", "bytes written to files"),
+        ("shout.wat", "stdout"),
+        ("sparse.wat", "one file's size"),
+        ("mkdirs.wat", "entries created"),
+    ] {
+        let mut one = job(&dir.path().join(name).join("one"), name, &[]);
+        let mut two = job(&dir.path().join(name).join("two"), name, &[]);
+        for run in [&mut one, &mut two] {
+            // Fuel is not what stops them: only the output limits are.
+            run.max_fuel = 100_000_000_000;
+            run.memory_bytes = 64 << 20;
+        }
+        let (a, b) = (runner.run(&one).unwrap(), runner.run(&two).unwrap());
+        assert_eq!(a.exit, JobExit::OutputLimit, "{what}: {:?}", a.exit);
+        assert_eq!(a.result_hash, b.result_hash, "{what}: two providers disagree");
+        assert!(a.stdout.is_empty() && a.stderr.is_empty() && a.outputs.is_empty(), "{what}");
+    }
+}
+
+#[test]
+fn a_program_cannot_leave_a_link_to_the_providers_files() {
+    let runner = WasmRunner::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = twice(&runner, dir.path(), "links.wat");
+    assert_eq!(out.exit, JobExit::Exited { code: 58 }, "path_symlink answers `not supported`");
+    assert!(out.outputs.is_empty());
+    assert!(!dir.path().join("one/out/link").exists());
+}

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tensorgrid_types::job::{result_hash, JobExit, JobId, WorkloadKind, MAX_RESULT_BYTES};
+use tensorgrid_types::job::{result_hash, JobExit, JobId, WorkloadKind, OUTPUT_LIMITS};
 use tensorgrid_types::Hash;
 
 /// Everything a runner needs to run one job once.
@@ -56,8 +56,6 @@ pub enum RunnerError {
     TimedOut { limit: Duration },
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },
-    #[error("the outputs exceed {MAX_RESULT_BYTES} bytes")]
-    OutputTooLarge,
     #[error("the runtime failed: {0}")]
     Engine(String),
     #[error("the manifest cannot run here: {0}")]
@@ -77,6 +75,12 @@ pub trait JobRunner: Send + Sync {
     fn kind(&self) -> WorkloadKind;
     /// The runtime names (and versions) it runs, as jobs state them (`wasi-p1`).
     fn runtimes(&self) -> &[&str];
+    /// Checks that a module can run here (it compiles, it imports nothing this runtime lacks) before the
+    /// provider tells the chain it has the work. Blocking.
+    fn check(&self, module: &Path) -> Result<(), RunnerError> {
+        let _ = module;
+        Ok(())
+    }
     /// Runs the job to its end. Blocking; callers run it on a thread of its own.
     fn run(&self, run: &JobRun) -> Result<RunOutput, RunnerError>;
 }
@@ -122,48 +126,108 @@ pub fn prepare_inputs(dir: &Path, inputs: &[PathBuf]) -> Result<(), RunnerError>
     Ok(())
 }
 
-/// Reads every file under `dir/out`, sorted by relative path, refusing more than [`MAX_RESULT_BYTES`] in all.
-/// Symbolic links are not followed (a program could point one anywhere); they are refused.
-pub fn collect_outputs(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, RunnerError> {
-    fn walk(
-        root: &Path,
-        at: &Path,
-        out: &mut Vec<(String, Vec<u8>)>,
-        total: &mut u64,
-    ) -> Result<(), RunnerError> {
-        let mut entries: Vec<_> = std::fs::read_dir(at)
-            .map_err(|e| RunnerError::io(at, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| RunnerError::io(at, e))?;
+/// What a program left in `dir/out`: its files, or the deterministic reason they are not a result's files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Collected {
+    /// Every file by `/`-separated relative path, sorted.
+    Files(Vec<(String, Vec<u8>)>),
+    /// More bytes or entries than [`OUTPUT_LIMITS`] allow: the run ends as [`JobExit::OutputLimit`].
+    OverLimit,
+    /// A link, a device or an unreadable file: the run ends as [`JobExit::OutputInvalid`].
+    Invalid,
+}
+
+/// Reads every file under `dir/out`, sorted by relative path. Sizes and kinds come from the entries'
+/// metadata before anything is read, so a huge or sparse file is never loaded, and links are never followed
+/// (a program could point one anywhere). Each verdict depends only on what the program left, so every
+/// provider reaches the same one; only a failure of the provider's own disk is an error.
+pub fn collect_outputs(dir: &Path) -> Result<Collected, RunnerError> {
+    struct Walk<'a> {
+        root: &'a Path,
+        found: Vec<(String, PathBuf)>,
+        bytes: u64,
+        entries: u64,
+    }
+    fn walk(w: &mut Walk<'_>, at: &Path) -> Result<Option<Collected>, RunnerError> {
+        let listing = match std::fs::read_dir(at) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Ok(Some(Collected::Invalid))
+            }
+            Err(e) => return Err(RunnerError::io(at, e)),
+        };
+        let mut entries: Vec<_> = listing.collect::<Result<_, _>>().map_err(|e| RunnerError::io(at, e))?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
+            w.entries += 1;
+            if w.entries > OUTPUT_LIMITS.entries {
+                return Ok(Some(Collected::OverLimit));
+            }
             let path = entry.path();
-            let kind = entry.file_type().map_err(|e| RunnerError::io(&path, e))?;
-            if kind.is_dir() {
-                walk(root, &path, out, total)?;
-            } else if kind.is_file() {
-                let bytes = std::fs::read(&path).map_err(|e| RunnerError::io(&path, e))?;
-                *total += bytes.len() as u64;
-                if *total > MAX_RESULT_BYTES {
-                    return Err(RunnerError::OutputTooLarge);
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| RunnerError::io(&path, e))?;
+            if meta.is_dir() {
+                if let Some(verdict) = walk(w, &path)? {
+                    return Ok(Some(verdict));
                 }
-                let relative = path.strip_prefix(root).map_err(|e| RunnerError::io(&path, e))?;
-                let name: Vec<String> =
-                    relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-                out.push((name.join("/"), bytes));
+            } else if meta.is_file() {
+                w.bytes = w.bytes.saturating_add(meta.len());
+                if w.bytes > OUTPUT_LIMITS.file_bytes {
+                    return Ok(Some(Collected::OverLimit));
+                }
+                let relative = path.strip_prefix(w.root).map_err(|e| RunnerError::io(&path, e))?;
+                let Some(name) = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+                else {
+                    // A name that is not UTF-8 cannot be named the same way everywhere.
+                    return Ok(Some(Collected::Invalid));
+                };
+                w.found.push((name.join("/"), path));
             } else {
-                return Err(RunnerError::io(&path, "is neither a file nor a directory"));
+                return Ok(Some(Collected::Invalid));
             }
         }
-        Ok(())
+        Ok(None)
     }
     let root = dir.join("out");
-    let mut out = Vec::new();
-    let mut total = 0;
-    walk(&root, &root, &mut out, &mut total)?;
+    let mut w = Walk { root: &root, found: Vec::new(), bytes: 0, entries: 0 };
+    if let Some(verdict) = walk(&mut w, &root)? {
+        return Ok(verdict);
+    }
+    let mut out = Vec::with_capacity(w.found.len());
+    for (name, path) in w.found {
+        match std::fs::read(&path) {
+            Ok(bytes) => out.push((name, bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(Collected::Invalid),
+            Err(e) => return Err(RunnerError::io(&path, e)),
+        }
+    }
     // Sorting by the joined path keeps the order independent of how directories nest.
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(Collected::Files(out))
+}
+
+/// Turns a run's exit, streams and what [`collect_outputs`] found into the result: a program that went
+/// over a limit or left something invalid has exactly that as its result, with nothing else in it.
+pub fn conclude(
+    exit: JobExit,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    collected: Collected,
+    fuel_used: u64,
+) -> RunOutput {
+    let streams_fit = stdout.len() as u64 <= OUTPUT_LIMITS.stream_bytes
+        && stderr.len() as u64 <= OUTPUT_LIMITS.stream_bytes;
+    match (exit, collected) {
+        (JobExit::OutputLimit | JobExit::OutputInvalid, _) => finish(exit, vec![], vec![], vec![], fuel_used),
+        (_, Collected::OverLimit) => finish(JobExit::OutputLimit, vec![], vec![], vec![], fuel_used),
+        (_, Collected::Invalid) => finish(JobExit::OutputInvalid, vec![], vec![], vec![], fuel_used),
+        (_, Collected::Files(_)) if !streams_fit => {
+            finish(JobExit::OutputLimit, vec![], vec![], vec![], fuel_used)
+        }
+        (exit, Collected::Files(files)) => finish(exit, stdout, stderr, files, fuel_used),
+    }
 }
 
 /// Assembles a [`RunOutput`] and its hash.
@@ -193,7 +257,7 @@ mod tests {
         std::fs::write(dir.path().join("out/b.txt"), b"b").unwrap();
         std::fs::write(dir.path().join("out/sub/a.txt"), b"a").unwrap();
         std::fs::write(dir.path().join("out/a.txt"), b"aa").unwrap();
-        let outputs = collect_outputs(dir.path()).unwrap();
+        let Collected::Files(outputs) = collect_outputs(dir.path()).unwrap() else { panic!("not files") };
         let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["a.txt", "b.txt", "sub/a.txt"]);
         let one = finish(JobExit::Exited { code: 0 }, b"out".to_vec(), vec![], outputs.clone(), 10);
@@ -210,5 +274,47 @@ mod tests {
             one.result_hash,
             finish(JobExit::Exited { code: 0 }, b"out".to_vec(), vec![], changed, 10).result_hash
         );
+    }
+
+    fn fresh() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        prepare_inputs(dir.path(), &[]).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_link_in_the_outputs_is_a_result_not_an_error_and_is_never_followed() {
+        let dir = fresh();
+        std::fs::write(dir.path().join("secret"), b"the provider's file").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), dir.path().join("out/link")).unwrap();
+        assert_eq!(collect_outputs(dir.path()).unwrap(), Collected::Invalid);
+        let run = conclude(JobExit::Exited { code: 0 }, b"x".to_vec(), vec![], Collected::Invalid, 1);
+        assert_eq!(run.exit, JobExit::OutputInvalid);
+        assert!(run.stdout.is_empty() && run.outputs.is_empty());
+        assert_eq!(run.result_hash, finish(JobExit::OutputInvalid, vec![], vec![], vec![], 7).result_hash);
+    }
+
+    #[test]
+    fn outputs_over_the_limits_are_judged_by_metadata_without_being_read() {
+        let dir = fresh();
+        // A sparse file of a terabyte: reading it would take the provider's memory; its size alone decides.
+        let big = std::fs::File::create(dir.path().join("out/huge")).unwrap();
+        big.set_len(1 << 40).unwrap();
+        assert_eq!(collect_outputs(dir.path()).unwrap(), Collected::OverLimit);
+
+        let dir = fresh();
+        for i in 0..=OUTPUT_LIMITS.entries {
+            std::fs::write(dir.path().join(format!("out/{i}")), b"").unwrap();
+        }
+        assert_eq!(collect_outputs(dir.path()).unwrap(), Collected::OverLimit);
+
+        let fits = conclude(
+            JobExit::Exited { code: 0 },
+            vec![b'x'; OUTPUT_LIMITS.stream_bytes as usize + 1],
+            vec![],
+            Collected::Files(vec![]),
+            1,
+        );
+        assert_eq!(fits.exit, JobExit::OutputLimit, "a stream over its limit");
     }
 }

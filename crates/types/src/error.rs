@@ -102,6 +102,15 @@ pub enum TxError {
     DuplicateJobBid { job: JobId },
     #[error("{provider} holds no live slot in job {job}")]
     NotAssigned { job: JobId, provider: Address },
+    #[error(
+        "run_timeout_ms of {run_timeout_ms} is too short for max_fuel {max_fuel}: at least {needed_ms} ms \
+         (the overhead plus the fuel at the reference speed)"
+    )]
+    RunTimeoutTooShort { run_timeout_ms: u64, max_fuel: u64, needed_ms: u64 },
+    #[error("this slot already confirmed its content")]
+    ContentAlreadyConfirmed { job: JobId },
+    #[error("this slot has not confirmed its content yet")]
+    ContentNotConfirmed { job: JobId },
     #[error("this slot already committed")]
     AlreadyCommitted { job: JobId },
     #[error("this slot already revealed")]

@@ -110,11 +110,12 @@ pub enum Event {
         job: JobId,
         provider: Address,
     },
+    /// A bid won a slot; its provider must confirm the content by `content_deadline`.
     JobAssigned {
         job: JobId,
         provider: Address,
         price: Amount,
-        commit_deadline: Timestamp,
+        content_deadline: Timestamp,
     },
     JobCommitted {
         job: JobId,
@@ -198,6 +199,18 @@ pub enum Event {
         provider: Address,
         model_hash: Hash,
     },
+
+    /// The provider confirmed it holds the module and inputs; it must commit by `commit_deadline`.
+    JobStarted {
+        job: JobId,
+        provider: Address,
+        commit_deadline: Timestamp,
+    },
+    /// The provider never confirmed the content: its slot is replaced and its deposit returned.
+    JobContentUnavailable {
+        job: JobId,
+        provider: Address,
+    },
 }
 
 impl Event {
@@ -216,6 +229,8 @@ impl Event {
             | Event::JobBid { provider, .. }
             | Event::JobBidReturned { provider, .. }
             | Event::JobAssigned { provider, .. }
+            | Event::JobStarted { provider, .. }
+            | Event::JobContentUnavailable { provider, .. }
             | Event::JobCommitted { provider, .. }
             | Event::JobRevealed { provider, .. }
             | Event::JobDeadlineMissed { provider, .. }

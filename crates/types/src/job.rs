@@ -53,7 +53,9 @@ pub struct JobSpec {
     /// The total for all k providers; each winner is paid its own bid, which must be at most `budget / k`.
     pub budget: Amount,
     pub bid_window_ms: u64,
-    /// How long a winner has, from its assignment, to commit to a result.
+    /// How long a winner has to commit to a result, counted from the block that confirms it received the
+    /// module and inputs (`ConfirmJobContent`). The chain refuses one shorter than `max_fuel` needs at the
+    /// reference speed (`Params::min_run_timeout_ms`), so a client cannot set a limit no provider can meet.
     pub run_timeout_ms: u64,
     /// How long winners have to reveal once every winner has committed.
     pub reveal_window_ms: u64,
@@ -133,7 +135,37 @@ pub enum JobExit {
     OutOfFuel,
     /// The program trapped (unreachable, out-of-bounds access, stack overflow, memory limit).
     Trapped,
+    /// The program wrote more than a result may hold (bytes to stdout, stderr or files, or files created;
+    /// see [`OutputLimits`]). Counted per write call, so every provider stops at the same call. The result
+    /// holds no stdout, stderr or files.
+    OutputLimit,
+    /// The program left something in its output directory that is not a plain file or directory (a link,
+    /// a device, an unreadable file). The result holds no stdout, stderr or files.
+    OutputInvalid,
 }
+
+/// What a job may write, counted the same way by every provider so that reaching a limit is a result
+/// ([`JobExit::OutputLimit`]) rather than a provider's failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Bytes of stdout, and of stderr, each.
+    pub stream_bytes: u64,
+    /// Bytes of all output files together at the end, and the most any one file may be sized to.
+    pub file_bytes: u64,
+    /// Bytes passed to write calls on files over the whole run (rewrites count again): what bounds the
+    /// provider's disk work even when the final outputs are small.
+    pub written_bytes: u64,
+    /// Files and directories the program may create.
+    pub entries: u64,
+}
+
+/// The limits every runner enforces: stdout, stderr and files together stay within [`MAX_RESULT_BYTES`].
+pub const OUTPUT_LIMITS: OutputLimits = OutputLimits {
+    stream_bytes: 16 * 1024 * 1024,
+    file_bytes: MAX_RESULT_BYTES - 32 * 1024 * 1024,
+    written_bytes: 4 * MAX_RESULT_BYTES,
+    entries: 10_000,
+};
 
 /// The most bytes of stdout, of stderr, and of all output files together that a result may hold; a run
 /// that writes more ends as [`JobExit::Trapped`] with nothing beyond the limit kept.
@@ -147,6 +179,8 @@ pub fn result_hash(exit: &JobExit, stdout: &[u8], stderr: &[u8], outputs: &[(Str
         JobExit::Exited { code } => [&[0u8][..], &code.to_le_bytes()].concat(),
         JobExit::OutOfFuel => vec![1],
         JobExit::Trapped => vec![2],
+        JobExit::OutputLimit => vec![3],
+        JobExit::OutputInvalid => vec![4],
     };
     let count = (outputs.len() as u64).to_le_bytes();
     let mut parts: Vec<&[u8]> = vec![b"tensorgrid/job-result/v1", &exit_bytes, stdout, stderr, &count];
@@ -164,6 +198,9 @@ pub enum JobFailure {
     NotEnoughBids { got: u8, needed: u8 },
     /// No assigned provider revealed a result.
     NoResults,
+    /// No assigned provider confirmed that it received the module and inputs: the client, who must serve
+    /// them, did not (or could not reach anyone). Nobody's deposit is taken.
+    ContentUnavailable,
 }
 
 impl fmt::Display for JobFailure {
@@ -173,6 +210,9 @@ impl fmt::Display for JobFailure {
                 write!(f, "{got} valid bids when the window closed; {needed} were needed")
             }
             JobFailure::NoResults => f.write_str("no assigned provider revealed a result"),
+            JobFailure::ContentUnavailable => f.write_str(
+                "no assigned provider confirmed receiving the module and inputs; the client must upload them",
+            ),
         }
     }
 }
@@ -207,6 +247,7 @@ impl JobState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SlotState {
+    /// Has the module and inputs (confirmed on chain) and is running: must commit by `commit_deadline`.
     Running,
     Committed,
     Revealed,
@@ -215,12 +256,24 @@ pub enum SlotState {
     /// Missed the reveal deadline: deposit forfeited to the client.
     MissedReveal,
     Paid,
+    /// Assigned; waiting for the client's upload until `content_deadline`.
+    AwaitingContent,
+    /// Never confirmed the content by its deadline: replaced by the next-cheapest bid, deposit returned
+    /// (the chain cannot tell a provider that did not fetch from a client that did not serve).
+    ContentUnavailable,
 }
 
 impl SlotState {
     /// Still part of the job's outcome (not replaced or dropped).
     pub fn is_live(&self) -> bool {
-        matches!(self, SlotState::Running | SlotState::Committed | SlotState::Revealed | SlotState::Paid)
+        matches!(
+            self,
+            SlotState::AwaitingContent
+                | SlotState::Running
+                | SlotState::Committed
+                | SlotState::Revealed
+                | SlotState::Paid
+        )
     }
 }
 
@@ -230,7 +283,10 @@ pub struct JobSlot {
     pub provider: Address,
     pub price: Amount,
     pub assigned_at: Timestamp,
-    pub commit_deadline: Timestamp,
+    /// By when the provider must confirm it holds the module and inputs.
+    pub content_deadline: Timestamp,
+    /// By when it must commit: set when it confirms the content (`run_timeout_ms` from then).
+    pub commit_deadline: Option<Timestamp>,
     pub commitment: Option<Hash>,
     pub result: Option<Hash>,
     pub state: SlotState,

@@ -44,6 +44,15 @@ pub struct Params {
     pub max_job_window_ms: u64,
     /// With one result there is nothing to compare: the client may dispute it for this long.
     pub challenge_period_ms: u64,
+    /// How long an assigned provider has to confirm it received the module and inputs, which the client
+    /// must upload to it; a slot that lapses is replaced and costs its provider nothing.
+    pub job_content_window_ms: u64,
+    /// The reference speed of a job runtime, in fuel units per second: a job's `run_timeout_ms` must leave
+    /// room for `max_fuel` at this speed, so no client can ask for a run no provider can finish in time.
+    pub job_reference_fuel_per_sec: u64,
+    /// What a run needs besides its fuel (compiling the module, preparing inputs, the commitment reaching
+    /// a block), added to the fuel's time in the minimum run timeout.
+    pub job_run_overhead_ms: u64,
     /// How long a provider has to redeem its last voucher after the client asks to close a channel.
     #[serde(default = "default_channel_challenge_ms")]
     pub channel_challenge_ms: u64,
@@ -82,6 +91,9 @@ impl Default for Params {
             min_job_window_ms: SECOND,
             max_job_window_ms: DAY,
             challenge_period_ms: 10 * MINUTE,
+            job_content_window_ms: 2 * MINUTE,
+            job_reference_fuel_per_sec: 100_000_000,
+            job_run_overhead_ms: 10 * SECOND,
             channel_challenge_ms: default_channel_challenge_ms(),
         }
     }
@@ -102,6 +114,8 @@ impl Params {
             ("max_bids_per_job", u64::from(self.max_bids_per_job)),
             ("min_job_window_ms", self.min_job_window_ms),
             ("challenge_period_ms", self.challenge_period_ms),
+            ("job_content_window_ms", self.job_content_window_ms),
+            ("job_reference_fuel_per_sec", self.job_reference_fuel_per_sec),
             ("channel_challenge_ms", self.channel_challenge_ms),
         ];
         for (name, value) in positive {
@@ -119,6 +133,15 @@ impl Params {
             return Err(Malformed::new("params.max_price_per_hour", "must be between 1utgr and 10^9 TGR"));
         }
         Ok(())
+    }
+
+    /// The shortest `run_timeout_ms` a job with `max_fuel` may ask for: the overhead plus the fuel's time at
+    /// the reference speed, rounded up.
+    pub fn min_run_timeout_ms(&self, max_fuel: u64) -> u64 {
+        let fuel_ms = u128::from(max_fuel)
+            .saturating_mul(1_000)
+            .div_ceil(u128::from(self.job_reference_fuel_per_sec.max(1)));
+        u64::try_from(fuel_ms).unwrap_or(u64::MAX).saturating_add(self.job_run_overhead_ms)
     }
 
     /// The fee for a transaction of `size` encoded bytes, `None` on overflow.

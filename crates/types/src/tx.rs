@@ -142,6 +142,14 @@ pub enum Msg {
     WithdrawModel {
         model_hash: Hash,
     },
+
+    // --- jobs (continued)
+    /// By an assigned provider: it holds the job's module and inputs, checked against their hashes, and has
+    /// started. From this transaction on its slot's commit deadline runs, and missing it forfeits the bid
+    /// deposit; before it, a slot that lapses costs the provider nothing (the client may never have uploaded).
+    ConfirmJobContent {
+        job: JobId,
+    },
 }
 
 impl Msg {
@@ -175,6 +183,7 @@ impl Msg {
             Msg::CloseChannel { .. } => "close_channel",
             Msg::AnnounceModel { .. } => "announce_model",
             Msg::WithdrawModel { .. } => "withdraw_model",
+            Msg::ConfirmJobContent { .. } => "confirm_job_content",
         }
     }
 
@@ -252,7 +261,8 @@ impl Msg {
             | Msg::CommitResult { .. }
             | Msg::RevealResult { .. }
             | Msg::CancelJob { .. }
-            | Msg::DisputeJob { .. } => Ok(()),
+            | Msg::DisputeJob { .. }
+            | Msg::ConfirmJobContent { .. } => Ok(()),
         }
     }
 }
@@ -444,6 +454,7 @@ mod tests {
                 25,
             ),
             (Msg::WithdrawModel { model_hash: Hash::ZERO }, 26),
+            (Msg::ConfirmJobContent { job: 1 }, 27),
         ];
         for (msg, tag) in all {
             assert_eq!(codec::encode(&msg)[0], tag, "{}", msg.name());
