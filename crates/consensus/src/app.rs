@@ -1,7 +1,6 @@
 //! The application consensus drives: it builds blocks from the mempool, verifies other validators' blocks,
 //! and executes finalized blocks on the ledger, in height order, exactly once each.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -31,9 +30,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::block::Block;
 use crate::Scheme;
-
-/// How far ahead of a validator's clock a proposal's timestamp may be before it waits to vote on it.
-pub const MAX_CLOCK_DRIFT: Duration = Duration::from_secs(2);
 
 /// What a finalized block did, kept for the node's API and tests.
 #[derive(Clone, Debug)]
@@ -432,14 +428,14 @@ where
             warn!(committed, parent = parent.height, "asked to build below the committed height");
             return None;
         }
-        // Transactions in uncommitted ancestors are left out, or the block would repeat them.
-        let mut pending = HashSet::new();
+        // Transactions in uncommitted ancestors take their accounts' nonces and balance first.
+        let mut pending = Vec::new();
         let mut ancestor = Some(parent_block.clone());
         while let Some(block) = ancestor {
             if block.inner().height <= committed {
                 break;
             }
-            pending.extend(block.inner().tx_hashes());
+            pending.push((block.inner().height, block.inner().txs.clone()));
             ancestor = ancestry.next().await;
         }
         let root = self.chain.root_at(committed).ok().flatten()?;
@@ -462,8 +458,8 @@ where
         mut ancestry: impl Ancestry<Block>,
     ) -> bool {
         let Some(block) = ancestry.next().await else { return false };
-        let Some(parent) = ancestry.next().await else { return false };
-        let (block, parent) = (block.inner(), parent.inner());
+        let Some(parent_block) = ancestry.next().await else { return false };
+        let (block, parent) = (block.inner(), parent_block.inner());
         if block.height != parent.height + 1 || block.parent != parent.digest() {
             return false;
         }
@@ -483,14 +479,44 @@ where
             debug!(height = block.height, "refusing an oversized block");
             return false;
         }
-        // A timestamp ahead of this clock is not wrong forever: abstain until the clock catches up.
+        // A timestamp further ahead of this validator's clock than the chain allows is refused: a proposer
+        // may not move the chain's time forward at will.
+        let drift = match self.chain.core.lock().ledger().params() {
+            Ok(params) => params.max_clock_drift_ms,
+            Err(e) => {
+                error!(error = %e, "could not read the params; abstaining");
+                return false;
+            }
+        };
         let early = block.timestamp.saturating_sub(millis(&clock));
-        let drift = MAX_CLOCK_DRIFT.as_millis() as u64;
         if early > drift {
-            clock.sleep(Duration::from_millis(early - drift)).await;
+            warn!(
+                height = block.height,
+                early_ms = early,
+                drift_ms = drift,
+                "refusing a block from the future"
+            );
+            return false;
         }
         // The claimed height is finalized (its proposer committed it), so it reaches this node in time.
         self.chain.wait_committed(block.state_height).await;
+        // Every transaction must be one the ledger admits and that can pay, on top of the uncommitted
+        // ancestors' transactions: a proposer cannot fill blocks with transactions that pay nothing.
+        let committed = self.chain.committed_height();
+        let mut pending = Vec::new();
+        let mut ancestor = Some(parent_block.clone());
+        while let Some(a) = ancestor {
+            if a.inner().height <= committed {
+                break;
+            }
+            pending.push((a.inner().height, a.inner().txs.clone()));
+            ancestor = ancestry.next().await;
+        }
+        let rng = ChaCha20Rng::from_seed(Hash::of(block.digest().as_ref()).0);
+        if let Err(e) = self.chain.core.lock().check_block(&block.txs, &pending, rng) {
+            warn!(height = block.height, error = %e, "refusing a block with a transaction that cannot be admitted");
+            return false;
+        }
         match self.chain.root_at(block.state_height) {
             Ok(Some(root)) if root == block.state_root => true,
             Ok(_) => {

@@ -342,7 +342,7 @@ fn admit<S: Store + ?Sized>(
     }
     let fee = st
         .params
-        .fee_for(size)
+        .fee_with_tip(size, tx.tip)
         .ok_or(TxError::CannotPayFee { required: Amount(u128::MAX), available: account.balance })?;
     if tx.max_fee < fee {
         return Err(TxError::FeeTooLow { required: fee, offered: tx.max_fee }.into());

@@ -1,15 +1,13 @@
 //! The node's state machine host: the ledger over its store, and the mempool in front of it. Consensus decides
 //! when a block is made and with what time and randomness; [`NodeCore::produce_block`] makes it.
 
-use std::collections::HashSet;
-
 use rand_core::{CryptoRng, OsRng, RngCore};
 use serde::Serialize;
 use tensorgrid_ledger::{Ledger, LedgerError, QueryError, Store, StoreError};
 use tensorgrid_types::query::{ChainInfo, Query, QueryResponse};
 use tensorgrid_types::{Account, Address, BlockContext, BlockOutcome, Hash, Timestamp};
 
-use crate::mempool::{AccountView, Mempool, MempoolConfig, MempoolError};
+use crate::mempool::{check_block, AccountView, BlockCheckError, Mempool, MempoolConfig, MempoolError};
 
 /// What `GET /v1/status` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -93,16 +91,49 @@ impl<S: Store> NodeCore<S> {
         Ok(self.ledger.chain_info()?.height)
     }
 
-    /// Transactions for a block built on uncommitted ancestors that carry `pending` (see
-    /// [`Mempool::reap_excluding`]). Stale entries expire first.
-    pub fn reap(&mut self, now: Timestamp, pending: &HashSet<Hash>) -> Vec<Vec<u8>> {
+    /// Transactions for a block built on `ancestors` (height and transactions of each block not known to be
+    /// committed; those at or below the committed height are ignored), see [`Mempool::reap_after`]. Stale
+    /// entries expire first.
+    pub fn reap(&mut self, now: Timestamp, ancestors: &[(u64, Vec<Vec<u8>>)]) -> Vec<Vec<u8>> {
         self.mempool.evict_expired(now);
-        self.mempool.reap_excluding(
+        let Ok(params) = self.ledger.params() else { return Vec::new() };
+        let pending = self.pending(ancestors);
+        self.mempool.reap_after(
             self.block_max_txs,
             self.block_max_bytes,
+            &params,
             &Accounts(&self.ledger),
-            pending,
+            &pending,
         )
+    }
+
+    /// Whether a proposed block's transactions would all be admitted and pay, on top of `ancestors` (as in
+    /// [`NodeCore::reap`]); see [`check_block`].
+    pub fn check_block(
+        &self,
+        txs: &[Vec<u8>],
+        ancestors: &[(u64, Vec<Vec<u8>>)],
+        rng: impl RngCore + CryptoRng,
+    ) -> Result<(), BlockCheckError> {
+        let (chain, params) = match (self.ledger.chain_info(), self.ledger.params()) {
+            (Ok(chain), Ok(params)) => (chain, params),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(BlockCheckError::Refused {
+                    index: 0,
+                    error: tensorgrid_types::TxError::Undecodable {
+                        reason: format!("the ledger failed: {e}"),
+                    },
+                })
+            }
+        };
+        let pending = self.pending(ancestors);
+        check_block(txs, &pending, &chain.chain_id, &params, &Accounts(&self.ledger), rng)
+    }
+
+    /// The transactions of the ancestors above the committed height.
+    fn pending(&self, ancestors: &[(u64, Vec<Vec<u8>>)]) -> Vec<Vec<u8>> {
+        let committed = self.height().unwrap_or(0);
+        ancestors.iter().filter(|(h, _)| *h > committed).flat_map(|(_, txs)| txs.iter().cloned()).collect()
     }
 
     /// Executes a finalized block and drops from the mempool what it included or made stale. `before_write`
@@ -131,7 +162,7 @@ impl<S: Store> NodeCore<S> {
     /// included. Stale mempool entries expire first.
     pub fn produce_block(&mut self, time: Timestamp, randomness: Hash) -> Result<BlockOutcome, LedgerError> {
         let height = self.height()?.saturating_add(1);
-        let txs = self.reap(time, &HashSet::new());
+        let txs = self.reap(time, &[]);
         self.commit_block(&BlockContext { height, time, randomness }, &txs, OsRng, |_, _| Ok(()))
     }
 }

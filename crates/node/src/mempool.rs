@@ -1,18 +1,27 @@
 //! Transactions waiting for a block.
 //!
 //! On entry a transaction passes the same admission checks the ledger applies (size, decoding, stateless
-//! validation, chain id, signature, nonce, fee payable) against the latest committed state, so a block built
-//! from the pool carries no transaction the ledger would refuse for a reason known in advance. The pool is
-//! bounded in transactions, bytes and transactions per account; when full it refuses with [`MempoolError::Full`]
-//! ("try later"), never blocks. Blocks are filled per account in nonce order (a gap stops that account),
-//! accounts taking turns in arrival order so that one busy account cannot starve the others.
+//! validation, chain id, signature, nonce, fee payable) against the latest committed state, and the account's
+//! balance must cover the fees *and spends* ([`Msg::max_spend`]) of all its waiting transactions: a balance
+//! only shrinks through its owner's transactions, so nothing the pool offers a block can fail to pay its fee
+//! (an account cannot send its balance away and have its followers ride along for free). The pool is bounded
+//! in transactions, bytes and transactions per account, with a lane of its own for heartbeats; when full it
+//! refuses with [`MempoolError::Full`] ("try later"), never blocks.
+//!
+//! Blocks are filled per account in nonce order (a gap stops that account): first heartbeats, up to
+//! [`HEARTBEAT_SHARE`] of the block, so that a flood never makes a live provider look dead; then by tip per
+//! byte, accounts with equal tips taking turns in arrival order so that one busy account cannot starve the
+//! others. [`check_block`] applies the same funding and nonce rules to a proposed block.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use rand_core::{CryptoRng, RngCore};
 use tensorgrid_types::crypto::SignatureError;
 use tensorgrid_types::tx::signing_bytes_of_raw;
-use tensorgrid_types::{Account, Address, Hash, Params, SignedTx, Timestamp, TxError};
+use tensorgrid_types::{Account, Address, Amount, Hash, Msg, Params, SignedTx, Timestamp, TxError};
+
+/// The share of a block's transactions kept for heartbeats (one in this many).
+pub const HEARTBEAT_SHARE: usize = 4;
 
 /// What the pool may hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,11 +32,19 @@ pub struct MempoolConfig {
     pub max_per_account: u64,
     /// Entries older than this are dropped.
     pub ttl_ms: u64,
+    /// Heartbeats waiting, on top of `max_txs`: a pool full of other transactions still takes them.
+    pub max_heartbeats: usize,
 }
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig { max_txs: 50_000, max_bytes: 64 << 20, max_per_account: 64, ttl_ms: 10 * 60_000 }
+        MempoolConfig {
+            max_txs: 50_000,
+            max_bytes: 64 << 20,
+            max_per_account: 64,
+            ttl_ms: 10 * 60_000,
+            max_heartbeats: 20_000,
+        }
     }
 }
 
@@ -44,6 +61,11 @@ pub enum MempoolError {
     NonceTaken { signer: Address, nonce: u64 },
     #[error("nonce {got} is too far ahead: at most {max} transactions of one account may wait (next nonce {next})")]
     TooFarAhead { next: u64, got: u64, max: u64 },
+    #[error(
+        "the balance {available} does not cover the fees and amounts of this account's waiting transactions \
+         and this one ({required})"
+    )]
+    Unfunded { required: Amount, available: Amount },
 }
 
 /// Read access to committed accounts, as the node's store provides it.
@@ -59,6 +81,17 @@ struct Entry {
     arrived: Timestamp,
     /// Arrival order, to let accounts take turns fairly and deterministically.
     seq: u64,
+    /// The fee with its tip plus what the message may spend: what the balance must cover.
+    cost: u128,
+    /// Tip per byte in millionths of a utgr: the block's order of preference.
+    priority: u128,
+    heartbeat: bool,
+}
+
+/// What a transaction may take from its signer's balance in all: its fee (with tip) and its spend.
+fn cost_of(signed: &SignedTx, size: usize, params: &Params) -> Option<u128> {
+    let fee = params.fee_with_tip(size, signed.tx.tip)?;
+    fee.0.checked_add(signed.tx.msg.max_spend(params).0)
 }
 
 /// The pool.
@@ -68,6 +101,7 @@ pub struct Mempool {
     entries: HashMap<Hash, Entry>,
     by_account: BTreeMap<Address, BTreeMap<u64, Hash>>,
     bytes: usize,
+    heartbeats: usize,
     next_seq: u64,
 }
 
@@ -209,90 +243,150 @@ impl Mempool {
                 max: self.config.max_per_account,
             });
         }
-        let fee = params.fee_for(raw.len()).ok_or(TxError::CannotPayFee {
-            required: tensorgrid_types::Amount(u128::MAX),
-            available: account.balance,
-        })?;
+        let fee = params
+            .fee_with_tip(raw.len(), tx.tip)
+            .ok_or(TxError::CannotPayFee { required: Amount(u128::MAX), available: account.balance })?;
         if tx.max_fee < fee {
             return Err(TxError::FeeTooLow { required: fee, offered: tx.max_fee }.into());
         }
-        // Every waiting transaction of the account pays its fee first; the balance must cover them all.
-        let waiting = u128::from(ahead).saturating_add(1);
-        if account.balance.0 < fee.0.saturating_mul(waiting) {
+        if account.balance < fee {
             return Err(TxError::CannotPayFee { required: fee, available: account.balance }.into());
         }
         if self.by_account.get(&tx.signer).is_some_and(|n| n.contains_key(&tx.nonce)) {
             return Err(MempoolError::NonceTaken { signer: tx.signer, nonce: tx.nonce });
         }
-        if self.entries.len() >= self.config.max_txs || self.bytes + raw.len() > self.config.max_bytes {
+        // Every waiting transaction of the account pays its fee and may spend its amount; the balance must
+        // cover them all, this one included.
+        let cost = cost_of(signed, raw.len(), params).unwrap_or(u128::MAX);
+        let waiting: u128 = self
+            .by_account
+            .get(&tx.signer)
+            .into_iter()
+            .flat_map(|nonces| nonces.values())
+            .filter_map(|h| self.entries.get(h))
+            .fold(0u128, |sum, e| sum.saturating_add(e.cost));
+        let required = waiting.saturating_add(cost);
+        if account.balance.0 < required {
+            return Err(MempoolError::Unfunded { required: Amount(required), available: account.balance });
+        }
+        let heartbeat = matches!(tx.msg, Msg::Heartbeat);
+        let full = if heartbeat {
+            self.heartbeats >= self.config.max_heartbeats
+        } else {
+            self.entries.len() - self.heartbeats >= self.config.max_txs
+                || self.bytes + raw.len() > self.config.max_bytes
+        };
+        if full {
             return Err(MempoolError::Full { txs: self.entries.len(), bytes: self.bytes });
         }
-        self.bytes += raw.len();
+        if heartbeat {
+            self.heartbeats += 1;
+        } else {
+            self.bytes += raw.len();
+        }
+        let priority = tx.tip.0.saturating_mul(1_000_000) / (raw.len().max(1) as u128);
         self.by_account.entry(tx.signer).or_default().insert(tx.nonce, hash);
-        let entry = Entry { raw, signer: tx.signer, nonce: tx.nonce, arrived: now, seq: self.next_seq };
+        let entry = Entry {
+            raw,
+            signer: tx.signer,
+            nonce: tx.nonce,
+            arrived: now,
+            seq: self.next_seq,
+            cost,
+            priority,
+            heartbeat,
+        };
         self.next_seq += 1;
         self.entries.insert(hash, entry);
         Ok(hash)
     }
 
-    /// Transactions for the next block, at most `max_txs` and `max_bytes`: each account's run of consecutive
-    /// nonces from its committed nonce, accounts taking turns in the order their first waiting transaction
-    /// arrived. Nothing is removed: that happens when the block commits ([`Mempool::committed`]).
-    pub fn reap(&self, max_txs: usize, max_bytes: usize, accounts: &impl AccountView) -> Vec<Vec<u8>> {
-        self.reap_excluding(max_txs, max_bytes, accounts, &HashSet::new())
-    }
-
-    /// [`Mempool::reap`] for a block whose ancestors are not committed yet: transactions in `pending` (those
-    /// the uncommitted ancestors carry) are skipped but still count as taking their nonce, so an account's
-    /// later transactions follow them instead of repeating them.
-    pub fn reap_excluding(
+    /// Transactions for the next block, at most `max_txs` and `max_bytes` (see the module's doc for the
+    /// order). Nothing is removed: that happens when the block commits ([`Mempool::committed`]).
+    pub fn reap(
         &self,
         max_txs: usize,
         max_bytes: usize,
+        params: &Params,
         accounts: &impl AccountView,
-        pending: &HashSet<Hash>,
     ) -> Vec<Vec<u8>> {
-        // Each account's runnable queue, ordered by nonce, starting at the committed nonce.
-        let mut queues: Vec<(u64, Vec<&Entry>)> = Vec::new();
+        self.reap_after(max_txs, max_bytes, params, accounts, &[])
+    }
+
+    /// [`Mempool::reap`] for a block whose ancestors are not committed yet and carry `pending`: each account
+    /// continues after its pending transactions' nonces, and its balance must cover their fees and spends
+    /// as well as those of what this block takes, exactly as [`check_block`] will require.
+    pub fn reap_after(
+        &self,
+        max_txs: usize,
+        max_bytes: usize,
+        params: &Params,
+        accounts: &impl AccountView,
+        pending: &[Vec<u8>],
+    ) -> Vec<Vec<u8>> {
+        let pending = Pending::of(pending, params);
+        // Each account's runnable queue: consecutive nonces after its pending ones, as long as the balance
+        // covers them.
+        let mut queues: Vec<Vec<&Entry>> = Vec::new();
         for (signer, nonces) in &self.by_account {
-            let Some(mut next) = accounts.account(signer).map(|a| a.nonce) else { continue };
+            let Some(account) = accounts.account(signer) else { continue };
+            let (count, spent) = pending.of_account(signer);
+            let mut next = account.nonce.saturating_add(count);
+            let mut left = account.balance.0.saturating_sub(spent);
             let mut run = Vec::new();
             for (nonce, hash) in nonces.range(next..) {
-                if *nonce != next {
+                let Some(entry) = self.entries.get(hash) else { break };
+                if *nonce != next || entry.cost > left {
                     break;
                 }
-                if let Some(entry) = self.entries.get(hash) {
-                    if !pending.contains(hash) {
-                        run.push(entry);
-                    }
-                }
+                left -= entry.cost;
+                run.push(entry);
                 next += 1;
             }
-            if let Some(first) = run.first() {
-                queues.push((first.seq, run));
+            if !run.is_empty() {
+                queues.push(run);
             }
         }
-        queues.sort_by_key(|(seq, _)| *seq);
-        let (mut out, mut bytes, mut round) = (Vec::new(), 0usize, 0usize);
-        loop {
-            let mut took_any = false;
-            for (_, run) in &queues {
-                let Some(entry) = run.get(round) else { continue };
-                if out.len() >= max_txs {
-                    return out;
-                }
-                if bytes + entry.raw.len() > max_bytes {
-                    continue;
-                }
-                bytes += entry.raw.len();
-                out.push(entry.raw.clone());
-                took_any = true;
+        // Heartbeats first, up to their share of the block, oldest first.
+        let reserve = max_txs.div_ceil(HEARTBEAT_SHARE);
+        let mut heads: Vec<(usize, &Entry)> =
+            queues.iter().enumerate().filter(|(_, q)| q[0].heartbeat).map(|(i, q)| (i, q[0])).collect();
+        heads.sort_by_key(|(_, e)| e.seq);
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        let mut taken = vec![0usize; queues.len()];
+        for (i, entry) in heads.into_iter().take(reserve) {
+            if bytes + entry.raw.len() > max_bytes {
+                continue;
             }
-            if !took_any {
-                return out;
-            }
-            round += 1;
+            bytes += entry.raw.len();
+            out.push(entry.raw.clone());
+            taken[i] = 1;
         }
+        // Then by tip per byte; at equal tips, accounts take turns (fewest taken first), by arrival.
+        let mut heap: std::collections::BinaryHeap<(u128, std::cmp::Reverse<(usize, u64)>, usize)> = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| {
+                q.get(taken[i]).map(|e| (e.priority, std::cmp::Reverse((taken[i], q[0].seq)), i))
+            })
+            .collect();
+        while let Some((_, _, i)) = heap.pop() {
+            if out.len() >= max_txs {
+                break;
+            }
+            let entry = queues[i][taken[i]];
+            if bytes + entry.raw.len() > max_bytes {
+                // This account's run stops here; later nonces cannot go before this one.
+                continue;
+            }
+            bytes += entry.raw.len();
+            out.push(entry.raw.clone());
+            taken[i] += 1;
+            if let Some(next) = queues[i].get(taken[i]) {
+                heap.push((next.priority, std::cmp::Reverse((taken[i], queues[i][0].seq)), i));
+            }
+        }
+        out
     }
 
     /// After a block commits: drops what it included, and anything whose nonce the accounts have moved past.
@@ -325,7 +419,11 @@ impl Mempool {
 
     fn remove(&mut self, hash: &Hash) {
         if let Some(entry) = self.entries.remove(hash) {
-            self.bytes -= entry.raw.len();
+            if entry.heartbeat {
+                self.heartbeats -= 1;
+            } else {
+                self.bytes -= entry.raw.len();
+            }
             if let Some(nonces) = self.by_account.get_mut(&entry.signer) {
                 nonces.remove(&entry.nonce);
                 if nonces.is_empty() {
@@ -334,4 +432,125 @@ impl Mempool {
             }
         }
     }
+}
+
+/// What uncommitted ancestors already take from each account: how many nonces and how much of its balance
+/// (fees and spends), decoded from their transactions.
+#[derive(Debug, Default)]
+struct Pending(HashMap<Address, (u64, u128)>);
+
+impl Pending {
+    fn of(raws: &[Vec<u8>], params: &Params) -> Pending {
+        let mut by_account: HashMap<Address, (u64, u128)> = HashMap::new();
+        for raw in raws {
+            let Ok(signed) = SignedTx::decode(raw) else { continue };
+            let cost = cost_of(&signed, raw.len(), params).unwrap_or(u128::MAX);
+            let slot = by_account.entry(signed.tx.signer).or_default();
+            slot.0 = slot.0.saturating_add(1);
+            slot.1 = slot.1.saturating_add(cost);
+        }
+        Pending(by_account)
+    }
+
+    fn of_account(&self, signer: &Address) -> (u64, u128) {
+        self.0.get(signer).copied().unwrap_or_default()
+    }
+}
+
+/// Why a proposed block's transactions are refused ([`check_block`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockCheckError {
+    #[error("transaction {index}: {error}")]
+    Refused { index: usize, error: TxError },
+    #[error("transaction {index}: nonce {got} of {signer}, expected {expected}")]
+    OutOfOrder { index: usize, signer: Address, expected: u64, got: u64 },
+    #[error(
+        "transaction {index}: {signer}'s balance {available} does not cover {required} of fees and amounts"
+    )]
+    Unfunded { index: usize, signer: Address, required: Amount, available: Amount },
+}
+
+/// Whether every transaction of a proposed block would be admitted and could pay, given the committed
+/// `accounts` and the transactions of the block's uncommitted ancestors (`pending`): the bytes decode, are
+/// well-formed, name this chain, carry a valid signature and a sufficient `max_fee`, each account's nonces
+/// follow on from its committed and pending ones without a gap, and its balance covers the fees and spends
+/// of all of them. This is the rule honest proposers follow ([`Mempool::reap_after`]), so a proposer can
+/// no longer fill blocks with transactions that are refused at execution and pay nothing.
+pub fn check_block<R: RngCore + CryptoRng>(
+    txs: &[Vec<u8>],
+    pending: &[Vec<u8>],
+    chain_id: &str,
+    params: &Params,
+    accounts: &impl AccountView,
+    rng: R,
+) -> Result<(), BlockCheckError> {
+    let pending = Pending::of(pending, params);
+    let mut decoded = Vec::with_capacity(txs.len());
+    for (index, raw) in txs.iter().enumerate() {
+        let refused = |error: TxError| BlockCheckError::Refused { index, error };
+        if raw.len() > params.max_tx_bytes as usize {
+            return Err(refused(TxError::TooLarge {
+                size: raw.len() as u64,
+                max: u64::from(params.max_tx_bytes),
+            }));
+        }
+        let signed = SignedTx::decode(raw).map_err(|e| refused(TxError::Undecodable { reason: e.reason }))?;
+        signed.tx.validate().map_err(|malformed| refused(TxError::Malformed { malformed }))?;
+        if signed.tx.chain_id != chain_id {
+            return Err(refused(TxError::WrongChainId {
+                expected: chain_id.into(),
+                got: signed.tx.chain_id,
+            }));
+        }
+        let message =
+            signing_bytes_of_raw(raw).ok_or(refused(TxError::BadSignature { signer: signed.tx.signer }))?;
+        decoded.push((signed, message));
+    }
+    let verdicts = tensorgrid_types::crypto::verify_batch(
+        decoded.iter().map(|(signed, message)| (&signed.tx.signer, message.as_slice(), &signed.signature)),
+        rng,
+    );
+    let mut seen: HashMap<Address, (u64, u128, Amount)> = HashMap::new();
+    for (index, (((signed, _), verdict), raw)) in decoded.iter().zip(verdicts).zip(txs).enumerate() {
+        let tx = &signed.tx;
+        let refused = |error: TxError| BlockCheckError::Refused { index, error };
+        if verdict.is_err() {
+            return Err(refused(TxError::BadSignature { signer: tx.signer }));
+        }
+        let fee = params
+            .fee_with_tip(raw.len(), tx.tip)
+            .ok_or(refused(TxError::FeeTooLow { required: Amount(u128::MAX), offered: tx.max_fee }))?;
+        if tx.max_fee < fee {
+            return Err(refused(TxError::FeeTooLow { required: fee, offered: tx.max_fee }));
+        }
+        let state = match seen.entry(tx.signer) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let account = accounts
+                    .account(&tx.signer)
+                    .ok_or(refused(TxError::UnknownAccount { address: tx.signer }))?;
+                let (count, spent) = pending.of_account(&tx.signer);
+                v.insert((account.nonce.saturating_add(count), spent, account.balance))
+            }
+        };
+        if tx.nonce != state.0 {
+            return Err(BlockCheckError::OutOfOrder {
+                index,
+                signer: tx.signer,
+                expected: state.0,
+                got: tx.nonce,
+            });
+        }
+        state.0 += 1;
+        state.1 = state.1.saturating_add(cost_of(signed, raw.len(), params).unwrap_or(u128::MAX));
+        if state.1 > state.2 .0 {
+            return Err(BlockCheckError::Unfunded {
+                index,
+                signer: tx.signer,
+                required: Amount(state.1),
+                available: state.2,
+            });
+        }
+    }
+    Ok(())
 }

@@ -164,6 +164,9 @@ impl From<SubmitError> for ApiError {
             SubmitError::Mempool(e @ MempoolError::TooFarAhead { .. }) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "nonce_too_far_ahead", e.to_string())
             }
+            SubmitError::Mempool(e @ MempoolError::Unfunded { .. }) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unfunded", e.to_string())
+            }
             SubmitError::Ledger(e) => internal(e),
             SubmitError::Poisoned => internal(e),
         }

@@ -144,8 +144,13 @@ impl Params {
         u64::try_from(fuel_ms).unwrap_or(u64::MAX).saturating_add(self.job_run_overhead_ms)
     }
 
-    /// The fee for a transaction of `size` encoded bytes, `None` on overflow.
+    /// The minimum fee for a transaction of `size` encoded bytes, `None` on overflow.
     pub fn fee_for(&self, size: usize) -> Option<Amount> {
         self.fee_per_byte.checked_mul(size as u128)?.checked_add(self.base_fee)
+    }
+
+    /// What a transaction of `size` bytes offering `tip` is charged: the minimum fee plus the tip.
+    pub fn fee_with_tip(&self, size: usize, tip: Amount) -> Option<Amount> {
+        self.fee_for(size)?.checked_add(tip)
     }
 }

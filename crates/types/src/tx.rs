@@ -2,8 +2,8 @@
 //!
 //! Encoding: `SignedTx` is borsh of `Tx` followed by the 64-byte signature, and the signature covers
 //! `"tensorgrid/tx\0" ‖ borsh(Tx)`, so a node verifies the bytes it received without re-encoding anything.
-//! `Tx` starts with a 16-bit `version`; a later format gets a new struct and the decoder dispatches on those
-//! two bytes. New messages are appended to `Msg` (borsh tags are declaration order), so old transactions keep
+//! `Tx` starts with a 16-bit `version` and the decoder dispatches on those two bytes: version 1 has no tip,
+//! version 2 carries one after `max_fee`. New messages are appended to `Msg` (borsh tags are declaration order), so old transactions keep
 //! their meaning; a test pins the tags.
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -20,8 +20,10 @@ use crate::model::ModelOffer;
 use crate::provider::{self, ProviderInfo};
 use crate::resources::Attribute;
 
-/// The only transaction format so far.
-pub const TX_VERSION: u16 = 1;
+/// The transaction format new transactions use: version 2, with a tip. Version 1 (no tip) still decodes.
+pub const TX_VERSION: u16 = 2;
+/// The oldest format still accepted.
+pub const TX_VERSION_MIN: u16 = 1;
 
 /// Domain separation: a transaction signature can never be replayed as any other signed tensorgrid message.
 pub const TX_SIGNING_DOMAIN: &[u8] = b"tensorgrid/tx\0";
@@ -187,6 +189,42 @@ impl Msg {
         }
     }
 
+    /// The most this message can take from its signer's balance (besides the fee): what it sends, stakes,
+    /// deposits or locks. A signer's balance only ever shrinks through its own transactions, so a mempool
+    /// that admits an account's transactions only while its balance covers their fees and spends never
+    /// offers a block a transaction that cannot pay.
+    pub fn max_spend(&self, params: &crate::Params) -> Amount {
+        match self {
+            Msg::Send { amount, .. }
+            | Msg::Bond { amount }
+            | Msg::DepositDeployment { amount, .. }
+            | Msg::TopUpChannel { amount, .. } => *amount,
+            Msg::RegisterProvider { stake, .. } => *stake,
+            Msg::CreateDeployment { deposit, .. } | Msg::OpenChannel { deposit, .. } => *deposit,
+            Msg::CreateBid { .. } => params.bid_deposit,
+            Msg::SubmitJob { spec } => spec.budget,
+            Msg::BidJob { .. } => params.job_bid_deposit,
+            Msg::UpdateProvider { .. }
+            | Msg::DeregisterProvider
+            | Msg::Unbond { .. }
+            | Msg::Heartbeat
+            | Msg::CloseDeployment { .. }
+            | Msg::CloseBid { .. }
+            | Msg::AcceptBid { .. }
+            | Msg::CloseLease { .. }
+            | Msg::WithdrawLease { .. }
+            | Msg::CommitResult { .. }
+            | Msg::RevealResult { .. }
+            | Msg::CancelJob { .. }
+            | Msg::DisputeJob { .. }
+            | Msg::ConfirmJobContent { .. }
+            | Msg::RedeemVoucher { .. }
+            | Msg::CloseChannel { .. }
+            | Msg::AnnounceModel { .. }
+            | Msg::WithdrawModel { .. } => Amount::ZERO,
+        }
+    }
+
     /// Checks everything that needs no state: sizes, non-zero amounts, well-formed names and URIs.
     pub fn validate(&self) -> Result<(), Malformed> {
         fn nonzero(field: &str, amount: Amount) -> Result<(), Malformed> {
@@ -268,18 +306,51 @@ impl Msg {
 }
 
 /// The signed part of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tx {
     pub version: u16,
     pub chain_id: String,
     pub signer: Address,
     /// Must equal the signer's next nonce: replays and gaps are refused.
     pub nonce: u64,
-    /// The most the signer agrees to pay; the fee charged is `base_fee + fee_per_byte × size`.
+    /// The most the signer agrees to pay; the fee charged is `base_fee + fee_per_byte × size + tip`.
     pub max_fee: Amount,
+    /// Paid on top of the minimum fee to be included sooner: blocks take transactions by tip per byte.
+    /// Version 2 and later; a version-1 transaction has none.
+    #[serde(default)]
+    pub tip: Amount,
     #[serde(default)]
     pub memo: String,
     pub msg: Msg,
+}
+
+impl BorshSerialize for Tx {
+    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        BorshSerialize::serialize(&self.version, writer)?;
+        BorshSerialize::serialize(&self.chain_id, writer)?;
+        BorshSerialize::serialize(&self.signer, writer)?;
+        BorshSerialize::serialize(&self.nonce, writer)?;
+        BorshSerialize::serialize(&self.max_fee, writer)?;
+        if self.version >= 2 {
+            BorshSerialize::serialize(&self.tip, writer)?;
+        }
+        BorshSerialize::serialize(&self.memo, writer)?;
+        BorshSerialize::serialize(&self.msg, writer)
+    }
+}
+
+impl BorshDeserialize for Tx {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let version = u16::deserialize_reader(reader)?;
+        let chain_id = String::deserialize_reader(reader)?;
+        let signer = Address::deserialize_reader(reader)?;
+        let nonce = u64::deserialize_reader(reader)?;
+        let max_fee = Amount::deserialize_reader(reader)?;
+        let tip = if version >= 2 { Amount::deserialize_reader(reader)? } else { Amount::ZERO };
+        let memo = String::deserialize_reader(reader)?;
+        let msg = Msg::deserialize_reader(reader)?;
+        Ok(Tx { version, chain_id, signer, nonce, max_fee, tip, memo, msg })
+    }
 }
 
 impl Tx {
@@ -290,9 +361,16 @@ impl Tx {
             signer,
             nonce,
             max_fee,
+            tip: Amount::ZERO,
             memo: String::new(),
             msg,
         }
+    }
+
+    /// The same transaction offering `tip` above the minimum fee.
+    pub fn with_tip(mut self, tip: Amount) -> Self {
+        self.tip = tip;
+        self
     }
 
     /// The bytes the signature covers.
@@ -309,11 +387,14 @@ impl Tx {
 
     /// Stateless checks: version, field sizes and shapes.
     pub fn validate(&self) -> Result<(), Malformed> {
-        if self.version != TX_VERSION {
+        if !(TX_VERSION_MIN..=TX_VERSION).contains(&self.version) {
             return Err(Malformed::new(
                 "version",
                 format!("{} is not supported; use {TX_VERSION}", self.version),
             ));
+        }
+        if self.version < 2 && !self.tip.is_zero() {
+            return Err(Malformed::new("tip", "needs transaction version 2"));
         }
         limits::check_str("chain_id", &self.chain_id, limits::MAX_CHAIN_ID_LEN)?;
         limits::check_str("memo", &self.memo, limits::MAX_MEMO_LEN)?;
@@ -459,6 +540,26 @@ mod tests {
         for (msg, tag) in all {
             assert_eq!(codec::encode(&msg)[0], tag, "{}", msg.name());
         }
+    }
+
+    #[test]
+    fn a_version_1_transaction_still_decodes_and_a_tip_needs_version_2() {
+        let key = SecretKey::from_label("a");
+        let mut v1 = Tx::new("c", key.address(), 3, Amount(500), Msg::Heartbeat);
+        v1.version = 1;
+        let signed = v1.clone().sign(&key);
+        let bytes = signed.encode();
+        let back = SignedTx::decode(&bytes).unwrap();
+        assert_eq!(back.tx, v1);
+        assert_eq!(back.encode(), bytes, "one encoding per transaction");
+        assert!(back.tx.validate().is_ok());
+        let v2 = Tx::new("c", key.address(), 3, Amount(500), Msg::Heartbeat).with_tip(Amount(7));
+        let bytes2 = v2.clone().sign(&key).encode();
+        assert_eq!(bytes2.len(), bytes.len() + 16, "the tip is the only difference");
+        assert_eq!(SignedTx::decode(&bytes2).unwrap().tx.tip, Amount(7));
+        let mut tipped_v1 = v1;
+        tipped_v1.tip = Amount(1);
+        assert_eq!(tipped_v1.validate().unwrap_err().field, "tip");
     }
 
     #[test]
