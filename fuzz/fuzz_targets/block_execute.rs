@@ -75,7 +75,16 @@ fn msg(u: &mut Unstructured<'_>, keys: &[SecretKey], signer: usize) -> Result<Ms
         Ok(OrderId { dseq: u.int_in_range(0..=6)?, gseq: u.int_in_range(0..=3)? })
     };
     Ok(match u.int_in_range(0..=20u8)? {
-        0 => Msg::Send { to: keys[who(u)?].address(), amount: amount(u)? },
+        0 => {
+            // Now and then to a module's account, which must refuse it and keep its invariant.
+            const MODULES: [&str; 6] = ["escrow", "bonds", "bid-deposits", "jobs", "fee-collector", "channels"];
+            let to = if u.ratio(1u8, 4u8)? {
+                tensorgrid_types::Address::module(MODULES[u.choose_index(MODULES.len())?])
+            } else {
+                keys[who(u)?].address()
+            };
+            Msg::Send { to, amount: amount(u)? }
+        }
         1 => Msg::RegisterProvider {
             host_uri: text(u)?,
             attributes: vec![Attribute::new("region", if u.arbitrary()? { "eu" } else { "us" })],

@@ -504,13 +504,16 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     // A client that wins two providers and never uploads the module and input, hoping their deposits are
     // forfeited to it: neither provider confirms the content, both slots lapse at the content deadline, the
     // job fails as "content unavailable", and the client gets its budget back and not a utgr more.
+    // (The input is new: providers that already hold a job's content from earlier may confirm at once.)
+    let never_sent = dir.path().join("never-sent.txt");
+    std::fs::write(&never_sent, b"the providers never see this").unwrap();
     let before = balance(&home, n, &tenant);
     let withheld = json(&t(&[
         "job",
         "submit",
         module,
         "--input",
-        input.to_str().unwrap(),
+        never_sent.to_str().unwrap(),
         "--budget",
         "2tgr",
         "-k",

@@ -113,6 +113,7 @@ pub(crate) struct Ctx {
     pub from: Option<String>,
     pub chain_id: Option<String>,
     pub max_fee: Amount,
+    pub tip: Amount,
     rt: tokio::runtime::Runtime,
 }
 
@@ -126,12 +127,17 @@ impl Ctx {
         max_fee: Amount,
     ) -> anyhow::Result<Ctx> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Ctx { home, output, node, from, chain_id, max_fee, rt })
+        Ok(Ctx { home, output, node, from, chain_id, max_fee, tip: Amount::ZERO, rt })
+    }
+
+    pub(crate) fn with_tip(mut self, tip: Amount) -> Ctx {
+        self.tip = tip;
+        self
     }
 
     /// The SDK client of the node, bound to `--chain-id` when one was given.
     pub(crate) fn client(&self) -> RpcClient {
-        RpcClient::new(&self.node).with_chain_id(self.chain_id.clone())
+        RpcClient::new(&self.node).with_chain_id(self.chain_id.clone()).with_tip(self.tip)
     }
 
     pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {

@@ -68,6 +68,10 @@ pub struct Cli {
     /// The most fee a transaction may pay (`0.01tgr`, `10000utgr`) [default: 1tgr]
     #[arg(long, global = true, env = "TGRID_MAX_FEE")]
     max_fee: Option<Amount>,
+    /// Offered above the minimum fee for an earlier place in blocks, which take transactions by tip per
+    /// byte (part of --max-fee) [default: 0]
+    #[arg(long, global = true, env = "TGRID_TIP")]
+    tip: Option<Amount>,
     #[command(subcommand)]
     command: Command,
 }
@@ -294,6 +298,7 @@ struct Effective {
     chain_id: Option<String>,
     output: Output,
     max_fee: Amount,
+    tip: Amount,
     home: Option<PathBuf>,
 }
 
@@ -309,6 +314,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         chain_id: cli.chain_id.or(config.chain_id.clone()),
         output: cli.output.or(config.output).unwrap_or(Output::Text),
         max_fee: cli.max_fee.or(config.max_fee).unwrap_or(ctx::DEFAULT_MAX_FEE),
+        tip: cli.tip.unwrap_or(Amount::ZERO),
         home: cli.home.or(config.home.clone()),
     };
     let output = settings.output;
@@ -368,7 +374,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .map(|d| d.join("tensorgrid"))
             .ok_or_else(|| anyhow::anyhow!("no data directory on this system: pass --home DIR"))?,
     };
-    let ctx = Ctx::new(home, output, settings.node, settings.from, settings.chain_id, settings.max_fee)?;
+    let ctx = Ctx::new(home, output, settings.node, settings.from, settings.chain_id, settings.max_fee)?
+        .with_tip(settings.tip);
     match cli.command {
         Command::Deploy(Deploy::Create { file, deposit }) => deploy::create(&ctx, &file, deposit),
         Command::Deploy(Deploy::Show { dseq }) => deploy::show(&ctx, dseq),

@@ -91,6 +91,35 @@ impl Default for KdfParams {
     }
 }
 
+impl KdfParams {
+    /// OWASP's minimum for argon2id (19 MiB, 2 passes): a key file asking for less is refused by a keystore
+    /// that writes at least that much, since anyone who could swap the file could make the passphrase cheap
+    /// to guess.
+    pub const FLOOR: KdfParams = KdfParams { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 };
+    /// The most a key file may ask for (4 GiB, 64 passes, 16 lanes): a file is not allowed to make opening
+    /// it take the machine's memory or minutes of time.
+    pub const CEILING: KdfParams = KdfParams { memory_kib: 4 * 1024 * 1024, iterations: 64, parallelism: 16 };
+
+    fn at_least(&self, floor: &KdfParams) -> bool {
+        self.memory_kib >= floor.memory_kib && self.iterations >= floor.iterations
+    }
+
+    fn at_most(&self, ceiling: &KdfParams) -> bool {
+        self.memory_kib <= ceiling.memory_kib
+            && self.iterations <= ceiling.iterations
+            && self.parallelism <= ceiling.parallelism
+    }
+
+    /// The weaker of two parameter sets, field by field.
+    fn weaker(&self, other: &KdfParams) -> KdfParams {
+        KdfParams {
+            memory_kib: self.memory_kib.min(other.memory_kib),
+            iterations: self.iterations.min(other.iterations),
+            parallelism: self.parallelism.min(other.parallelism),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
     version: u32,
@@ -165,7 +194,8 @@ impl Keystore {
         Ok(Keystore { dir, kdf: KdfParams::default() })
     }
 
-    /// Uses other argon2id costs for keys written from now on (reading uses what each file says).
+    /// Uses other argon2id costs for keys written from now on. Reading uses what each file says, as long as
+    /// it is at least [`KdfParams::FLOOR`] (or these costs, if lower) and at most [`KdfParams::CEILING`].
     pub fn with_kdf(mut self, kdf: KdfParams) -> Keystore {
         self.kdf = kdf;
         self
@@ -333,6 +363,19 @@ impl Keystore {
                     hex::decode(&enc.ciphertext).map_err(|_| corrupt("ciphertext is not hex"))?;
                 if enc.kdf != "argon2id" || enc.cipher != "xchacha20poly1305" || nonce.len() != 24 {
                     return Err(corrupt("unsupported kdf or cipher"));
+                }
+                let floor = KdfParams::FLOOR.weaker(&self.kdf);
+                if !enc.kdf_params.at_least(&floor) {
+                    return Err(corrupt(&format!(
+                        "its argon2id costs ({} KiB, {} passes) are below the floor of {} KiB and {} passes",
+                        enc.kdf_params.memory_kib,
+                        enc.kdf_params.iterations,
+                        floor.memory_kib,
+                        floor.iterations
+                    )));
+                }
+                if !enc.kdf_params.at_most(&KdfParams::CEILING) {
+                    return Err(corrupt("its argon2id costs are above what a key file may ask for"));
                 }
                 let key = stretch(passphrase, &salt, enc.kdf_params).map_err(|e| corrupt(&e))?;
                 let cipher = XChaCha20Poly1305::new(key.as_ref().into());

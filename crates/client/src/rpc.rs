@@ -66,6 +66,8 @@ pub struct RpcClient {
     http: reqwest::Client,
     /// The chain transactions must be signed for, if the caller insists on one.
     chain_id: Option<String>,
+    /// Offered above the minimum fee by every transaction this client signs.
+    tip: Amount,
 }
 
 #[derive(Deserialize)]
@@ -91,13 +93,20 @@ impl RpcClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        RpcClient { base, http, chain_id: None }
+        RpcClient { base, http, chain_id: None, tip: Amount::ZERO }
     }
 
     /// Refuses to sign anything unless the node serves `chain_id` (`--chain-id`): a transaction for the
     /// wrong chain would be refused anyway, and a query answered by the wrong chain misleads.
     pub fn with_chain_id(mut self, chain_id: Option<String>) -> RpcClient {
         self.chain_id = chain_id;
+        self
+    }
+
+    /// Offers `tip` above the minimum fee on every transaction this client signs, for a place earlier in
+    /// blocks (they take transactions by tip per byte).
+    pub fn with_tip(mut self, tip: Amount) -> RpcClient {
+        self.tip = tip;
         self
     }
 
@@ -417,7 +426,7 @@ impl RpcClient {
         max_fee: Amount,
         wait: bool,
     ) -> Result<Submitted, RpcError> {
-        let builder = TxBuilder::for_account(self, key).await?;
+        let builder = TxBuilder::for_account(self, key).await?.with_tip(self.tip);
         self.submit(&builder.sign(key, msg, max_fee), wait).await
     }
 }
@@ -432,11 +441,18 @@ pub struct TxBuilder {
     chain_id: String,
     signer: Address,
     next_nonce: u64,
+    tip: Amount,
 }
 
 impl TxBuilder {
     pub fn new(chain_id: impl Into<String>, signer: Address, next_nonce: u64) -> TxBuilder {
-        TxBuilder { chain_id: chain_id.into(), signer, next_nonce }
+        TxBuilder { chain_id: chain_id.into(), signer, next_nonce, tip: Amount::ZERO }
+    }
+
+    /// Offers `tip` above the minimum fee on what this builder signs.
+    pub fn with_tip(mut self, tip: Amount) -> TxBuilder {
+        self.tip = tip;
+        self
     }
 
     /// A builder starting at the account's committed nonce on the node `client` talks to.
@@ -452,7 +468,10 @@ impl TxBuilder {
 
     /// The encoded signed transaction of `msg`, with the next nonce.
     pub fn sign(&self, key: &SecretKey, msg: Msg, max_fee: Amount) -> Vec<u8> {
-        Tx::new(self.chain_id.clone(), self.signer, self.next_nonce, max_fee, msg).sign(key).encode()
+        Tx::new(self.chain_id.clone(), self.signer, self.next_nonce, max_fee, msg)
+            .with_tip(self.tip)
+            .sign(key)
+            .encode()
     }
 
     /// [`TxBuilder::sign`], then moves on to the next nonce.

@@ -161,3 +161,28 @@ fn a_tampered_file_is_refused() {
     std::fs::write(&path, "not json").unwrap();
     assert!(matches!(ks.unlock("carol", Some("pw")), Err(KeystoreError::Corrupt { .. })));
 }
+
+#[test]
+fn a_key_file_with_cheap_or_absurd_argon2_costs_is_refused_before_any_work() {
+    // The attack: a key file swapped for one sealed with trivial argon2 costs makes the passphrase cheap to
+    // guess; one asking for terabytes makes opening it take the machine down.
+    let (dir, cheap) = store();
+    cheap.add("dave", Backend::File, Some("pw"), &mut rng()).unwrap();
+    assert!(cheap.unlock("dave", Some("pw")).is_ok(), "a keystore reads what it writes itself");
+    let strict = Keystore::open(dir.path.join("keys")).unwrap();
+    match strict.unlock("dave", Some("pw")) {
+        Err(KeystoreError::Corrupt { reason, .. }) => assert!(reason.contains("below the floor"), "{reason}"),
+        Err(e) => panic!("expected a refusal by the floor, got {e}"),
+        Ok(_) => panic!("a default keystore opened a key sealed with 256 KiB and 1 pass"),
+    }
+    let path = cheap.dir().join("dave.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let encrypted =
+        json.as_object_mut().unwrap().values_mut().find(|v| v.get("kdf_params").is_some()).unwrap();
+    encrypted["kdf_params"]["memory_kib"] = serde_json::json!(u32::MAX);
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    match cheap.unlock("dave", Some("pw")) {
+        Err(KeystoreError::Corrupt { reason, .. }) => assert!(reason.contains("above"), "{reason}"),
+        other => panic!("expected a refusal by the ceiling, got {:?}", other.map(|_| ())),
+    }
+}

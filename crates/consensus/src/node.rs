@@ -206,23 +206,26 @@ impl Home {
         write(&dir.join("genesis.json"), &spec_text)?;
         let config_text = toml::to_string(config).map_err(|e| invalid(dir, e))?;
         write(&dir.join("node.toml"), &config_text)?;
-        let key_path = dir.join("validator.key");
-        write(&key_path, &hex::encode(seed))?;
-        restrict(&key_path)?;
-        Ok(())
+        write_private(&dir.join("validator.key"), &hex::encode(seed))
     }
 }
 
+/// Creates `path` readable by its owner only from the start (mode 0600 at creation, never wider even for an
+/// instant), refusing to replace an existing file.
 #[cfg(unix)]
-fn restrict(path: &Path) -> Result<(), NodeError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| NodeError::Write { path: path.into(), reason: e.to_string() })
+fn write_private(path: &Path, text: &str) -> Result<(), NodeError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| NodeError::Write { path: path.into(), reason: e.to_string() };
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+    file.write_all(text.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)
 }
 
 #[cfg(not(unix))]
-fn restrict(_path: &Path) -> Result<(), NodeError> {
-    Ok(())
+fn write_private(path: &Path, text: &str) -> Result<(), NodeError> {
+    write(path, text)
 }
 
 /// The consensus key whose 32-byte seed is `seed`.

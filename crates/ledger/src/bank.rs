@@ -90,6 +90,16 @@ impl<S: Store + ?Sized> State<'_, S> {
         Ok(())
     }
 
+    /// A user's transfer to another account. Module accounts take funds only through their own rules (a
+    /// deposit, a stake, a budget): a plain send to one would sit outside every record and break the
+    /// module's invariant, so it is refused.
+    pub(crate) fn send(&mut self, from: &Address, to: &Address, amount: Amount) -> ExecResult<()> {
+        if let Some(module) = Module::ALL.into_iter().find(|m| m.address() == *to) {
+            return Err(TxError::SendToModule { to: *to, module: module.name().into() }.into());
+        }
+        self.transfer(from, to, amount)
+    }
+
     /// A user locks funds into a module (escrow deposit, stake, bid deposit, budget).
     pub(crate) fn lock(&mut self, from: &Address, module: Module, amount: Amount) -> ExecResult<()> {
         self.transfer(from, &module.address(), amount)

@@ -360,7 +360,7 @@ fn admit<S: Store + ?Sized>(
 
 fn dispatch<S: Store + ?Sized>(st: &mut State<'_, S>, signer: Address, msg: Msg) -> ExecResult<()> {
     match msg {
-        Msg::Send { to, amount } => st.transfer(&signer, &to, amount),
+        Msg::Send { to, amount } => st.send(&signer, &to, amount),
         Msg::RegisterProvider { host_uri, attributes, info, stake } => {
             st.register_provider(signer, host_uri, attributes, info, stake)
         }

@@ -408,3 +408,18 @@ fn a_failed_message_in_a_block_does_not_disturb_its_neighbours() {
     assert_eq!(w.chain.balance(&outsider.address()), Amount(before.0 + 30));
     w.check();
 }
+
+#[test]
+fn a_send_to_a_module_account_fails_and_keeps_the_module_whole() {
+    // Funds sent straight to a module would sit outside every record it keeps: refused, whichever module.
+    for module in Module::ALL {
+        assert_failed(
+            &key("tenant"),
+            |w| {
+                let tenant = w.tenant.clone();
+                w.chain.tx(&tenant, Msg::Send { to: module.address(), amount: Amount(1_000) })
+            },
+            |e| matches!(e, TxError::SendToModule { module: name, .. } if name == module.name()),
+        );
+    }
+}

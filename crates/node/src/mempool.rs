@@ -331,17 +331,16 @@ impl Mempool {
         for (signer, nonces) in &self.by_account {
             let Some(account) = accounts.account(signer) else { continue };
             let (count, spent) = pending.of_account(signer);
-            let mut next = account.nonce.saturating_add(count);
+            let first = account.nonce.saturating_add(count);
             let mut left = account.balance.0.saturating_sub(spent);
             let mut run = Vec::new();
-            for (nonce, hash) in nonces.range(next..) {
+            for (next, (nonce, hash)) in (first..).zip(nonces.range(first..)) {
                 let Some(entry) = self.entries.get(hash) else { break };
                 if *nonce != next || entry.cost > left {
                     break;
                 }
                 left -= entry.cost;
                 run.push(entry);
-                next += 1;
             }
             if !run.is_empty() {
                 queues.push(run);
@@ -363,7 +362,7 @@ impl Mempool {
             taken[i] = 1;
         }
         // Then by tip per byte; at equal tips, accounts take turns (fewest taken first), by arrival.
-        let mut heap: std::collections::BinaryHeap<(u128, std::cmp::Reverse<(usize, u64)>, usize)> = queues
+        let mut heap: std::collections::BinaryHeap<Turn> = queues
             .iter()
             .enumerate()
             .filter_map(|(i, q)| {
@@ -433,6 +432,10 @@ impl Mempool {
         }
     }
 }
+
+/// An account's place in the block's order: its next transaction's tip per byte, then (fewest taken so
+/// far, earliest arrival) so that equal tips take turns, then the account's index.
+type Turn = (u128, std::cmp::Reverse<(usize, u64)>, usize);
 
 /// What uncommitted ancestors already take from each account: how many nonces and how much of its balance
 /// (fees and spends), decoded from their transactions.

@@ -209,9 +209,16 @@ pub enum SignatureError {
     Invalid,
 }
 
-/// An ed25519 signing key. Its `Debug` never prints the secret.
+/// An ed25519 signing key. Its `Debug` never prints the secret, and dropping it wipes the secret from
+/// memory (each clone wipes its own copy).
 #[derive(Clone)]
 pub struct SecretKey(ed25519_consensus::SigningKey);
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -107,6 +107,8 @@ pub enum TxError {
          (the overhead plus the fuel at the reference speed)"
     )]
     RunTimeoutTooShort { run_timeout_ms: u64, max_fuel: u64, needed_ms: u64 },
+    #[error("{to} is the `{module}` module's account, which takes funds only through its own messages")]
+    SendToModule { to: Address, module: String },
     #[error("this slot already confirmed its content")]
     ContentAlreadyConfirmed { job: JobId },
     #[error("this slot has not confirmed its content yet")]
