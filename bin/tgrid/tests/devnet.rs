@@ -110,6 +110,13 @@ fn status_balances_and_a_transfer_against_a_devnet() {
     assert_eq!(utgr(&bob_after["balance"]), 1_000_000_000_000 + 1_500_000);
     assert_eq!(utgr(&alice_after["balance"]), 1_000_000_000_000 - 1_500_000 - transfer_fee);
     assert_eq!(alice_after["nonce"], 1);
+    // A tip buys an earlier place in blocks and is charged on top of the same transfer's fee, exactly.
+    let tipped = json(&tgrid(
+        &home,
+        &node,
+        &["account", "send", "--from", "alice", "bob", "1.5tgr", "--tip", "700utgr"],
+    ));
+    assert_eq!(utgr(&tipped["receipt"]["fee_paid"]), transfer_fee + 700, "{tipped}");
 
     // A deployment from a community SDL file: orders open, a top-up, then closing refunds the escrow exactly.
     let sdl = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/akash-sdl/AI-Image-App.yaml");

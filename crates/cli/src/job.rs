@@ -63,7 +63,8 @@ pub(crate) enum Job {
         /// How long providers may bid.
         #[arg(long, default_value = "30s")]
         bid_window: humantime::Duration,
-        /// How long a winner has from its assignment to commit to a result.
+        /// How long a winner has to commit to a result, from when it confirms on chain that it received the
+        /// module and inputs. The chain refuses one too short for --fuel at its reference speed.
         #[arg(long, default_value = "5m")]
         run_timeout: humantime::Duration,
         /// How long winners have to reveal once all have committed.

@@ -252,7 +252,7 @@ fn oversized_fields_are_rejected_naming_the_field() {
     assert_rejected(
         |w| {
             let nonce = w.chain.next_nonce(&w.tenant.address());
-            signed(w, &w.tenant, nonce, |tx| tx.version = 2)
+            signed(w, &w.tenant, nonce, |tx| tx.version = 3)
         },
         |e| matches!(e, TxError::Malformed { malformed } if malformed.field == "version"),
     );
