@@ -143,18 +143,20 @@ fn status_balances_and_a_transfer_against_a_devnet() {
     let orders = json(&tgrid(&home, &node, &["market", "orders"]));
     assert!(!orders["items"].as_array().unwrap().iter().any(|o| o["id"]["dseq"] == dseq), "{orders}");
 
-    // Clear errors with documented exit codes: an unknown key (1), more than the account holds (4: the
-    // transaction committed and failed), a node that is not there (3).
+    // Clear errors with documented exit codes: an unknown key (1), more than the account holds (4: the node
+    // refuses it before it reaches a block, so it costs nothing), a node that is not there (3).
     let unknown = tgrid(&home, &node, &["account", "send", "--from", "nobody", "bob", "1tgr"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no key `nobody`"));
+    let bob_before = utgr(&json(&tgrid(&home, &node, &["account", "balance", "bob"]))["balance"]);
     let too_much = tgrid(&home, &node, &["account", "send", "--from", "bob", "alice", "2000000tgr"]);
     assert_eq!(too_much.status.code(), Some(4));
     assert!(
-        String::from_utf8_lossy(&too_much.stderr).contains("failed"),
+        String::from_utf8_lossy(&too_much.stderr).contains("does not cover"),
         "{}",
         String::from_utf8_lossy(&too_much.stderr)
     );
+    assert_eq!(utgr(&json(&tgrid(&home, &node, &["account", "balance", "bob"]))["balance"]), bob_before);
     let nowhere = tgrid(&home, "http://127.0.0.1:9", &["status"]);
     assert_eq!(nowhere.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("tgrid devnet"));
