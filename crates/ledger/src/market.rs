@@ -13,6 +13,9 @@ use crate::state::State;
 use crate::store::Store;
 use crate::timers::Timer;
 
+/// The most orders a deployment gets per group: the first, and reposts after providers closed leases.
+pub(crate) const MAX_ORDERS_PER_GROUP: u32 = 4;
+
 impl<S: Store + ?Sized> State<'_, S> {
     // --- records
 
@@ -94,7 +97,6 @@ impl<S: Store + ?Sized> State<'_, S> {
         self.lock(&owner, Module::Escrow, deposit)?;
         let dseq = self.next_seq(keys::SEQ_DSEQ)?;
         let now = self.now;
-        let window_ends = now.plus(self.params.bid_window_ms);
         let deployment = Deployment {
             dseq,
             owner,
@@ -102,28 +104,56 @@ impl<S: Store + ?Sized> State<'_, S> {
             state: DeploymentState::Active,
             created_at: now,
             groups: groups.len() as u32,
+            orders: groups.len() as u32,
             escrow: Escrow { balance: deposit, total_deposited: deposit, ..Escrow::default() },
         };
         self.put_deployment(&deployment);
         self.put_raw(keys::ix_deployment_by_owner(&owner, dseq), Vec::new());
         self.emit(Event::DeploymentCreated { dseq, owner, deposit });
         for (i, spec) in groups.into_iter().enumerate() {
-            let id = OrderId { dseq, gseq: i as u32 + 1 };
-            let max_price = spec.max_price;
-            let order = Order {
-                id,
-                owner,
-                spec,
-                state: OrderState::Open,
-                created_at: now,
-                window_ends: Some(window_ends),
-                live_bids: Vec::new(),
-            };
-            self.put_order(&order);
-            self.put_raw(keys::ix_open_order(&id), Vec::new());
-            self.set_timer(window_ends, Timer::OrderWindow(id));
-            self.emit(Event::OrderCreated { order: id, max_price });
+            let gseq = i as u32 + 1;
+            self.post_order(OrderId { dseq, gseq }, owner, gseq, spec);
         }
+        Ok(())
+    }
+
+    /// Opens an order for one of a deployment's groups, its bidding window starting now.
+    fn post_order(&mut self, id: OrderId, owner: Address, group: u32, spec: GroupSpec) {
+        let window_ends = self.now.plus(self.params.bid_window_ms);
+        let max_price = spec.max_price;
+        let order = Order {
+            id,
+            owner,
+            group,
+            spec,
+            state: OrderState::Open,
+            created_at: self.now,
+            window_ends: Some(window_ends),
+            live_bids: Vec::new(),
+        };
+        self.put_order(&order);
+        self.put_raw(keys::ix_open_order(&id), Vec::new());
+        self.set_timer(window_ends, Timer::OrderWindow(id));
+        self.emit(Event::OrderCreated { order: id, max_price });
+    }
+
+    /// A provider closed its lease: the group goes back on the market as a new order (a new `gseq`, the
+    /// closed records stay closed) funded by the same escrow, so a provider that wins and walks away cannot
+    /// close the tenant's deployment. A deployment gets at most [`MAX_ORDERS_PER_GROUP`] orders per group in
+    /// all, so a tenant that never sends its manifest (providers close such leases) is not charged for the
+    /// wait over and over.
+    fn repost_group(&mut self, closed: &OrderId) -> ExecResult<()> {
+        let order = self.must_order(closed)?;
+        let mut deployment = self.must_deployment(closed.dseq)?;
+        let most = deployment.groups.saturating_mul(MAX_ORDERS_PER_GROUP);
+        if deployment.state != DeploymentState::Active || deployment.orders >= most {
+            return Ok(());
+        }
+        deployment.orders = deployment.orders.checked_add(1).ok_or_else(|| overflow("order count"))?;
+        let id = OrderId { dseq: closed.dseq, gseq: deployment.orders };
+        self.put_deployment(&deployment);
+        let group = if order.group == 0 { order.id.gseq } else { order.group };
+        self.post_order(id, order.owner, group, order.spec);
         Ok(())
     }
 
@@ -263,6 +293,9 @@ impl<S: Store + ?Sized> State<'_, S> {
         };
         self.settle(lease_id.dseq)?;
         self.close_lease_record(&lease_id, reason)?;
+        if reason == CloseReason::ProviderClosed {
+            self.repost_group(&lease_id.order())?;
+        }
         self.after_lease_closed(lease_id.dseq)
     }
 

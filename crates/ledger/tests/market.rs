@@ -327,8 +327,10 @@ fn how_often_a_provider_settles_never_changes_what_it_earns() {
 }
 
 #[test]
-fn a_provider_closing_its_lease_refunds_the_tenant_when_nothing_else_runs() {
-    let mut w = world(1, patient());
+fn a_provider_that_wins_and_walks_away_puts_the_group_back_on_the_market_instead_of_closing_the_deployment() {
+    // The attack: win the tenant's only order, then close the lease at once, which used to close the whole
+    // deployment. Now the group is posted again as a new order on the same escrow and another provider takes it.
+    let mut w = world(2, patient());
     w.register_all();
     let lease_id = w.lease_one(0, Amount::tgr(2), Amount::tgr(10), Amount::tgr(1));
     let (dseq, tenant) = (lease_id.dseq, w.tenant.clone());
@@ -338,14 +340,57 @@ fn a_provider_closing_its_lease_refunds_the_tenant_when_nothing_else_runs() {
     ok(&r);
     let lease = w.lease(lease_id);
     assert!(matches!(lease.state, LeaseState::Closed { reason: CloseReason::ProviderClosed, .. }));
-    assert_eq!(lease.paid, Amount::tgr(1));
+    assert_eq!(lease.paid, Amount::tgr(1), "the walker is paid exactly the hour it served");
     let info = w.deployment(dseq);
-    assert_eq!(info.deployment.escrow.refunded, Amount::tgr(9));
-    // Closed things stay closed: the tenant cannot close it again, nobody can bid on it.
+    assert_eq!(info.deployment.state, DeploymentState::Active);
+    assert_eq!(
+        info.deployment.escrow.balance,
+        Amount::tgr(9),
+        "nothing refunded: the escrow funds the new order"
+    );
+    let reposted = OrderId { dseq, gseq: 2 };
+    assert!(r.events.iter().any(|e| matches!(e, Event::OrderCreated { order, .. } if *order == reposted)));
+    let order = w.order(reposted);
+    assert_eq!((order.state, order.group), (OrderState::Open, 1));
+    assert_eq!(order.spec, w.order(order1(dseq)).spec, "the same group, priced the same");
+    assert!(matches!(w.order(order1(dseq)).state, OrderState::Closed { .. }), "closed records stay closed");
+    // Another provider wins the group again; the escrow pays it.
+    ok(&w.bid(1, reposted, Amount::tgr(1)));
+    ok(&w.chain.exec(&tenant, Msg::AcceptBid { bid: w.bid_id(1, reposted) }));
+    w.chain.advance(MS_PER_HOUR);
+    let second = w.bid_id(1, reposted);
+    let second_provider = w.providers[1].clone();
+    ok(&w.chain.exec(&second_provider, Msg::WithdrawLease { lease: second }));
+    assert!(w.lease(second).paid >= Amount::tgr(1));
+    // Reposts are bounded: after four orders for the group, a provider's close ends the deployment as before.
+    let mut last = second;
+    for (gseq, p) in [(3, 0), (4, 1)] {
+        let walker = w.providers[1 - p].clone();
+        ok(&w.chain.exec(&walker, Msg::CloseLease { lease: last }));
+        let next = OrderId { dseq, gseq };
+        ok(&w.bid(p, next, Amount::tgr(1)));
+        last = w.bid_id(p, next);
+        ok(&w.chain.exec(&tenant, Msg::AcceptBid { bid: last }));
+    }
+    let final_walker = w.providers[1].clone();
+    ok(&w.chain.exec(&final_walker, Msg::CloseLease { lease: last }));
+    assert!(matches!(w.deployment(dseq).deployment.state, DeploymentState::Closed { .. }));
+    w.check();
+}
+
+#[test]
+fn a_tenant_closing_a_lease_does_not_repost_its_group() {
+    let mut w = world(1, patient());
+    w.register_all();
+    let lease_id = w.lease_one(0, Amount::tgr(2), Amount::tgr(10), Amount::tgr(1));
+    let (dseq, tenant) = (lease_id.dseq, w.tenant.clone());
+    w.chain.advance(MS_PER_HOUR - w.chain.block_ms);
     let r = w.chain.exec(&tenant, Msg::CloseLease { lease: lease_id });
-    assert!(matches!(failed_with(&r), TxError::LeaseNotActive { .. }));
-    let r = w.chain.exec(&tenant, Msg::CloseDeployment { dseq });
-    assert!(matches!(failed_with(&r), TxError::DeploymentClosed { .. }));
+    ok(&r);
+    assert!(!r.events.iter().any(|e| matches!(e, Event::OrderCreated { .. })), "nothing is posted again");
+    let info = w.deployment(dseq);
+    assert!(matches!(info.deployment.state, DeploymentState::Closed { .. }));
+    assert_eq!(info.deployment.escrow.refunded, Amount::tgr(9), "the unused escrow comes back");
     w.check();
 }
 

@@ -479,6 +479,7 @@ mod tests {
         Order {
             id: OrderId { dseq: 7, gseq: 1 },
             owner: SecretKey::from_label("tenant").address(),
+            group: 1,
             spec: GroupSpec {
                 name: "g".into(),
                 requirements: PlacementRequirements::default(),

@@ -254,6 +254,10 @@ pub struct Deployment {
     pub state: DeploymentState,
     pub created_at: Timestamp,
     pub groups: u32,
+    /// Orders ever created for it: the groups at creation, plus one for each group a provider's close put
+    /// back on the market. The next order's `gseq` is this plus one.
+    #[serde(default)]
+    pub orders: u32,
     pub escrow: Escrow,
 }
 
@@ -281,6 +285,11 @@ pub struct LiveBid {
 pub struct Order {
     pub id: OrderId,
     pub owner: Address,
+    /// Which of the deployment's groups (1-based, the manifest's order) it serves: its own `gseq` for the
+    /// orders a deployment starts with; an order posted again after a provider closed its lease keeps the
+    /// group of the order it replaces under a new `gseq`.
+    #[serde(default)]
+    pub group: u32,
     pub spec: GroupSpec,
     pub state: OrderState,
     pub created_at: Timestamp,
