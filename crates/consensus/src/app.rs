@@ -481,13 +481,14 @@ where
         }
         // A timestamp further ahead of this validator's clock than the chain allows is refused: a proposer
         // may not move the chain's time forward at will.
-        let drift = match self.chain.core.lock().ledger().params() {
-            Ok(params) => params.max_clock_drift_ms,
+        let (chain_id, params) = match self.chain.core.lock().chain_params() {
+            Ok(found) => found,
             Err(e) => {
                 error!(error = %e, "could not read the params; abstaining");
                 return false;
             }
         };
+        let drift = params.max_clock_drift_ms;
         let early = block.timestamp.saturating_sub(millis(&clock));
         if early > drift {
             warn!(
@@ -512,8 +513,11 @@ where
             pending.push((a.inner().height, a.inner().txs.clone()));
             ancestor = ancestry.next().await;
         }
+        // Decoding and signatures take no lock (execution may be running); accounts are read under it.
         let rng = ChaCha20Rng::from_seed(Hash::of(block.digest().as_ref()).0);
-        if let Err(e) = self.chain.core.lock().check_block(&block.txs, &pending, rng) {
+        let checked = tensorgrid_node::mempool::check_signed(&block.txs, &chain_id, &params, rng)
+            .and_then(|signed| self.chain.core.lock().check_funded(&signed, &pending));
+        if let Err(e) = checked {
             warn!(height = block.height, error = %e, "refusing a block with a transaction that cannot be admitted");
             return false;
         }

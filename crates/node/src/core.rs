@@ -7,7 +7,9 @@ use tensorgrid_ledger::{Ledger, LedgerError, QueryError, Store, StoreError};
 use tensorgrid_types::query::{ChainInfo, Query, QueryResponse};
 use tensorgrid_types::{Account, Address, BlockContext, BlockOutcome, Hash, Timestamp};
 
-use crate::mempool::{check_block, AccountView, BlockCheckError, Mempool, MempoolConfig, MempoolError};
+use crate::mempool::{
+    check_funded, AccountView, BlockCheckError, Mempool, MempoolConfig, MempoolError, SignedBlock,
+};
 
 /// What `GET /v1/status` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -107,27 +109,25 @@ impl<S: Store> NodeCore<S> {
         )
     }
 
-    /// Whether a proposed block's transactions would all be admitted and pay, on top of `ancestors` (as in
-    /// [`NodeCore::reap`]); see [`check_block`].
-    pub fn check_block(
+    /// The chain id and params a proposal's stateless checks need ([`crate::mempool::check_signed`]), read
+    /// under the lock so the expensive part can run without it.
+    pub fn chain_params(&self) -> Result<(String, tensorgrid_types::Params), LedgerError> {
+        Ok((self.ledger.chain_info()?.chain_id, self.ledger.params()?))
+    }
+
+    /// Whether a proposed block's transactions, already checked by [`crate::mempool::check_signed`], are
+    /// funded and in nonce order on top of `ancestors` (as in [`NodeCore::reap`]); see [`check_block`].
+    pub fn check_funded(
         &self,
-        txs: &[Vec<u8>],
+        block: &SignedBlock,
         ancestors: &[(u64, Vec<Vec<u8>>)],
-        rng: impl RngCore + CryptoRng,
     ) -> Result<(), BlockCheckError> {
-        let (chain, params) = match (self.ledger.chain_info(), self.ledger.params()) {
-            (Ok(chain), Ok(params)) => (chain, params),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(BlockCheckError::Refused {
-                    index: 0,
-                    error: tensorgrid_types::TxError::Undecodable {
-                        reason: format!("the ledger failed: {e}"),
-                    },
-                })
-            }
-        };
+        let params = self.ledger.params().map_err(|e| BlockCheckError::Refused {
+            index: 0,
+            error: tensorgrid_types::TxError::Undecodable { reason: format!("the ledger failed: {e}") },
+        })?;
         let pending = self.pending(ancestors);
-        check_block(txs, &pending, &chain.chain_id, &params, &Accounts(&self.ledger), rng)
+        check_funded(block, &pending, &params, &Accounts(&self.ledger))
     }
 
     /// The transactions of the ancestors above the committed height.

@@ -487,7 +487,25 @@ pub fn check_block<R: RngCore + CryptoRng>(
     accounts: &impl AccountView,
     rng: R,
 ) -> Result<(), BlockCheckError> {
-    let pending = Pending::of(pending, params);
+    let signed = check_signed(txs, chain_id, params, rng)?;
+    check_funded(&signed, pending, params, accounts)
+}
+
+/// A proposal's transactions that passed every check needing no state ([`check_signed`]).
+#[derive(Debug)]
+pub struct SignedBlock {
+    /// Each transaction, its encoded size and the fee it offers to pay (minimum plus tip).
+    txs: Vec<(SignedTx, usize)>,
+}
+
+/// The part of [`check_block`] that needs no account: decoding, well-formedness, chain id, the signatures
+/// (batch-verified) and `max_fee`. It takes no lock, so a verifier runs it beside block execution.
+pub fn check_signed<R: RngCore + CryptoRng>(
+    txs: &[Vec<u8>],
+    chain_id: &str,
+    params: &Params,
+    rng: R,
+) -> Result<SignedBlock, BlockCheckError> {
     let mut decoded = Vec::with_capacity(txs.len());
     for (index, raw) in txs.iter().enumerate() {
         let refused = |error: TxError| BlockCheckError::Refused { index, error };
@@ -513,8 +531,8 @@ pub fn check_block<R: RngCore + CryptoRng>(
         decoded.iter().map(|(signed, message)| (&signed.tx.signer, message.as_slice(), &signed.signature)),
         rng,
     );
-    let mut seen: HashMap<Address, (u64, u128, Amount)> = HashMap::new();
-    for (index, (((signed, _), verdict), raw)) in decoded.iter().zip(verdicts).zip(txs).enumerate() {
+    let mut out = Vec::with_capacity(decoded.len());
+    for (index, (((signed, _), verdict), raw)) in decoded.into_iter().zip(verdicts).zip(txs).enumerate() {
         let tx = &signed.tx;
         let refused = |error: TxError| BlockCheckError::Refused { index, error };
         if verdict.is_err() {
@@ -526,6 +544,24 @@ pub fn check_block<R: RngCore + CryptoRng>(
         if tx.max_fee < fee {
             return Err(refused(TxError::FeeTooLow { required: fee, offered: tx.max_fee }));
         }
+        out.push((signed, raw.len()));
+    }
+    Ok(SignedBlock { txs: out })
+}
+
+/// The part of [`check_block`] that reads accounts: each account's nonces continue without a gap after its
+/// committed and pending ones, and its balance covers the fees and spends of all of them.
+pub fn check_funded(
+    block: &SignedBlock,
+    pending: &[Vec<u8>],
+    params: &Params,
+    accounts: &impl AccountView,
+) -> Result<(), BlockCheckError> {
+    let pending = Pending::of(pending, params);
+    let mut seen: HashMap<Address, (u64, u128, Amount)> = HashMap::new();
+    for (index, (signed, size)) in block.txs.iter().enumerate() {
+        let tx = &signed.tx;
+        let refused = |error: TxError| BlockCheckError::Refused { index, error };
         let state = match seen.entry(tx.signer) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -545,7 +581,7 @@ pub fn check_block<R: RngCore + CryptoRng>(
             });
         }
         state.0 += 1;
-        state.1 = state.1.saturating_add(cost_of(signed, raw.len(), params).unwrap_or(u128::MAX));
+        state.1 = state.1.saturating_add(cost_of(signed, *size, params).unwrap_or(u128::MAX));
         if state.1 > state.2 .0 {
             return Err(BlockCheckError::Unfunded {
                 index,
