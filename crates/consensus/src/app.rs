@@ -385,6 +385,25 @@ pub(crate) fn millis(clock: &impl Clock) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
+/// The height and transactions of `first` and the ancestors after it that are above `committed`: what a
+/// block built on `first` must come after.
+async fn uncommitted(
+    first: Digested<Block>,
+    ancestry: &mut impl Ancestry<Block>,
+    committed: u64,
+) -> Vec<(u64, Vec<Vec<u8>>)> {
+    let mut pending = Vec::new();
+    let mut ancestor = Some(first);
+    while let Some(block) = ancestor {
+        if block.inner().height <= committed {
+            break;
+        }
+        pending.push((block.inner().height, block.inner().txs.clone()));
+        ancestor = ancestry.next().await;
+    }
+    pending
+}
+
 /// The [`commonware_consensus::Application`] of a tensorgrid validator.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -429,15 +448,7 @@ where
             return None;
         }
         // Transactions in uncommitted ancestors take their accounts' nonces and balance first.
-        let mut pending = Vec::new();
-        let mut ancestor = Some(parent_block.clone());
-        while let Some(block) = ancestor {
-            if block.inner().height <= committed {
-                break;
-            }
-            pending.push((block.inner().height, block.inner().txs.clone()));
-            ancestor = ancestry.next().await;
-        }
+        let pending = uncommitted(parent_block.clone(), &mut ancestry, committed).await;
         let root = self.chain.root_at(committed).ok().flatten()?;
         let earliest = parent.timestamp + (self.block_interval.as_millis() as u64).max(1);
         let now = millis(&clock);
@@ -504,15 +515,7 @@ where
         // Every transaction must be one the ledger admits and that can pay, on top of the uncommitted
         // ancestors' transactions: a proposer cannot fill blocks with transactions that pay nothing.
         let committed = self.chain.committed_height();
-        let mut pending = Vec::new();
-        let mut ancestor = Some(parent_block.clone());
-        while let Some(a) = ancestor {
-            if a.inner().height <= committed {
-                break;
-            }
-            pending.push((a.inner().height, a.inner().txs.clone()));
-            ancestor = ancestry.next().await;
-        }
+        let pending = uncommitted(parent_block.clone(), &mut ancestry, committed).await;
         // Decoding and signatures take no lock (execution may be running); accounts are read under it.
         let rng = ChaCha20Rng::from_seed(Hash::of(block.digest().as_ref()).0);
         let checked = tensorgrid_node::mempool::check_signed(&block.txs, &chain_id, &params, rng)

@@ -152,8 +152,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         deployment.orders = deployment.orders.checked_add(1).ok_or_else(|| overflow("order count"))?;
         let id = OrderId { dseq: closed.dseq, gseq: deployment.orders };
         self.put_deployment(&deployment);
-        let group = if order.group == 0 { order.id.gseq } else { order.group };
-        self.post_order(id, order.owner, group, order.spec);
+        self.post_order(id, order.owner, order.group_number(), order.spec);
         Ok(())
     }
 

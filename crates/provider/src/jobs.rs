@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tensorgrid_runner::{prepare_inputs, JobRun, RunOutput};
 use tensorgrid_types::job::{result_commitment, Job, JobExit, JobId, JobState, SlotState};
 use tensorgrid_types::provider_api::{JobOutputs, JobRunState, OutputFile};
-use tensorgrid_types::{Hash, Msg};
+use tensorgrid_types::{Event, Hash, Msg};
 use tracing::{info, warn};
 
 use crate::bidding::{Work, COMMIT_MARGIN};
@@ -115,6 +115,8 @@ async fn run_assigned_inner(shared: &Arc<Shared>, id: JobId) -> Result<(), Strin
         return Err("this provider holds no live slot of the job".into());
     };
     let slot_state = slot.state;
+    // After a restart past the confirmation the slot on chain already names its deadline.
+    let mut commit_deadline = slot.commit_deadline;
     let _held = Held::take(shared, &job.spec.resources);
     if let Some(record) = load_record(shared, id) {
         // A restart after the run: the result is on disk; finish what is left.
@@ -150,22 +152,20 @@ async fn run_assigned_inner(shared: &Arc<Shared>, id: JobId) -> Result<(), Strin
             .await
             .map_err(|e| format!("the runner task failed: {e}"))?
             .map_err(|e| format!("not confirming: {e}"))?;
-        shared
+        let confirmed = shared
             .chain
             .execute(Msg::ConfirmJobContent { job: id })
             .await
             .map_err(|e| format!("confirming the content: {e}"))?;
+        commit_deadline = confirmed.receipt.events.iter().find_map(|e| match e {
+            Event::JobStarted { job, provider, commit_deadline } if *job == id && *provider == me => {
+                Some(*commit_deadline)
+            }
+            _ => None,
+        });
         info!(job = id, "content confirmed on chain");
     }
-    let commit_deadline = shared
-        .chain
-        .client
-        .job(id)
-        .await
-        .map_err(|e| e.to_string())?
-        .and_then(|j| j.slots.into_iter().find(|s| s.provider == me && s.state == SlotState::Running))
-        .and_then(|s| s.commit_deadline)
-        .ok_or("the slot is not running after its confirmation")?;
+    let commit_deadline = commit_deadline.ok_or("the slot has no commit deadline after its confirmation")?;
     set_state(shared, id, JobRunState::Running);
     let dir = job_dir(shared, id);
     let run_dir = dir.join("run");

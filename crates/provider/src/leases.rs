@@ -139,8 +139,7 @@ pub async fn deploy(
     let order =
         deployment.orders.iter().find(|o| o.id == lease.order()).ok_or(ManifestError::NoGroup(lease.gseq))?;
     // An order posted again after another provider closed its lease serves the same group under a new gseq.
-    let group_number = if order.group == 0 { lease.gseq } else { order.group };
-    let index = usize::try_from(group_number).unwrap_or(usize::MAX).wrapping_sub(1);
+    let index = usize::try_from(order.group_number()).unwrap_or(usize::MAX).wrapping_sub(1);
     let (Some(spec), Some(group)) = (manifest.groups.get(index), manifest.manifest.get(index)) else {
         return Err(ManifestError::NoGroup(lease.gseq));
     };

@@ -34,9 +34,11 @@ const TICK: Duration = Duration::from_millis(50);
 /// The WASI preview-1 import module, some of whose functions this runner replaces.
 const WASI: &str = "wasi_snapshot_preview1";
 
-/// Runs WASI preview-1 modules. One engine (and one epoch ticker thread) serves every run.
+/// Runs WASI preview-1 modules. One engine (and one epoch ticker thread) and one linker (WASI with this
+/// runner's guards) serve every run.
 pub struct WasmRunner {
     engine: Engine,
+    linker: Linker<State>,
     stop: Arc<AtomicBool>,
 }
 
@@ -474,7 +476,11 @@ impl WasmRunner {
                 }
             })
             .map_err(|e| RunnerError::Engine(format!("cannot start the epoch ticker: {e}")))?;
-        Ok(WasmRunner { engine, stop })
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut State| &mut state.wasi)
+            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+        add_guards(&mut linker).map_err(|e| RunnerError::Engine(format!("{e:#}")))?;
+        Ok(WasmRunner { engine, linker, stop })
     }
 
     /// Compiles a module (binary or WAT text) without running it: how a provider checks an upload.
@@ -497,10 +503,7 @@ impl JobRunner for WasmRunner {
         let module = self.compile(&bytes)?;
         // Everything that could stop the run from starting is checked here: every import resolves against
         // this runner's WASI, and `_start` exists with the right type. What remains can only end as a result.
-        let mut linker: Linker<State> = Linker::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut State| &mut state.wasi)
-            .map_err(|e| RunnerError::Engine(e.to_string()))?;
-        linker.instantiate_pre(&module).map_err(|e| RunnerError::InvalidModule(format!("{e:#}")))?;
+        self.linker.instantiate_pre(&module).map_err(|e| RunnerError::InvalidModule(format!("{e:#}")))?;
         match module.get_export("_start") {
             Some(wasmtime::ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => Ok(()),
             _ => Err(RunnerError::InvalidModule("exports no `_start` function of type () -> ()".into())),
@@ -546,11 +549,8 @@ impl JobRunner for WasmRunner {
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
-        let mut linker: Linker<State> = Linker::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut State| &mut state.wasi)
-            .map_err(|e| RunnerError::Engine(e.to_string()))?;
-        add_guards(&mut linker).map_err(|e| RunnerError::Engine(format!("{e:#}")))?;
-        let result = linker
+        let result = self
+            .linker
             .instantiate(&mut store, &module)
             .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
             .and_then(|start| start.call(&mut store, ()));

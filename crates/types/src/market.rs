@@ -300,6 +300,18 @@ pub struct Order {
     pub live_bids: Vec<LiveBid>,
 }
 
+impl Order {
+    /// The deployment group (1-based, the manifest's order) this order serves; orders written before
+    /// `group` existed serve the group of their own `gseq`.
+    pub fn group_number(&self) -> u32 {
+        if self.group == 0 {
+            self.id.gseq
+        } else {
+            self.group
+        }
+    }
+}
+
 impl LiveBid {
     /// Makes room for a bid at `price` in a book holding at most `max` live bids. With room to spare, nothing
     /// changes. In a full book the new bid must be strictly cheaper than the worst (highest price, then highest
