@@ -110,6 +110,12 @@ pub fn describe(world: &World, event: &Event) -> Option<String> {
         Event::ChannelClosed { channel, client, refunded } => {
             format!("channel {channel} closes; {} goes back to {}", tgr(refunded), n(client))
         }
+        Event::RecordRemoved { record, owner, refunded } => format!(
+            "{record} is removed from the state after its retention period; its storage deposit of {} goes back \
+             to {}",
+            tgr(refunded),
+            n(owner)
+        ),
         Event::ModelAnnounced { provider, name, .. } => format!("{} offers model {name}", n(provider)),
         Event::ChannelToppedUp { .. }
         | Event::ChannelClosing { .. }

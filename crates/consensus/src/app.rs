@@ -130,13 +130,15 @@ impl Chain {
 
     /// Opens (or creates) a validator's ledger at `path`, applying `genesis` to a new one, and returns the
     /// chain with the genesis block consensus starts from. An existing ledger must have been made from the
-    /// same genesis.
+    /// same genesis. `state_history` is how many versions of the state tree to keep (`None`: all).
     pub fn open(
         path: &Path,
         genesis: &Genesis,
         mempool: MempoolConfig,
+        state_history: Option<u64>,
     ) -> Result<(Arc<Chain>, Block), OpenError> {
-        let store = DiskStore::open(path).map_err(|e| OpenError::Store(e.to_string()))?;
+        let store =
+            DiskStore::open(path).map_err(|e| OpenError::Store(e.to_string()))?.with_history(state_history);
         let mut ledger = Ledger::new(store);
         match ledger.chain_info() {
             Ok(info) if info.chain_id != genesis.chain_id => {

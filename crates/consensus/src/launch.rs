@@ -77,6 +77,7 @@ pub fn prepare_devnet(
         leader_timeout_ms: 1_000,
         certification_timeout_ms: 2_000,
         block_interval_ms: 200,
+        state_history: crate::node::DEFAULT_STATE_HISTORY,
     };
     Home::create(dir, &spec, &config, seed)?;
     Ok(true)
@@ -129,6 +130,7 @@ pub fn prepare_testnet(
             leader_timeout_ms: 1_000,
             certification_timeout_ms: 2_000,
             block_interval_ms: 200,
+            state_history: crate::node::DEFAULT_STATE_HISTORY,
         };
         Home::create(&home, &spec, &config, *seed)?;
         nodes.push(TestnetNode { home, p2p: config.p2p_listen, rpc: config.rpc_listen });

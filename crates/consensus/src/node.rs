@@ -89,7 +89,19 @@ pub struct NodeConfig {
     /// The least time between blocks, in milliseconds.
     #[serde(default = "default_block_interval_ms")]
     pub block_interval_ms: u64,
+    /// How many versions of the state tree (one per block) to keep for roots and proofs; older ones are
+    /// pruned as blocks commit. 0 keeps every version (an archive node). The current state and the block
+    /// and transaction index are never pruned.
+    #[serde(default = "default_state_history")]
+    pub state_history: u64,
 }
+
+fn default_state_history() -> u64 {
+    DEFAULT_STATE_HISTORY
+}
+
+/// About five and a half hours of 200 ms blocks, or a day of one-second blocks.
+pub const DEFAULT_STATE_HISTORY: u64 = 100_000;
 
 fn default_block_interval_ms() -> u64 {
     200
@@ -375,8 +387,13 @@ pub async fn start_validator(
     home: &Home,
     partition_prefix: &str,
 ) -> Result<crate::Validator, NodeError> {
-    let (chain, genesis_block) =
-        Chain::open(&home.dir.join("data").join("state.redb"), &home.spec.genesis, MempoolConfig::default())?;
+    let history = Some(home.config.state_history).filter(|&versions| versions > 0);
+    let (chain, genesis_block) = Chain::open(
+        &home.dir.join("data").join("state.redb"),
+        &home.spec.genesis,
+        MempoolConfig::default(),
+        history,
+    )?;
     let me = home.signer.public_key();
     info!(name = %home.config.name, key = %key_hex(&me), height = chain.committed_height(), "starting validator");
 

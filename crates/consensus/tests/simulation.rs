@@ -17,6 +17,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tensorgrid_consensus::{Chain, EngineConfig, Network, Validator};
 use tensorgrid_node::mempool::MempoolConfig;
+use tensorgrid_store::MIN_HISTORY;
 use tensorgrid_types::{Amount, Genesis, GenesisAccount, Hash, Msg, Params, SecretKey, Timestamp, Tx};
 
 const VALIDATORS: usize = 4;
@@ -95,7 +96,8 @@ async fn start_validator(
     genesis: &Genesis,
 ) -> Validator {
     let (chain, genesis_block) =
-        Chain::open(&home.join("state.redb"), genesis, MempoolConfig::default()).expect("the ledger opens");
+        Chain::open(&home.join("state.redb"), genesis, MempoolConfig::default(), Some(MIN_HISTORY))
+            .expect("the ledger opens");
     let me = signer.public_key();
     let control = oracle.control(me.clone());
     let network = Network::register(
@@ -294,9 +296,15 @@ fn run(seed: u64, fault: Fault) -> Outcome {
         for v in validators.iter().flatten() {
             let mut by_height = BTreeMap::new();
             let mut digest_by_height = BTreeMap::new();
-            for h in 1..=top {
+            // The validators prune their state trees to the last MIN_HISTORY versions while they run: every
+            // root in that window agrees across validators, and older ones are gone.
+            let oldest = top.saturating_add(1).saturating_sub(MIN_HISTORY).max(1);
+            if oldest > 1 {
+                assert_eq!(v.chain.root_at(oldest - 1).expect("root reads"), None, "{fault:?}: not pruned");
+            }
+            for h in oldest..=top {
                 let root =
-                    v.chain.root_at(h).expect("root reads").expect("root exists at every committed height");
+                    v.chain.root_at(h).expect("root reads").expect("root exists in the history window");
                 by_height.insert(h, root);
                 if let Some(c) = v.chain.recent(h) {
                     assert_eq!(c.state_root, root);

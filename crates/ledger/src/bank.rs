@@ -23,11 +23,20 @@ pub enum Module {
     Fees,
     /// Payment channel deposits not yet redeemed or refunded.
     Channels,
+    /// Storage deposits of the deployments, jobs and channels still stored.
+    Storage,
 }
 
 impl Module {
-    pub const ALL: [Module; 6] =
-        [Module::Escrow, Module::Bonds, Module::BidDeposits, Module::Jobs, Module::Fees, Module::Channels];
+    pub const ALL: [Module; 7] = [
+        Module::Escrow,
+        Module::Bonds,
+        Module::BidDeposits,
+        Module::Jobs,
+        Module::Fees,
+        Module::Channels,
+        Module::Storage,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,6 +46,7 @@ impl Module {
             Module::Jobs => "jobs",
             Module::Fees => "fee-collector",
             Module::Channels => "channels",
+            Module::Storage => "storage-deposits",
         }
     }
 

@@ -7,6 +7,7 @@
 //! Closing refunds what is left to the client.
 
 use tensorgrid_types::channel::{Channel, ChannelId, ChannelState, Voucher};
+use tensorgrid_types::event::StoredRecord;
 use tensorgrid_types::query::ChainInfo;
 use tensorgrid_types::{Address, Amount, Event, TxError};
 
@@ -46,6 +47,7 @@ impl<S: Store + ?Sized> State<'_, S> {
     ) -> ExecResult<()> {
         self.active_provider(&provider)?;
         self.lock(&client, Module::Channels, deposit)?;
+        let storage_deposit = self.lock_storage_deposit(&client)?;
         let id = self.next_seq(keys::SEQ_CHANNEL)?;
         let channel = Channel {
             id,
@@ -55,6 +57,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             redeemed: Amount::ZERO,
             state: ChannelState::Open,
             opened_at: self.now,
+            storage_deposit,
         };
         self.put_channel(&channel);
         self.emit(Event::ChannelOpened { channel: id, client, provider, deposit });
@@ -162,6 +165,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         self.release_from(Module::Channels, &channel.client, refund)?;
         channel.state = ChannelState::Closed { at: self.now, refunded: refund };
         self.put_channel(channel);
+        self.schedule_removal(StoredRecord::Channel(channel.id));
         self.emit(Event::ChannelClosed { channel: channel.id, client: channel.client, refunded: refund });
         Ok(())
     }

@@ -44,7 +44,8 @@ impl<S: Store> Ledger<S> {
     /// - each module account holds exactly what the records say it holds;
     /// - each active lease has exactly one winning (active) bid and an active order, and open orders none;
     /// - each provider's lease count matches its active leases;
-    /// - closed deployments hold nothing.
+    /// - closed deployments hold nothing;
+    /// - the storage module holds exactly the deposits of the records still stored.
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         let st = self.reader()?;
         let all = |prefix: &[u8]| st.scan(prefix, None, usize::MAX).map_err(LedgerError::Store);
@@ -112,6 +113,14 @@ impl<S: Store> Ledger<S> {
             .map(|c| c.balance()));
         ensure(module(Module::Channels) == unspent, || {
             format!("channels module holds {} but open channels hold {unspent}", module(Module::Channels))
+        })?;
+        let stored = sum(deployments
+            .iter()
+            .map(|d| d.storage_deposit)
+            .chain(jobs.iter().map(|j| j.storage_deposit))
+            .chain(channels.iter().map(|c| c.storage_deposit)));
+        ensure(module(Module::Storage) == stored, || {
+            format!("storage module holds {} but stored records hold {stored}", module(Module::Storage))
         })?;
         for channel in &channels {
             ensure(channel.redeemed <= channel.deposit, || {

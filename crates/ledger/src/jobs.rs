@@ -12,6 +12,7 @@
 //! chain) and a run timeout the chain checked is long enough for the job's fuel: a client can neither
 //! withhold its content nor set an impossible limit to take deposits.
 
+use tensorgrid_types::event::StoredRecord;
 use tensorgrid_types::job::{
     result_commitment, Job, JobBid, JobBidState, JobFailure, JobId, JobSlot, JobSpec, JobState, SlotState,
 };
@@ -95,6 +96,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             .into());
         }
         self.lock(&client, Module::Jobs, spec.budget)?;
+        let storage_deposit = self.lock_storage_deposit(&client)?;
         let id = self.next_seq(keys::SEQ_JOB)?;
         let now = self.now;
         let bid_deadline = now.plus(spec.bid_window_ms);
@@ -113,6 +115,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             held: budget,
             paid: Amount::ZERO,
             finished_at: None,
+            storage_deposit,
         };
         self.put_job(&job);
         self.put_raw(keys::ix_open_job(id), Vec::new());
@@ -244,6 +247,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         let refunded = self.refund_held(&mut job)?;
         job.state = JobState::Cancelled;
         job.finished_at = Some(self.now);
+        self.schedule_removal(StoredRecord::Job(job_id));
         self.put_job(&job);
         self.emit(Event::JobCancelled { job: job_id, refunded });
         Ok(())
@@ -530,6 +534,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         let refunded = self.refund_held(job)?;
         job.state = JobState::Completed;
         job.finished_at = Some(self.now);
+        self.schedule_removal(StoredRecord::Job(job.id));
         self.emit(Event::JobCompleted { job: job.id, paid: job.paid, refunded });
         Ok(())
     }
@@ -539,6 +544,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         let refunded = self.refund_held(job)?;
         job.state = JobState::Failed { reason };
         job.finished_at = Some(self.now);
+        self.schedule_removal(StoredRecord::Job(job.id));
         self.emit(Event::JobFailed { job: job.id, reason, refunded });
         Ok(())
     }

@@ -69,6 +69,10 @@ pub(crate) fn bids_of(order: &OrderId) -> Vec<u8> {
     join(&[BID, &order_suffix(order)])
 }
 
+pub(crate) fn bids_of_deployment(dseq: Dseq) -> Vec<u8> {
+    join(&[BID, &dseq.to_be_bytes()])
+}
+
 pub(crate) fn lease(id: &BidId) -> Vec<u8> {
     join(&[LEASE, &order_suffix(&id.order()), id.provider.as_bytes()])
 }

@@ -265,6 +265,7 @@ fn run_deadline<S: Store + ?Sized>(st: &mut State<'_, S>, timer: Timer) -> ExecR
         Timer::JobReveal(job) => st.on_job_reveal_due(job),
         Timer::JobChallenge(job) => st.on_job_challenge_due(job),
         Timer::ChannelClose(channel) => st.channel_challenge_ended(channel),
+        Timer::RemoveRecord(record) => st.on_removal_due(record),
     }
 }
 

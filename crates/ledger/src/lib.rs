@@ -27,6 +27,7 @@ mod market;
 mod models;
 mod providers;
 mod query;
+mod retention;
 mod state;
 mod store;
 #[cfg(feature = "testing")]

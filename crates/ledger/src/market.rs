@@ -1,5 +1,6 @@
 //! Deployments, orders, bids and leases (Akash's model).
 
+use tensorgrid_types::event::StoredRecord;
 use tensorgrid_types::market::{
     Bid, BidId, BidState, CloseReason, Deployment, DeploymentState, Dseq, Escrow, GroupSpec, Lease,
     LeaseState, LiveBid, Order, OrderId, OrderState,
@@ -95,6 +96,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             }
         }
         self.lock(&owner, Module::Escrow, deposit)?;
+        let storage_deposit = self.lock_storage_deposit(&owner)?;
         let dseq = self.next_seq(keys::SEQ_DSEQ)?;
         let now = self.now;
         let deployment = Deployment {
@@ -106,6 +108,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             groups: groups.len() as u32,
             orders: groups.len() as u32,
             escrow: Escrow { balance: deposit, total_deposited: deposit, ..Escrow::default() },
+            storage_deposit,
         };
         self.put_deployment(&deployment);
         self.put_raw(keys::ix_deployment_by_owner(&owner, dseq), Vec::new());
@@ -487,6 +490,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         }
         deployment.state = DeploymentState::Closed { reason, at: self.now };
         self.put_deployment(&deployment);
+        self.schedule_removal(StoredRecord::Deployment(dseq));
         self.emit(Event::DeploymentClosed { dseq, owner: deployment.owner, reason, refunded: refund });
         Ok(())
     }

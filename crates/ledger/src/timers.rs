@@ -3,6 +3,7 @@
 //! block, never with how many leases, jobs or providers exist.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use tensorgrid_types::event::StoredRecord;
 use tensorgrid_types::job::JobId;
 use tensorgrid_types::market::{Dseq, OrderId};
 use tensorgrid_types::{codec, Address, Timestamp};
@@ -26,6 +27,8 @@ pub(crate) enum Timer {
     JobReveal(JobId),
     JobChallenge(JobId),
     ChannelClose(tensorgrid_types::channel::ChannelId),
+    /// A closed record's retention period ended: it is removed and its storage deposit refunded.
+    RemoveRecord(StoredRecord),
 }
 
 impl<S: Store + ?Sized> State<'_, S> {

@@ -8,6 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use tensorgrid_ledger::testing::TEST_CHAIN_ID;
 use tensorgrid_types::channel::{Channel, ChannelState, Voucher};
+use tensorgrid_types::event::StoredRecord;
 use tensorgrid_types::query::{Query, QueryResponse};
 use tensorgrid_types::{Amount, Event, Msg, Params, TxError};
 
@@ -141,6 +142,35 @@ fn a_providers_close_is_immediate_and_only_the_parties_may_close() {
         ),
         TxError::ProviderNotFound { .. }
     ));
+    w.check();
+}
+
+#[test]
+fn a_closed_channel_is_removed_after_retention_and_an_open_one_is_kept() {
+    let retention = 60_000;
+    let mut w = world(1, Params { record_retention_ms: retention, ..Params::default() });
+    w.register_all();
+    let provider = w.providers[0].clone();
+    let storage = w.chain.params().storage_deposit;
+    let closed = open(&mut w, Amount(10_000));
+    let kept = open(&mut w, Amount(10_000));
+    ok(&w.chain.exec(&provider, Msg::CloseChannel { channel: closed }));
+    let ChannelState::Closed { at, .. } = channel(&w, closed).state else { panic!("closed at once") };
+    let client = w.tenant.address();
+    let before = w.chain.balance(&client);
+    w.chain.block_at(at.plus(retention - 1), &[]);
+    assert!(matches!(channel(&w, closed).state, ChannelState::Closed { .. }));
+    let out = w.chain.block_at(at.plus(retention), &[]);
+    let removed =
+        Event::RecordRemoved { record: StoredRecord::Channel(closed), owner: client, refunded: storage };
+    assert!(out.events.contains(&removed), "{:?}", out.events);
+    assert_eq!(w.chain.query(Query::Channel { channel: closed }), QueryResponse::Channel(None));
+    assert_eq!(w.chain.balance(&client), before.saturating_add(storage));
+    // A closed and removed channel takes no voucher: the provider gets a typed refusal, nothing moves.
+    let late = w.chain.exec(&provider, voucher(&w, closed, 1));
+    assert!(matches!(failed_with(&late), TxError::ChannelNotFound { .. }), "{:?}", late.outcome);
+    w.chain.advance(retention * 10);
+    assert_eq!(channel(&w, kept).state, ChannelState::Open);
     w.check();
 }
 

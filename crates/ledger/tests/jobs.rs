@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use tensorgrid_types::event::StoredRecord;
 use tensorgrid_types::job::{result_commitment, JobBidState, JobFailure, JobSpec, JobState, SlotState};
 use tensorgrid_types::query::{Query, QueryResponse};
 use tensorgrid_types::{Amount, Event, Hash, Msg, Params, Receipt, Timestamp, TxError};
@@ -123,7 +124,7 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
     assert_eq!(w.chain.balance(&w.providers[1].address()), Amount(starts[1].0 + 400_000 - fees[1].0));
     assert_eq!(
         w.chain.balance(&w.tenant.address()),
-        Amount(client_start.0 - submit_receipt.fee_paid.0 - 700_000),
+        Amount(client_start.0 - submit_receipt.fee_paid.0 - 700_000 - w.chain.params().storage_deposit.0),
         "the client paid exactly the two winning bids"
     );
     w.check();
@@ -248,7 +249,9 @@ fn too_few_bids_fail_the_job_and_refund_everyone() {
     close_bidding(&mut w, job);
     let j = w.job(job);
     assert_eq!(j.state, JobState::Failed { reason: JobFailure::NotEnoughBids { got: 2, needed: 3 } });
-    assert_eq!(w.chain.balance(&w.tenant.address()), Amount(client_before.0 - r.fee_paid.0));
+    // Everything comes back but the fee and the storage deposit, which returns when the record is removed.
+    let storage = w.chain.params().storage_deposit;
+    assert_eq!(w.chain.balance(&w.tenant.address()), Amount(client_before.0 - r.fee_paid.0 - storage.0));
     for p in 0..2 {
         assert_eq!(w.chain.balance(&w.providers[p].address()), Amount(before[p].0 - fees[p].0));
     }
@@ -403,7 +406,7 @@ fn a_client_that_never_uploads_takes_no_deposit_and_gets_only_its_budget_back() 
     }
     assert_eq!(
         w.chain.balance(&w.tenant.address()),
-        Amount(client_start.0 - submitted.fee_paid.0),
+        Amount(client_start.0 - submitted.fee_paid.0 - w.chain.params().storage_deposit.0),
         "the client gets its budget back and nothing more"
     );
     w.check();
@@ -464,5 +467,47 @@ fn a_run_timeout_too_short_for_the_jobs_fuel_is_refused() {
     spec.run_timeout_ms = needed;
     assert!(needed <= Params::default().max_job_window_ms);
     ok(&w.chain.exec(&tenant, Msg::SubmitJob { spec }));
+    w.check();
+}
+
+#[test]
+fn a_finished_job_is_removed_after_retention_with_its_bids_and_a_disputed_one_is_kept() {
+    let retention = 60_000;
+    let mut w = world(3, Params { record_retention_ms: retention, ..params() });
+    w.register_all();
+    let storage = w.chain.params().storage_deposit;
+    let bids = [(0, Amount(100)), (1, Amount(100)), (2, Amount(200))];
+    let done = assigned(&mut w, job_spec(2, Amount::tgr(1)), &bids);
+    for p in 0..2 {
+        ok(&commit(&mut w, p, done, Hash::of(b"out")));
+    }
+    for p in 0..2 {
+        ok(&reveal(&mut w, p, done, Hash::of(b"out")));
+    }
+    assert_eq!(w.job(done).state, JobState::Completed);
+    let disputed = assigned(&mut w, job_spec(2, Amount::tgr(1)), &[(0, Amount(100)), (1, Amount(100))]);
+    ok(&commit(&mut w, 0, disputed, Hash::of(b"honest")));
+    ok(&commit(&mut w, 1, disputed, Hash::of(b"cheat")));
+    ok(&reveal(&mut w, 0, disputed, Hash::of(b"honest")));
+    ok(&reveal(&mut w, 1, disputed, Hash::of(b"cheat")));
+    assert_eq!(w.job(disputed).state, JobState::Disputed);
+
+    let client = w.tenant.address();
+    let before = w.chain.balance(&client);
+    let finished_at = w.job(done).finished_at.expect("a finished job has a finish time");
+    w.chain.block_at(finished_at.plus(retention - 1), &[]);
+    assert_eq!(w.job(done).state, JobState::Completed, "readable for the whole retention period");
+    let out = w.chain.block_at(finished_at.plus(retention), &[]);
+    let removed = Event::RecordRemoved { record: StoredRecord::Job(done), owner: client, refunded: storage };
+    assert!(out.events.contains(&removed), "{:?}", out.events);
+    assert_eq!(w.chain.query(Query::Job { job: done }), QueryResponse::Job(None));
+    assert_eq!(w.chain.query(Query::JobBids { job: done }), QueryResponse::JobBids(Vec::new()));
+    assert_eq!(w.chain.balance(&client), before.saturating_add(storage));
+
+    // A disputed job still holds the budget and the deposits: it stays until a referee decides.
+    w.chain.advance(retention * 10);
+    assert_eq!(w.job(disputed).state, JobState::Disputed);
+    let QueryResponse::JobBids(held) = w.chain.query(Query::JobBids { job: disputed }) else { panic!() };
+    assert_eq!(held.len(), 2);
     w.check();
 }

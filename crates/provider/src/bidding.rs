@@ -523,6 +523,7 @@ mod tests {
             held: budget,
             paid: Amount::ZERO,
             finished_at: None,
+            storage_deposit: Amount::ZERO,
         }
     }
 

@@ -14,7 +14,9 @@ use std::path::Path;
 
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, Version};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use sha2::Sha256;
 use tensorgrid_ledger::{KeyValue, ScanItem, Store, StoreError, WriteBatch};
 use tensorgrid_types::{Address, Hash};
@@ -24,6 +26,10 @@ const NODES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jmt_
 /// `key hash ‖ version (big-endian)` → `1 ‖ blake3(value)` or `0` (deleted at that version).
 const VALUES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jmt_values");
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+/// What the tree no longer needs from some version on: `stale since (BE) ‖ 0 ‖ borsh(node key)` for a node,
+/// `stale since (BE) ‖ 1 ‖ key hash ‖ version (BE)` for a value entry. Versions at or after the "since"
+/// never read it, so pruning the versions below `v` deletes every entry stale since `v` or earlier.
+const STALE: TableDefinition<'static, &[u8], ()> = TableDefinition::new("jmt_stale");
 /// Transaction hash → the node's record of where it committed and its receipt (outside the state root).
 const TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("index_txs");
 /// Block height (big-endian) → the node's record of the block.
@@ -75,6 +81,35 @@ pub struct DiskStore {
     values: ReadOnlyTable<&'static [u8], &'static [u8]>,
     /// Index records staged by [`DiskStore::stage_index`], written by the next batch in its transaction.
     staged: std::sync::Mutex<Option<BlockIndex>>,
+    /// How many versions of the tree to keep (`None`: all).
+    history: Option<u64>,
+}
+
+/// The fewest versions a pruning store keeps: consensus reads the roots of the last few heights while it
+/// verifies proposals, which this leaves far behind.
+pub const MIN_HISTORY: u64 = 64;
+
+/// The most stale tree entries one batch deletes.
+pub const PRUNE_PER_BATCH: usize = 20_000;
+
+fn stale_node_key(since: u64, node_key: &NodeKey) -> Result<Vec<u8>, StoreError> {
+    let mut key = since.to_be_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&borsh::to_vec(node_key).map_err(db_err)?);
+    Ok(key)
+}
+
+fn value_key(key_hash: &KeyHash, version: u64) -> Vec<u8> {
+    let mut key = key_hash.0.to_vec();
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn stale_value_key(since: u64, value_key: &[u8]) -> Vec<u8> {
+    let mut key = since.to_be_bytes().to_vec();
+    key.push(1);
+    key.extend_from_slice(value_key);
+    key
 }
 
 /// A block's index records (not part of the state or its root), written with the block's state.
@@ -128,6 +163,7 @@ impl DiskStore {
         for table in [STATE, NODES, VALUES] {
             txn.open_table(table).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         }
+        txn.open_table(STALE).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         txn.open_table(META).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         for table in [TXS, ACCOUNT_TXS] {
             txn.open_table(table).map_err(|e| DiskStoreError::Db(e.to_string()))?;
@@ -135,7 +171,37 @@ impl DiskStore {
         txn.open_table(BLOCKS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         txn.commit().map_err(|e| DiskStoreError::Db(e.to_string()))?;
         let (state, nodes, values) = snapshot(&db).map_err(|e| DiskStoreError::Db(e.0))?;
-        Ok(DiskStore { db, state, nodes, values, staged: std::sync::Mutex::new(None) })
+        Ok(DiskStore { db, state, nodes, values, staged: std::sync::Mutex::new(None), history: None })
+    }
+
+    /// Keeps the state tree of only the last `versions` versions (at least [`MIN_HISTORY`]): older roots,
+    /// proofs and the tree nodes only they need are deleted as new blocks commit, at most
+    /// [`PRUNE_PER_BATCH`] entries per block so that catching up after lowering the setting never stalls a
+    /// block. `None` keeps every version (an archive node). The current state and the block index are never
+    /// pruned.
+    pub fn with_history(mut self, versions: Option<u64>) -> DiskStore {
+        self.history = versions.map(|v| v.max(MIN_HISTORY));
+        self
+    }
+
+    /// The oldest version whose root and proofs can still be read (0 on an archive node).
+    pub fn oldest_version(&self) -> Result<u64, StoreError> {
+        Ok(self.meta("oldest")?.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+    }
+
+    /// How many tree entries are waiting to be pruned once their versions leave the history window (nodes
+    /// and value entries that a newer version replaced): what pruning keeps from growing without bound.
+    pub fn stale_entries(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(STALE).map_err(db_err)?;
+        table.len().map_err(db_err)
+    }
+
+    /// How many tree nodes the store holds, across every version it keeps.
+    pub fn tree_nodes(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(NODES).map_err(db_err)?;
+        table.len().map_err(db_err)
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -160,6 +226,15 @@ impl DiskStore {
         match self.version()? {
             Some(latest) if version <= latest => {}
             _ => return Ok(None),
+        }
+        if version == 0 {
+            // The genesis root names the chain (the genesis block carries it), so it outlives pruning.
+            if let Some(root) = self.meta("genesis_root")?.and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+                return Ok(Some(Hash(root)));
+            }
+        }
+        if version < self.oldest_version()? {
+            return Ok(None);
         }
         let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
         let root = tree.get_root_hash_option(version).map_err(db_err)?;
@@ -295,15 +370,50 @@ impl Store for DiskStore {
                 nodes.insert(k.as_slice(), v.as_slice()).map_err(db_err)?;
             }
             let mut values = txn.open_table(VALUES).map_err(db_err)?;
+            let mut stale = txn.open_table(STALE).map_err(db_err)?;
+            for index in &update.stale_node_index_batch {
+                let key = stale_node_key(index.stale_since_version, &index.node_key)?;
+                stale.insert(key.as_slice(), ()).map_err(db_err)?;
+            }
+            // A batch that changes nothing copies the previous root to the new version without marking the
+            // old one stale; no later version reads a root older than its own, so it is stale now.
+            let new_root = update.node_batch.nodes().keys().find(|k| k.nibble_path().is_empty());
+            if let (Some(root_key), Some(previous)) = (new_root, version.checked_sub(1)) {
+                let previous_root = NodeKey::new(previous, root_key.nibble_path().clone());
+                stale.insert(stale_node_key(version, &previous_root)?.as_slice(), ()).map_err(db_err)?;
+            }
             for ((v, key_hash), value) in update.node_batch.values() {
-                let mut k = key_hash.0.to_vec();
-                k.extend_from_slice(&v.to_be_bytes());
+                let k = value_key(key_hash, *v);
+                // The key's previous entry answers reads of versions before this one only.
+                let low = value_key(key_hash, 0);
+                if let Some(previous) =
+                    self.values.range(low.as_slice()..k.as_slice()).map_err(db_err)?.next_back()
+                {
+                    let (previous, _) = previous.map_err(db_err)?;
+                    stale.insert(stale_value_key(*v, previous.value()).as_slice(), ()).map_err(db_err)?;
+                }
                 let encoded = match value {
                     Some(value) => [&[1u8][..], value].concat(),
-                    None => vec![0u8],
+                    None => {
+                        // A deletion reads the same as no entry once the entries before it are gone.
+                        stale.insert(stale_value_key(*v, &k).as_slice(), ()).map_err(db_err)?;
+                        vec![0u8]
+                    }
                 };
                 values.insert(k.as_slice(), encoded.as_slice()).map_err(db_err)?;
             }
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            if let Some(history) = self.history {
+                let oldest = version.saturating_add(1).saturating_sub(history);
+                prune(&mut stale, &mut nodes, &mut values, oldest)?;
+                if oldest > 0 {
+                    meta.insert("oldest", oldest.to_be_bytes().as_slice()).map_err(db_err)?;
+                }
+            }
+            if version == 0 {
+                meta.insert("genesis_root", root.0.as_slice()).map_err(db_err)?;
+            }
+            drop(meta);
             let staged = self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
             if let Some(index) = staged {
                 let mut blocks = txn.open_table(BLOCKS).map_err(db_err)?;
@@ -326,6 +436,35 @@ impl Store for DiskStore {
         (self.state, self.nodes, self.values) = snapshot(&self.db)?;
         Ok(())
     }
+}
+
+type WriteTable<'t, V> = redb::Table<'t, &'static [u8], V>;
+
+/// Deletes up to [`PRUNE_PER_BATCH`] tree entries that no version from `oldest` on reads.
+fn prune(
+    stale: &mut WriteTable<'_, ()>,
+    nodes: &mut WriteTable<'_, &'static [u8]>,
+    values: &mut WriteTable<'_, &'static [u8]>,
+    oldest: u64,
+) -> Result<(), StoreError> {
+    let bound = oldest.saturating_add(1).to_be_bytes();
+    let mut due = Vec::new();
+    for entry in stale.range(..bound.as_slice()).map_err(db_err)?.take(PRUNE_PER_BATCH) {
+        due.push(entry.map_err(db_err)?.0.value().to_vec());
+    }
+    for key in due {
+        match key.get(8..).and_then(|rest| rest.split_first()) {
+            Some((0, node_key)) => {
+                nodes.remove(node_key).map_err(db_err)?;
+            }
+            Some((1, value_key)) => {
+                values.remove(value_key).map_err(db_err)?;
+            }
+            _ => return Err(StoreError(format!("malformed stale-tree entry of {} bytes", key.len()))),
+        }
+        stale.remove(key.as_slice()).map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// What the tree commits to for a batch: each key's hash and `blake3(value)`, or a deletion.

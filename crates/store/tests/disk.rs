@@ -246,3 +246,89 @@ fn an_accounts_history_pages_newest_first_and_stays_apart_from_other_accounts() 
     let nobody = SecretKey::from_label("carol").address();
     assert_eq!(store.account_txs(&nobody, None, 10).unwrap(), vec![]);
 }
+
+/// Applies the same batch to both stores and checks they agree on the new root.
+fn apply_both(a: &mut DiskStore, b: &mut DiskStore, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+    a.write_batch(batch.clone()).unwrap();
+    b.write_batch(batch).unwrap();
+    assert_eq!(a.root().unwrap(), b.root().unwrap());
+}
+
+/// Version `v`'s writes: a rotating set of long-lived keys is overwritten, one of them deleted, and a
+/// short-lived key is created and the previous one deleted, so the tree sees updates, deletions and
+/// re-creations of the same key.
+fn churn(v: u64) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut batch = vec![
+        (format!("k{:02}", v % 50).into_bytes(), Some(v.to_be_bytes().to_vec())),
+        (format!("k{:02}", (v + 25) % 50).into_bytes(), None),
+        (format!("tmp{v}").into_bytes(), Some(b"short-lived".to_vec())),
+    ];
+    if v > 0 {
+        batch.push((format!("tmp{}", v - 1).into_bytes(), None));
+    }
+    batch.sort();
+    batch
+}
+
+#[test]
+fn a_pruning_store_keeps_its_window_provable_and_its_tree_bounded() {
+    let (a_dir, b_dir) = (TempDir::new("archive"), TempDir::new("pruned"));
+    let history = tensorgrid_store::MIN_HISTORY;
+    let mut archive = DiskStore::open(a_dir.0.join("s.redb")).unwrap();
+    let pruned_path = b_dir.0.join("s.redb");
+    let mut pruned = DiskStore::open(&pruned_path).unwrap().with_history(Some(history));
+    let mut nodes_at = Vec::new();
+    for v in 0..400 {
+        apply_both(&mut archive, &mut pruned, churn(v));
+        if v == 199 || v == 399 {
+            nodes_at.push(pruned.tree_nodes().unwrap());
+        }
+    }
+    let latest = pruned.version().unwrap().unwrap();
+    let oldest = pruned.oldest_version().unwrap();
+    assert_eq!(oldest, latest + 1 - history);
+    for v in oldest..=latest {
+        assert_eq!(pruned.root_at(v).unwrap(), archive.root_at(v).unwrap(), "version {v} is in the window");
+    }
+    assert_eq!(pruned.root_at(oldest - 1).unwrap(), None, "older versions are pruned");
+    assert_eq!(pruned.root_at(0).unwrap(), archive.root_at(0).unwrap(), "the genesis root is kept");
+    // Every key, present or deleted, is still proven against the current root.
+    for key in (0..50).map(|i| format!("k{i:02}")).chain(["tmp398".into(), "tmp399".into()]) {
+        let (p, a) =
+            (pruned.get_proven(key.as_bytes()).unwrap(), archive.get_proven(key.as_bytes()).unwrap());
+        assert!(p.verify(key.as_bytes()), "{key}");
+        assert_eq!(p.value, a.value, "{key}");
+    }
+    // The archive grows with every version; the pruned tree stays the size of its window.
+    let (archived, kept) = (archive.tree_nodes().unwrap(), pruned.tree_nodes().unwrap());
+    assert!(kept * 3 < archived, "pruned {kept} nodes, archive {archived}");
+    assert!(nodes_at[1] <= nodes_at[0] + nodes_at[0] / 10, "the pruned tree grew: {nodes_at:?}");
+
+    // Reopened, it goes on pruning and agreeing.
+    drop(pruned);
+    let mut pruned = DiskStore::open(&pruned_path).unwrap().with_history(Some(history));
+    for v in 400..420 {
+        apply_both(&mut archive, &mut pruned, churn(v));
+    }
+    assert_eq!(pruned.oldest_version().unwrap(), 420 - history);
+    assert!(pruned.tree_nodes().unwrap() <= nodes_at[1] + nodes_at[1] / 10);
+}
+
+#[test]
+fn an_archive_that_starts_pruning_catches_up_a_bounded_amount_per_block() {
+    let dir = TempDir::new("catch-up");
+    let path = dir.0.join("s.redb");
+    let mut store = DiskStore::open(&path).unwrap();
+    for v in 0..300 {
+        store.write_batch(churn(v)).unwrap();
+    }
+    let stale = store.stale_entries().unwrap();
+    let nodes = store.tree_nodes().unwrap();
+    drop(store);
+    let mut store = DiskStore::open(&path).unwrap().with_history(Some(tensorgrid_store::MIN_HISTORY));
+    store.write_batch(churn(300)).unwrap();
+    assert_eq!(store.oldest_version().unwrap(), 301 - tensorgrid_store::MIN_HISTORY);
+    assert!(store.tree_nodes().unwrap() < nodes, "the first block pruned");
+    assert!(store.stale_entries().unwrap() < stale);
+    assert!(store.get_proven(b"k00").unwrap().verify(b"k00"));
+}

@@ -44,6 +44,10 @@ pub struct Channel {
     pub redeemed: Amount,
     pub state: ChannelState,
     pub opened_at: Timestamp,
+    /// Locked from the client for as long as the record is stored; refunded when it is removed, a
+    /// retention period after the channel closed.
+    #[serde(default)]
+    pub storage_deposit: Amount,
 }
 
 impl Channel {

@@ -211,6 +211,35 @@ pub enum Event {
         job: JobId,
         provider: Address,
     },
+
+    /// A closed record reached the end of its retention period and was deleted from the state (its events
+    /// stay in the block index); its storage deposit went back to `owner`.
+    RecordRemoved {
+        record: StoredRecord,
+        owner: Address,
+        refunded: Amount,
+    },
+}
+
+/// A record that carries a storage deposit and is removed a retention period after it closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum StoredRecord {
+    /// A deployment with its orders, bids and leases.
+    Deployment(Dseq),
+    /// A job with its bids.
+    Job(JobId),
+    Channel(ChannelId),
+}
+
+impl std::fmt::Display for StoredRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredRecord::Deployment(dseq) => write!(f, "deployment {dseq}"),
+            StoredRecord::Job(id) => write!(f, "job {id}"),
+            StoredRecord::Channel(id) => write!(f, "channel {id}"),
+        }
+    }
 }
 
 impl Event {
@@ -245,6 +274,7 @@ impl Event {
             Event::ChannelOpened { client, provider, .. } => vec![*client, *provider],
             Event::VoucherRedeemed { provider, .. } => vec![*provider],
             Event::ChannelClosed { client, .. } => vec![*client],
+            Event::RecordRemoved { owner, .. } => vec![*owner],
             Event::ModelAnnounced { provider, .. } | Event::ModelWithdrawn { provider, .. } => {
                 vec![*provider]
             }

@@ -311,6 +311,10 @@ pub struct Job {
     /// What was paid to providers.
     pub paid: Amount,
     pub finished_at: Option<Timestamp>,
+    /// Locked from the client for as long as the record is stored; refunded when it is removed, a
+    /// retention period after the job finished.
+    #[serde(default)]
+    pub storage_deposit: Amount,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

@@ -259,6 +259,10 @@ pub struct Deployment {
     #[serde(default)]
     pub orders: u32,
     pub escrow: Escrow,
+    /// Locked from the owner for as long as the record is stored; refunded when it is removed, a
+    /// retention period after the deployment closed.
+    #[serde(default)]
+    pub storage_deposit: Amount,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

@@ -56,6 +56,14 @@ pub struct Params {
     /// How long a provider has to redeem its last voucher after the client asks to close a channel.
     #[serde(default = "default_channel_challenge_ms")]
     pub channel_challenge_ms: u64,
+
+    // --- state
+    /// Locked from whoever creates a deployment, a job or a channel, and refunded when the record is removed:
+    /// what bounds the state by capital rather than by fees alone.
+    pub storage_deposit: Amount,
+    /// How long a closed deployment, finished job or closed channel stays queryable before it is removed
+    /// from the state (its events stay in the block index).
+    pub record_retention_ms: u64,
 }
 
 fn default_channel_challenge_ms() -> u64 {
@@ -95,6 +103,9 @@ impl Default for Params {
             job_reference_fuel_per_sec: 100_000_000,
             job_run_overhead_ms: 10 * SECOND,
             channel_challenge_ms: default_channel_challenge_ms(),
+
+            storage_deposit: Amount::utgr(100_000),
+            record_retention_ms: 7 * DAY,
         }
     }
 }
@@ -117,6 +128,7 @@ impl Params {
             ("job_content_window_ms", self.job_content_window_ms),
             ("job_reference_fuel_per_sec", self.job_reference_fuel_per_sec),
             ("channel_challenge_ms", self.channel_challenge_ms),
+            ("record_retention_ms", self.record_retention_ms),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -200,9 +200,11 @@ impl Msg {
             | Msg::DepositDeployment { amount, .. }
             | Msg::TopUpChannel { amount, .. } => *amount,
             Msg::RegisterProvider { stake, .. } => *stake,
-            Msg::CreateDeployment { deposit, .. } | Msg::OpenChannel { deposit, .. } => *deposit,
+            Msg::CreateDeployment { deposit, .. } | Msg::OpenChannel { deposit, .. } => {
+                deposit.saturating_add(params.storage_deposit)
+            }
             Msg::CreateBid { .. } => params.bid_deposit,
-            Msg::SubmitJob { spec } => spec.budget,
+            Msg::SubmitJob { spec } => spec.budget.saturating_add(params.storage_deposit),
             Msg::BidJob { .. } => params.job_bid_deposit,
             Msg::UpdateProvider { .. }
             | Msg::DeregisterProvider
