@@ -82,6 +82,12 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// What each deployment, job and channel locks until its record is removed, a retention period (days) after
+/// it closes: the devnet runs the default params, so every test here sees it held.
+fn storage_deposit() -> u128 {
+    tensorgrid_types::Params::default().storage_deposit.0
+}
+
 fn utgr(value: &Value) -> u128 {
     value.as_str().expect("amounts are strings").parse().expect("an integer")
 }
@@ -135,11 +141,15 @@ fn status_balances_and_a_transfer_against_a_devnet() {
         json(&tgrid(&home, &node, &["deploy", "deposit", &dseq.to_string(), "2.5tgr", "--from", "alice"]));
     fees += utgr(&deposited["receipt"]["fee_paid"]);
     let mid = utgr(&json(&tgrid(&home, &node, &["account", "balance", "alice"]))["balance"]);
-    assert_eq!(mid, before - 7_500_000 - fees);
+    assert_eq!(mid, before - 7_500_000 - fees - storage_deposit());
     let closed = json(&tgrid(&home, &node, &["deploy", "close", &dseq.to_string(), "--from", "alice"]));
     fees += utgr(&closed["receipt"]["fee_paid"]);
     let after = utgr(&json(&tgrid(&home, &node, &["account", "balance", "alice"]))["balance"]);
-    assert_eq!(after, before - fees, "no lease ran, so all 7.5 TGR of escrow comes back");
+    assert_eq!(
+        after,
+        before - fees - storage_deposit(),
+        "no lease ran, so all 7.5 TGR of escrow comes back (the storage deposit stays for the retention period)"
+    );
     let orders = json(&tgrid(&home, &node, &["market", "orders"]));
     assert!(!orders["items"].as_array().unwrap().iter().any(|o| o["id"]["dseq"] == dseq), "{orders}");
 
@@ -364,7 +374,7 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let items = history["items"].as_array().unwrap();
     assert_eq!(items[0]["receipt"]["outcome"]["status"], "failed", "{history}");
     tenant_fees += fee(&items[0]);
-    assert_eq!(balance(&home, n, &tenant), 1_000_000_000 - tenant_fees - paid);
+    assert_eq!(balance(&home, n, &tenant), 1_000_000_000 - tenant_fees - paid - storage_deposit());
     // The provider got the lease's pay and its bid deposit back; its stake stays bonded.
     assert_eq!(balance(&home, n, &provider), 1_000_000_000 - 100_000_000 - provider_fees + paid);
     let withdrawn = json(&tgrid(&home, n, &["provider", "withdraw", "--from", "gpu-host"]));
@@ -444,7 +454,11 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let prices: u128 = slots.iter().map(|s| utgr(&s["price"])).sum();
     assert_eq!(utgr(&done["paid"]), prices);
     let submit_fee = fee_of_latest(&home, n, "tenant", "job_submitted", &pass);
-    assert_eq!(balance(&home, n, &tenant), before - submit_fee - prices, "paid the bids, got the rest back");
+    assert_eq!(
+        balance(&home, n, &tenant),
+        before - submit_fee - prices - storage_deposit(),
+        "paid the bids, got the rest back"
+    );
     let outputs = dir.path().join("outputs");
     let result =
         json(&t(&["job", "result", &job_id, "--download", outputs.to_str().unwrap(), "--from", "tenant"]));
@@ -507,7 +521,11 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     assert_eq!(failed["spec"]["inputs"][0], blake3::hash(b"hello from the tenant").to_hex().as_str());
     let failed_id = failed["id"].as_u64().unwrap().to_string();
     let submit_fee = fee_of_latest(&home, n, "tenant", "job_submitted", &pass);
-    assert_eq!(balance(&home, n, &tenant), before - submit_fee, "the budget came back whole");
+    assert_eq!(
+        balance(&home, n, &tenant),
+        before - submit_fee - storage_deposit(),
+        "the budget came back whole"
+    );
     fails_with(&t(&["job", "result", &failed_id]), 1, "no revealed result");
 
     // A client that wins two providers and never uploads the module and input, hoping their deposits are
@@ -546,7 +564,11 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let slots = lapsed["slots"].as_array().unwrap();
     assert_eq!(slots.len(), 2, "{lapsed}");
     assert!(slots.iter().all(|s| s["state"] == "content_unavailable"), "{lapsed}");
-    assert_eq!(balance(&home, n, &tenant), before - utgr(&withheld["fee"]), "no deposit went to the client");
+    assert_eq!(
+        balance(&home, n, &tenant),
+        before - utgr(&withheld["fee"]) - storage_deposit(),
+        "no deposit went to the client"
+    );
 
     // A runtime no provider has: both decline, say why, and `tgrid provider status` shows it.
     let before = balance(&home, n, &tenant);
@@ -567,7 +589,10 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     assert_eq!(json(&t(&["job", "status", &second_job]))["state"]["state"], "bidding");
     let cancelled = json(&t(&["job", "cancel", &second_job, "--from", "tenant"]));
     assert_eq!(event_amount(&cancelled, "job_cancelled", "refunded"), 1_000_000);
-    assert_eq!(balance(&home, n, &tenant), before - utgr(&submitted["fee"]) - fee(&cancelled));
+    assert_eq!(
+        balance(&home, n, &tenant),
+        before - utgr(&submitted["fee"]) - fee(&cancelled) - storage_deposit()
+    );
 
     let status = json(&tgrid(&home, n, &["provider", "status", "gpu-host"]));
     let reasons = status["no_bid_reasons"].to_string();
@@ -770,7 +795,7 @@ fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on
     let ran = lease["state"]["at"].as_u64().unwrap() - lease["started_at"].as_u64().unwrap();
     assert_eq!(paid, price * u128::from(ran) / 3_600_000);
     assert_eq!(event_amount(&closed, "deployment_closed", "refunded"), 20_000_000 - paid);
-    assert_eq!(balance(&home, n, "alice"), alice_before - fees - paid);
+    assert_eq!(balance(&home, n, "alice"), alice_before - fees - paid - storage_deposit());
     eventually("the lease's containers removed", Duration::from_secs(20), || {
         docker(&["ps", "-aq", "-f", &format!("label=tensorgrid.lease={dseq}-1")]).is_empty()
     });
