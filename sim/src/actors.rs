@@ -1,15 +1,21 @@
 //! Actors that sign transactions in reaction to what the chain did. Misbehaving ones are first-class: each
 //! deviation from the honest provider is a variant with its own name.
 
+use std::collections::{BTreeMap, VecDeque};
+
 use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha20Rng;
 use tensorgrid_ledger::testing::TestChain;
-use tensorgrid_types::job::{result_commitment, JobSpec};
-use tensorgrid_types::market::{GroupSpec, OrderId};
+use tensorgrid_provider_core::capacity::Capacity;
+use tensorgrid_provider_core::{
+    Effect, Identity, Input, JobRecord, Policy, ProviderCore, QuotedWork, RunSummary, TxPurpose, WorkRef,
+};
+use tensorgrid_types::job::{JobExit, JobSpec, WorkloadKind};
+use tensorgrid_types::market::GroupSpec;
 use tensorgrid_types::provider::ProviderInfo;
 use tensorgrid_types::query::{Query, QueryResponse};
 use tensorgrid_types::resources::Attribute;
-use tensorgrid_types::{Address, Amount, Event, Hash, Msg, SecretKey, Timestamp};
+use tensorgrid_types::{Amount, Event, Hash, Msg, Params, Receipt, SecretKey, Timestamp};
 
 /// What an actor sees each block: the chain (for queries), the events of the last block and the time.
 #[derive(Debug)]
@@ -24,6 +30,8 @@ pub trait Actor: std::fmt::Debug {
     fn name(&self) -> &str;
     fn key(&self) -> &SecretKey;
     fn act(&mut self, view: &View<'_>, rng: &mut ChaCha20Rng) -> Vec<Msg>;
+    /// The receipts of the messages the last `act` returned, in order, once their block executed.
+    fn settled(&mut self, _chain: &TestChain, _receipts: &[Receipt], _rng: &mut ChaCha20Rng) {}
 }
 
 /// How a provider deviates from the protocol.
@@ -40,26 +48,41 @@ pub enum Behaviour {
 
 /// What an honest provider gets by running a job. The ledger only sees hashes; running real workloads is the
 /// provider daemon's job, so here the outcome is a deterministic function of what was asked.
-pub fn honest_result(spec: &JobSpec) -> Hash {
-    let mut parts: Vec<&[u8]> = vec![b"result", spec.workload.hash.as_bytes()];
-    parts.extend(spec.inputs.iter().map(|h| h.as_bytes().as_slice()));
+pub fn honest_result(module: &Hash, inputs: &[Hash]) -> Hash {
+    let mut parts: Vec<&[u8]> = vec![b"result", module.as_bytes()];
+    parts.extend(inputs.iter().map(|h| h.as_bytes().as_slice()));
     Hash::of_parts(&parts)
 }
 
+/// A provider: the provider crate's own core (the logic `tgrid provider run` runs), with this simulation as
+/// its interpreter. The chain is the in-memory one, clients upload at once, a run's result is
+/// [`honest_result`], and the operator's price script is this actor's scripted prices. A misbehaving
+/// provider is the same core with its effects or inputs changed on the way ([`Behaviour`]).
 #[derive(Debug)]
 pub struct Provider {
     pub name: String,
     pub key: SecretKey,
     pub region: String,
-    /// Price per hour it asks for a lease.
+    /// Price per hour it asks for a lease (its price script's answer for every order).
     pub lease_price: Amount,
-    /// What it bids on the n-th job it sees (`None`: no bid), so a scenario can script who wins.
+    /// What its price script answers for the n-th job it is asked about (`None`: decline), so a scenario can
+    /// script who wins.
     pub job_prices: Vec<Option<Amount>>,
     pub behaviour: Behaviour,
-    registered: bool,
-    last_heartbeat: Timestamp,
-    salts: Vec<(u64, [u8; 32], Hash)>,
-    jobs_seen: usize,
+    core: ProviderCore,
+    started: bool,
+    jobs_quoted: usize,
+    /// Messages for the next block, with why the core sent each.
+    outbox: Vec<(Msg, Option<TxPurpose>)>,
+    /// Why each message of the block in flight was sent, in order.
+    in_flight: Vec<Option<TxPurpose>>,
+    /// What the core persisted, as a daemon keeps it on disk.
+    pub records: BTreeMap<u64, JobRecord>,
+}
+
+/// The machine every simulated provider has.
+fn sim_capacity() -> Capacity {
+    Capacity { cpu_millis: 8_000, memory_bytes: 32 << 30, storage_bytes: 1 << 40, gpus: Vec::new() }
 }
 
 impl Provider {
@@ -70,26 +93,95 @@ impl Provider {
         job_prices: Vec<Option<Amount>>,
         behaviour: Behaviour,
     ) -> Self {
+        let key = SecretKey::from_label(name);
+        let identity = Identity {
+            address: key.address(),
+            host_uri: format!("https://{name}.example.org:8443"),
+            info: ProviderInfo { email: format!("ops@{name}.example.org"), website: String::new() },
+            stake: Params::default().min_provider_stake,
+            attributes: vec![Attribute::new("region", region)],
+            runtimes: vec![(WorkloadKind::Wasm, "wasi-p1".into())],
+            runs_leases: true,
+        };
+        let policy = Policy { price_script: true, ..Policy::default() };
         Provider {
             name: name.into(),
-            key: SecretKey::from_label(name),
+            key,
             region: region.into(),
             lease_price,
             job_prices,
             behaviour,
-            registered: false,
-            last_heartbeat: Timestamp(0),
-            salts: Vec::new(),
-            jobs_seen: 0,
+            core: ProviderCore::new(identity, policy),
+            started: false,
+            jobs_quoted: 0,
+            outbox: Vec::new(),
+            in_flight: Vec::new(),
+            records: BTreeMap::new(),
         }
-    }
-
-    fn address(&self) -> Address {
-        self.key.address()
     }
 
     fn silent(&self, now: Timestamp) -> bool {
         matches!(self.behaviour, Behaviour::GoesSilentAt(at) if now >= at)
+    }
+
+    /// Feeds `input` to the core and carries out what it asks, feeding the answers back, until nothing is
+    /// left but transactions for the next block.
+    fn drive(&mut self, chain: &TestChain, now: Timestamp, input: Input, rng: &mut ChaCha20Rng) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            for effect in self.core.handle(now, input) {
+                match effect {
+                    Effect::Send { msg, purpose } => self.outbox.push((msg, Some(purpose))),
+                    Effect::ReadJob(id) => {
+                        let job = match chain.ledger.query(&Query::Job { job: id }) {
+                            Ok(QueryResponse::Job(job)) => job,
+                            _ => None,
+                        };
+                        inputs.push_back(Input::JobRead(id, job));
+                    }
+                    Effect::ReadOrder(id) => {
+                        let order = match chain.ledger.query(&Query::Order { order: id }) {
+                            Ok(QueryResponse::Order(order)) => order,
+                            _ => None,
+                        };
+                        inputs.push_back(Input::OrderRead(id, order));
+                    }
+                    Effect::AskPriceScript { work, .. } => {
+                        let (reference, answer) = match *work {
+                            QuotedWork::Order { order } => (WorkRef::Order(order.id), Ok(self.lease_price)),
+                            QuotedWork::Job { job } => {
+                                let price = self.job_prices.get(self.jobs_quoted).copied().flatten();
+                                self.jobs_quoted += 1;
+                                (WorkRef::Job(job.id), price.ok_or_else(|| "not this one".to_string()))
+                            }
+                        };
+                        inputs.push_back(Input::PriceScript { work: reference, answer });
+                    }
+                    // The simulation's clients serve their content at once, and every module checks out.
+                    Effect::AwaitContent { job, .. } => inputs.push_back(Input::ContentArrived { job }),
+                    Effect::CheckModule { job, .. } => {
+                        inputs.push_back(Input::ModuleChecked { job, result: Ok(()) })
+                    }
+                    Effect::Run(spec) => {
+                        let result_hash = match self.behaviour {
+                            // Bids, wins and confirms, then never runs anything: it misses its commit deadline.
+                            Behaviour::Lazy => continue,
+                            Behaviour::Cheater => Hash::of(b"made up without running anything"),
+                            _ => honest_result(&spec.module, &spec.inputs),
+                        };
+                        let mut salt = [0u8; 32];
+                        rng.fill_bytes(&mut salt);
+                        let summary =
+                            RunSummary { result_hash, exit: JobExit::Exited { code: 0 }, fuel_used: 0 };
+                        inputs.push_back(Input::RunFinished { job: spec.job, result: Ok(summary), salt });
+                    }
+                    Effect::Persist(record) => {
+                        self.records.insert(record.job, record);
+                    }
+                    Effect::Decided(_) | Effect::Log { .. } => {}
+                }
+            }
+        }
     }
 }
 
@@ -103,91 +195,58 @@ impl Actor for Provider {
     }
 
     fn act(&mut self, view: &View<'_>, rng: &mut ChaCha20Rng) -> Vec<Msg> {
-        let mut out = Vec::new();
+        self.in_flight.clear();
         if self.silent(view.now) {
-            return out;
+            self.outbox.clear();
+            return Vec::new();
         }
-        if !self.registered {
-            self.registered = true;
-            self.last_heartbeat = view.now;
-            out.push(Msg::RegisterProvider {
-                host_uri: format!("https://{}.example.org:8443", self.name),
-                attributes: vec![Attribute::new("region", self.region.clone())],
-                info: ProviderInfo {
-                    email: format!("ops@{}.example.org", self.name),
-                    website: String::new(),
-                },
-                stake: view.chain.params().min_provider_stake,
-            });
-            return out;
-        }
-        let params = view.chain.params();
-        if view.now.since(self.last_heartbeat) >= params.heartbeat_interval_ms {
-            self.last_heartbeat = view.now;
-            out.push(Msg::Heartbeat);
-        }
-        let me = self.address();
-        for event in view.events {
-            match event {
-                Event::OrderCreated { order, max_price }
-                    if self.lease_price <= *max_price && serves(view.chain, order, &self.region) =>
-                {
-                    out.push(Msg::CreateBid { order: *order, price: self.lease_price });
-                }
-                Event::JobSubmitted { job, .. } => {
-                    let price = self.job_prices.get(self.jobs_seen).copied().flatten();
-                    self.jobs_seen += 1;
-                    if let (Some(price), Some(spec)) = (price, job_spec(view.chain, *job)) {
-                        if price <= spec.max_bid() {
-                            out.push(Msg::BidJob { job: *job, price });
+        let me = self.key.address();
+        if !self.started {
+            self.started = true;
+            let capacity = sim_capacity();
+            let started = Input::Started { params: view.chain.params(), capacity, records: Vec::new() };
+            self.drive(view.chain, view.now, started, rng);
+            let registration = self.core.registration(None);
+            self.outbox.extend(registration.map(|msg| (msg, None)));
+        } else {
+            self.drive(view.chain, view.now, Input::Tick, rng);
+            for event in view.events {
+                match event {
+                    Event::LeaseCreated { lease, .. } if lease.provider == me => {
+                        if let Ok(QueryResponse::Order(Some(order))) =
+                            view.chain.ledger.query(&Query::Order { order: lease.order() })
+                        {
+                            let started = Input::LeaseStarted { lease: *lease, spec: order.spec };
+                            self.drive(view.chain, view.now, started, rng);
                         }
                     }
-                }
-                Event::JobAssigned { job, provider, .. } if *provider == me => {
-                    // The sim's clients serve their content at once, so every provider has the work and
-                    // confirms it; the lazy one then never commits and forfeits its deposit.
-                    out.push(Msg::ConfirmJobContent { job: *job });
-                    if self.behaviour == Behaviour::Lazy {
-                        continue;
+                    Event::LeaseClosed { lease, .. } if lease.provider == me => {
+                        self.drive(view.chain, view.now, Input::LeaseEnded { lease: *lease }, rng);
                     }
-                    let Some(spec) = job_spec(view.chain, *job) else { continue };
-                    let result = match self.behaviour {
-                        Behaviour::Cheater => Hash::of(b"made up without running anything"),
-                        _ => honest_result(&spec),
-                    };
-                    let mut salt = [0u8; 32];
-                    rng.fill_bytes(&mut salt);
-                    self.salts.push((*job, salt, result));
-                    out.push(Msg::CommitResult {
-                        job: *job,
-                        commitment: result_commitment(&result, &me, &salt),
-                    });
+                    _ => {}
                 }
-                Event::JobRevealStarted { job, .. } => {
-                    if let Some((_, salt, result)) = self.salts.iter().find(|(j, ..)| j == job) {
-                        out.push(Msg::RevealResult { job: *job, result_hash: *result, salt: *salt });
-                    }
-                }
-                _ => {}
+                self.drive(view.chain, view.now, Input::Event(event.clone()), rng);
             }
         }
-        out
+        let (msgs, purposes): (Vec<Msg>, Vec<Option<TxPurpose>>) = self.outbox.drain(..).unzip();
+        self.in_flight = purposes;
+        msgs
     }
-}
 
-fn serves(chain: &TestChain, order: &OrderId, region: &str) -> bool {
-    match chain.ledger.query(&Query::Order { order: *order }) {
-        Ok(QueryResponse::Order(Some(o))) => {
-            o.spec.requirements.attributes.iter().all(|a| a.key != "region" || a.value == region)
+    fn settled(&mut self, chain: &TestChain, receipts: &[Receipt], rng: &mut ChaCha20Rng) {
+        let now = chain.now;
+        if self.silent(now) {
+            return;
         }
-        _ => false,
-    }
-}
-
-fn job_spec(chain: &TestChain, job: u64) -> Option<JobSpec> {
-    match chain.ledger.query(&Query::Job { job }) {
-        Ok(QueryResponse::Job(Some(j))) => Some(j.spec),
-        _ => None,
+        let purposes = std::mem::take(&mut self.in_flight);
+        for (purpose, receipt) in purposes.into_iter().zip(receipts) {
+            let Some(purpose) = purpose else { continue };
+            let result = match receipt.error() {
+                None => Ok(receipt.events.clone()),
+                Some(error) => Err(error.to_string()),
+            };
+            self.drive(chain, now, Input::TxDone { purpose, result }, rng);
+        }
     }
 }
 

@@ -111,17 +111,28 @@ impl World {
         {
             let view = View { chain: &self.chain, events: &self.last_events, now: at };
             let mut wanted = Vec::new();
-            for actor in self.actors.iter_mut() {
+            for (index, actor) in self.actors.iter_mut().enumerate() {
                 for msg in actor.act(&view, &mut self.rng) {
-                    wanted.push((actor.key().clone(), actor.name().to_string(), msg));
+                    wanted.push((actor.key().clone(), index, msg));
                 }
             }
-            for (key, name, msg) in wanted {
+            for (key, index, msg) in wanted {
                 txs.push(self.chain.tx(&key, msg));
-                senders.push(name);
+                senders.push(index);
             }
         }
         let outcome = self.chain.try_block_at(at, &txs)?;
+        for (index, actor) in self.actors.iter_mut().enumerate() {
+            let receipts: Vec<_> = outcome
+                .receipts
+                .iter()
+                .zip(&senders)
+                .filter(|(_, sender)| **sender == index)
+                .map(|(receipt, _)| receipt.clone())
+                .collect();
+            actor.settled(&self.chain, &receipts, &mut self.rng);
+        }
+        let senders: Vec<String> = senders.iter().map(|i| self.actors[*i].name().to_string()).collect();
         self.chain.ledger.check_invariants()?;
         let elapsed = self.elapsed();
         for (receipt, actor) in outcome.receipts.iter().zip(senders) {

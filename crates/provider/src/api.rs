@@ -184,9 +184,12 @@ async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<Job
 
 async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let situation = shared.situation();
-    let decisions = shared.engine.history();
+    let (decisions, no_bids) = {
+        let engine = shared.engine.lock();
+        (engine.history(), engine.no_bids())
+    };
     let recent: Vec<_> = decisions.iter().rev().take(20).collect();
-    let no_bids: Vec<_> = shared.engine.no_bids().into_iter().rev().take(20).collect();
+    let no_bids: Vec<_> = no_bids.into_iter().rev().take(20).collect();
     Json(json!({
         "address": shared.address(),
         "host_uri": shared.config.host_uri,

@@ -20,7 +20,6 @@ use tracing::{info, warn};
 use crate::bidding::BidEngine;
 use crate::content::ContentStore;
 use crate::error::ProviderError;
-use crate::inventory::Capacity;
 use crate::{jobs, leases, Chain, ProviderConfig, Shared};
 
 /// Event kinds the daemon acts on.
@@ -63,7 +62,7 @@ async fn lease_runner(
 pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, ProviderError> {
     std::fs::create_dir_all(&config.work_dir).map_err(|e| ProviderError::io(&config.work_dir, e))?;
     let content = ContentStore::open(config.work_dir.join("content"))?;
-    let capacity = Capacity::detect(&config.work_dir);
+    let capacity = crate::inventory::detect(&config.work_dir);
     let client = RpcClient::new(&config.node);
     let lease_runner = lease_runner(&key.address(), &config.limits.publish_ip).await;
     #[cfg(feature = "llm")]
@@ -80,7 +79,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
         inference,
         lease_runner,
         leases: Mutex::new(Default::default()),
-        engine: BidEngine::from_config(&config.pricing, &config.limits),
+        engine: Mutex::new(BidEngine::from_policy(&crate::bidding::policy(&config.pricing, &config.limits))),
         chain: Chain::new(client, key),
         content,
         capacity: parking_lot::RwLock::new(capacity),
@@ -224,7 +223,7 @@ async fn inventory(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let dir = shared.config.work_dir.clone();
-        if let Ok(capacity) = tokio::task::spawn_blocking(move || Capacity::detect(&dir)).await {
+        if let Ok(capacity) = tokio::task::spawn_blocking(move || crate::inventory::detect(&dir)).await {
             *shared.capacity.write() = capacity;
         }
     }

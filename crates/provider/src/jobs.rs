@@ -17,7 +17,9 @@ use tensorgrid_types::provider_api::{JobOutputs, JobRunState, OutputFile};
 use tensorgrid_types::{Event, Hash, Msg};
 use tracing::{info, warn};
 
-use crate::bidding::{Work, COMMIT_MARGIN};
+use tensorgrid_provider_core::QuotedWork;
+
+use crate::bidding::COMMIT_MARGIN;
 use crate::{JobView, Shared};
 
 /// What is kept on disk about a job this provider ran (`<work_dir>/jobs/<id>/record.json`).
@@ -58,13 +60,13 @@ pub async fn consider(shared: Arc<Shared>, job: Job) {
     if job.state != JobState::Bidding || job.live_bids.iter().any(|b| b.provider == shared.address()) {
         return;
     }
-    let situation = shared.situation();
-    let Ok(price) = shared.engine.decide(&Work::Job { job: &job }, &situation, crate::now()) else {
+    let id = job.id;
+    let Some(price) = crate::bidding::decide(&shared, QuotedWork::Job { job }, crate::now()).await else {
         return;
     };
-    match shared.chain.execute(Msg::BidJob { job: job.id, price }).await {
-        Ok(record) => info!(job = job.id, %price, height = record.height, "bid on job"),
-        Err(e) => warn!(job = job.id, error = %e, "bidding on a job failed"),
+    match shared.chain.execute(Msg::BidJob { job: id, price }).await {
+        Ok(record) => info!(job = id, %price, height = record.height, "bid on job"),
+        Err(e) => warn!(job = id, error = %e, "bidding on a job failed"),
     }
 }
 

@@ -15,8 +15,8 @@ use tensorgrid_types::query::Page;
 use tensorgrid_types::Msg;
 use tracing::{info, warn};
 
-use crate::bidding::Work;
 use crate::{LeaseView, Shared};
+use tensorgrid_provider_core::QuotedWork;
 
 /// A lease's key on this provider (a provider holds at most one lease per order).
 pub fn key(lease: &LeaseId) -> String {
@@ -32,13 +32,13 @@ pub async fn consider(shared: Arc<Shared>, order: Order) {
     if order.state != OrderState::Open || order.live_bids.iter().any(|b| b.provider == shared.address()) {
         return;
     }
-    let situation = shared.situation();
-    let Ok(price) = shared.engine.decide(&Work::Order { order: &order }, &situation, crate::now()) else {
+    let id = order.id;
+    let Some(price) = crate::bidding::decide(&shared, QuotedWork::Order { order }, crate::now()).await else {
         return;
     };
-    match shared.chain.execute(Msg::CreateBid { order: order.id, price }).await {
-        Ok(record) => info!(order = %order.id, %price, height = record.height, "bid on order"),
-        Err(e) => warn!(order = %order.id, error = %e, "bidding on an order failed"),
+    match shared.chain.execute(Msg::CreateBid { order: id, price }).await {
+        Ok(record) => info!(order = %id, %price, height = record.height, "bid on order"),
+        Err(e) => warn!(order = %id, error = %e, "bidding on an order failed"),
     }
 }
 

@@ -93,7 +93,8 @@ pub struct LeaseView {
 pub struct Shared {
     pub config: ProviderConfig,
     pub chain: Chain,
-    pub engine: BidEngine,
+    /// The core's bid engine (its decisions are the API's "why no bid").
+    pub engine: Mutex<BidEngine>,
     pub content: ContentStore,
     /// The machine's capacity, refreshed by the daemon every minute.
     pub capacity: parking_lot::RwLock<Capacity>,

@@ -9,7 +9,6 @@ use parking_lot::Mutex;
 use tensorgrid_client::RpcClient;
 use tensorgrid_provider::bidding::BidEngine;
 use tensorgrid_provider::content::ContentStore;
-use tensorgrid_provider::inventory::Capacity;
 use tensorgrid_provider::{Chain, JobView, ProviderConfig, Shared};
 use tensorgrid_types::provider_api::{JobRunState, RequestAuth};
 use tensorgrid_types::{Amount, Hash, SecretKey};
@@ -34,10 +33,13 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
     };
     let shared = Shared {
         inference: None,
-        engine: BidEngine::from_config(&config.pricing, &config.limits),
+        engine: parking_lot::Mutex::new(BidEngine::from_policy(&tensorgrid_provider::bidding::policy(
+            &config.pricing,
+            &config.limits,
+        ))),
         chain: Chain::new(RpcClient::new(&config.node), SecretKey::from_label("provider")),
         content: ContentStore::open(dir.join("content")).unwrap(),
-        capacity: parking_lot::RwLock::new(Capacity::detect(dir)),
+        capacity: parking_lot::RwLock::new(tensorgrid_provider::inventory::detect(dir)),
         runners: vec![],
         lease_runner: None,
         leases: Mutex::new(Default::default()),

@@ -1,0 +1,254 @@
+//! The provider core, one input at a time, with no runtime: a job's whole life, what survives a restart,
+//! walking away before the confirmation, heartbeats, and the price script's last word.
+
+use tensorgrid_provider_core::capacity::Capacity;
+use tensorgrid_provider_core::{
+    Effect, Identity, Input, JobRecord, Policy, ProviderCore, RunSummary, TxPurpose, WorkRef,
+};
+use tensorgrid_types::job::{
+    result_commitment, Job, JobExit, JobSlot, JobSpec, JobState, SlotState, Workload, WorkloadKind,
+};
+use tensorgrid_types::provider::ProviderInfo;
+use tensorgrid_types::provider_api::JobRunState;
+use tensorgrid_types::resources::ResourceUnits;
+use tensorgrid_types::{Amount, Event, Hash, Msg, Params, SecretKey, Timestamp};
+
+fn at(ms: u64) -> Timestamp {
+    Timestamp::from_millis(1_000_000 + ms)
+}
+
+fn me() -> SecretKey {
+    SecretKey::from_label("core-provider")
+}
+
+fn core(policy: Policy) -> ProviderCore {
+    let identity = Identity {
+        address: me().address(),
+        host_uri: "https://p.example.org".into(),
+        info: ProviderInfo::default(),
+        stake: Amount::tgr(100),
+        attributes: vec![],
+        runtimes: vec![(WorkloadKind::Wasm, "wasi-p1".into())],
+        runs_leases: false,
+    };
+    let mut core = ProviderCore::new(identity, policy);
+    let capacity =
+        Capacity { cpu_millis: 4_000, memory_bytes: 8 << 30, storage_bytes: 1 << 30, gpus: vec![] };
+    let effects = core.handle(at(0), Input::Started { params: Params::default(), capacity, records: vec![] });
+    assert!(effects.is_empty());
+    core
+}
+
+fn job(state: JobState, slot: Option<SlotState>) -> Job {
+    Job {
+        id: 9,
+        client: SecretKey::from_label("client").address(),
+        spec: JobSpec {
+            workload: Workload {
+                kind: WorkloadKind::Wasm,
+                hash: Hash::of(b"module"),
+                runtime: "wasi-p1".into(),
+                args: vec![],
+            },
+            inputs: vec![Hash::of(b"input")],
+            resources: ResourceUnits { cpu_millis: 1_000, memory_bytes: 64 << 20, ..Default::default() },
+            max_fuel: 1_000_000,
+            redundancy: 1,
+            budget: Amount::tgr(1),
+            bid_window_ms: 5_000,
+            run_timeout_ms: 60_000,
+            reveal_window_ms: 10_000,
+        },
+        state,
+        created_at: at(0),
+        bid_deadline: at(5_000),
+        reveal_deadline: None,
+        challenge_deadline: None,
+        slots: slot
+            .map(|state| JobSlot {
+                provider: me().address(),
+                price: Amount(1_000),
+                assigned_at: at(5_000),
+                content_deadline: at(125_000),
+                commit_deadline: None,
+                commitment: None,
+                result: None,
+                state,
+            })
+            .into_iter()
+            .collect(),
+        live_bids: vec![],
+        held: Amount::tgr(1),
+        paid: Amount::ZERO,
+        finished_at: None,
+        storage_deposit: Amount::ZERO,
+    }
+}
+
+fn sends(effects: &[Effect]) -> Vec<(Msg, TxPurpose)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { msg, purpose } => Some((msg.clone(), *purpose)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_won_job_is_confirmed_run_persisted_committed_and_revealed_in_that_order() {
+    let mut c = core(Policy::default());
+    // A new job: the core reads it and bids the engine's price.
+    assert_eq!(
+        c.handle(
+            at(1),
+            Input::Event(Event::JobSubmitted {
+                job: 9,
+                client: job(JobState::Bidding, None).client,
+                budget: Amount::tgr(1)
+            })
+        ),
+        vec![Effect::ReadJob(9)]
+    );
+    let effects = c.handle(at(2), Input::JobRead(9, Some(job(JobState::Bidding, None))));
+    assert!(
+        matches!(sends(&effects)[..], [(Msg::BidJob { job: 9, .. }, TxPurpose::BidJob(9))]),
+        "{effects:?}"
+    );
+    assert!(matches!(effects.first(), Some(Effect::Decided(_))));
+    // Assigned: it holds the job's resources and waits for the upload, never past the content deadline.
+    let effects = c
+        .handle(at(6_000), Input::JobRead(9, Some(job(JobState::Running, Some(SlotState::AwaitingContent)))));
+    let waiting = effects.iter().find_map(|e| match e {
+        Effect::AwaitContent { job, hashes, until } => Some((*job, hashes.clone(), *until)),
+        _ => None,
+    });
+    assert_eq!(waiting, Some((9, vec![Hash::of(b"module"), Hash::of(b"input")], at(125_000))));
+    assert_eq!(c.reserved().cpu_millis, 1_000);
+    assert_eq!(c.job(9).map(|e| e.state.clone()), Some(JobRunState::WaitingForContent));
+    // Content, then the module check, then the confirmation.
+    let effects = c.handle(at(7_000), Input::ContentArrived { job: 9 });
+    assert!(matches!(effects[..], [Effect::CheckModule { job: 9, .. }]), "{effects:?}");
+    let effects = c.handle(at(7_100), Input::ModuleChecked { job: 9, result: Ok(()) });
+    assert!(matches!(
+        sends(&effects)[..],
+        [(Msg::ConfirmJobContent { job: 9 }, TxPurpose::ConfirmContent(9))]
+    ));
+    // The confirmation's receipt names the commit deadline; the run must leave room to commit before it.
+    let started = Event::JobStarted { job: 9, provider: me().address(), commit_deadline: at(70_000) };
+    let effects = c.handle(
+        at(10_000),
+        Input::TxDone { purpose: TxPurpose::ConfirmContent(9), result: Ok(vec![started]) },
+    );
+    let Some(Effect::Run(spec)) = effects.first() else { panic!("{effects:?}") };
+    assert_eq!(spec.wall_timeout_ms, 60_000 - 3_000);
+    assert_eq!((spec.max_fuel, spec.module), (1_000_000, Hash::of(b"module")));
+    // The result is persisted before the commitment is sent, and the resources come back.
+    let result =
+        RunSummary { result_hash: Hash::of(b"out"), exit: JobExit::Exited { code: 0 }, fuel_used: 7 };
+    let salt = [5u8; 32];
+    let effects = c.handle(at(20_000), Input::RunFinished { job: 9, result: Ok(result), salt });
+    let persist =
+        effects.iter().position(|e| matches!(e, Effect::Persist(r) if !r.committed)).expect("persisted");
+    let commit = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Send { purpose: TxPurpose::Commit(9), .. }))
+        .expect("committed");
+    assert!(persist < commit, "{effects:?}");
+    let expected = result_commitment(&Hash::of(b"out"), &me().address(), &salt);
+    assert!(
+        matches!(&effects[commit], Effect::Send { msg: Msg::CommitResult { commitment, .. }, .. } if *commitment == expected)
+    );
+    assert_eq!(c.reserved().cpu_millis, 0);
+    // The commit's block opened the reveal phase: reveal at once, once.
+    let opened = Event::JobRevealStarted { job: 9, deadline: at(90_000) };
+    let effects = c.handle(
+        at(21_000),
+        Input::TxDone { purpose: TxPurpose::Commit(9), result: Ok(vec![opened.clone()]) },
+    );
+    assert!(effects.iter().any(|e| matches!(e, Effect::Persist(r) if r.committed && !r.revealed)));
+    assert!(
+        matches!(sends(&effects)[..], [(Msg::RevealResult { job: 9, salt: s, .. }, TxPurpose::Reveal(9))] if s == salt)
+    );
+    assert!(sends(&c.handle(at(21_500), Input::Event(opened))).is_empty(), "no second reveal");
+    let effects = c.handle(at(22_000), Input::TxDone { purpose: TxPurpose::Reveal(9), result: Ok(vec![]) });
+    assert!(effects.iter().any(|e| matches!(e, Effect::Persist(r) if r.revealed)));
+}
+
+#[test]
+fn content_that_never_arrives_is_given_up_before_any_confirmation() {
+    let mut c = core(Policy::default());
+    c.handle(at(6_000), Input::JobRead(9, Some(job(JobState::Running, Some(SlotState::AwaitingContent)))));
+    let effects = c.handle(at(126_000), Input::ContentMissing { job: 9 });
+    assert!(sends(&effects).is_empty(), "nothing is confirmed, so the slot lapses at no cost: {effects:?}");
+    assert!(matches!(c.job(9).map(|e| e.state.clone()), Some(JobRunState::Failed { .. })));
+    assert_eq!(c.reserved().cpu_millis, 0);
+    // A module the runner refuses is not confirmed either.
+    let mut c = core(Policy::default());
+    c.handle(at(6_000), Input::JobRead(9, Some(job(JobState::Running, Some(SlotState::AwaitingContent)))));
+    c.handle(at(7_000), Input::ContentArrived { job: 9 });
+    let effects = c.handle(at(7_100), Input::ModuleChecked { job: 9, result: Err("no _start".into()) });
+    assert!(sends(&effects).is_empty());
+}
+
+#[test]
+fn a_restart_finishes_what_the_record_says_was_left() {
+    let record = JobRecord {
+        job: 9,
+        result_hash: Hash::of(b"out"),
+        salt: hex::encode([7u8; 32]),
+        exit: JobExit::Exited { code: 0 },
+        fuel_used: 1,
+        committed: true,
+        revealed: false,
+    };
+    let mut c = ProviderCore::new(
+        Identity {
+            address: me().address(),
+            host_uri: String::new(),
+            info: ProviderInfo::default(),
+            stake: Amount::ZERO,
+            attributes: vec![],
+            runtimes: vec![],
+            runs_leases: false,
+        },
+        Policy::default(),
+    );
+    let effects = c.handle(
+        at(0),
+        Input::Started { params: Params::default(), capacity: Capacity::default(), records: vec![record] },
+    );
+    assert_eq!(effects, vec![Effect::ReadJob(9)], "the chain says where the job is");
+    let mut revealing = job(JobState::Revealing, Some(SlotState::Committed));
+    revealing.reveal_deadline = Some(at(50_000));
+    let effects = c.handle(at(1), Input::JobRead(9, Some(revealing)));
+    assert!(
+        matches!(sends(&effects)[..], [(Msg::RevealResult { job: 9, .. }, TxPurpose::Reveal(9))]),
+        "{effects:?}"
+    );
+    assert!(matches!(c.job(9).map(|e| e.state.clone()), Some(JobRunState::Finished { .. })));
+}
+
+#[test]
+fn heartbeats_fall_due_by_the_chains_interval() {
+    let mut c = core(Policy::default());
+    let interval = Params::default().heartbeat_interval_ms;
+    assert!(c.handle(at(interval - 1), Input::Tick).is_empty());
+    assert!(matches!(
+        sends(&c.handle(at(interval), Input::Tick))[..],
+        [(Msg::Heartbeat, TxPurpose::Heartbeat)]
+    ));
+    assert!(c.handle(at(interval + 1), Input::Tick).is_empty());
+}
+
+#[test]
+fn the_price_script_has_the_last_word_under_the_chains_ceiling() {
+    let mut c = core(Policy { price_script: true, ..Policy::default() });
+    let effects = c.handle(at(2), Input::JobRead(9, Some(job(JobState::Bidding, None))));
+    assert!(matches!(effects[..], [Effect::AskPriceScript { .. }]), "{effects:?}");
+    // Above the job's share of its budget: the ceiling declines it, and it is decided once.
+    let effects = c.handle(at(3), Input::PriceScript { work: WorkRef::Job(9), answer: Ok(Amount::tgr(2)) });
+    assert!(sends(&effects).is_empty());
+    assert_eq!(c.no_bids().last().map(|d| d.work.clone()), Some("job 9".into()));
+    assert!(c.handle(at(4), Input::JobRead(9, Some(job(JobState::Bidding, None)))).is_empty());
+}
