@@ -163,8 +163,8 @@ async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<Job
     let forbidden = || {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("job {id} is not yours on this provider"))
     };
-    if let Some(view) = shared.jobs.lock().get(&id) {
-        return if view.client == signer { Ok(view.clone()) } else { Err(forbidden()) };
+    if let Some(view) = shared.job(id) {
+        return if view.client == signer { Ok(view) } else { Err(forbidden()) };
     }
     // The chain may have assigned the job before the daemon read that block: ask it.
     let job = shared.chain.client.job(id).await.map_err(chain_unavailable)?.ok_or_else(forbidden)?;
@@ -179,14 +179,13 @@ async fn job_for(shared: &Arc<Shared>, id: JobId, signer: Address) -> Result<Job
             format!("this provider holds no slot of job {id}"),
         ));
     }
-    Ok(jobs::view_of(&job, JobRunState::WaitingForContent))
+    Ok(JobView { client: job.client, content: job.spec.content(), state: JobRunState::WaitingForContent })
 }
 
 async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    let situation = shared.situation();
-    let (decisions, no_bids) = {
-        let engine = shared.engine.lock();
-        (engine.history(), engine.no_bids())
+    let (situation, capacity, decisions, no_bids) = {
+        let core = shared.core.lock();
+        (core.situation(), core.capacity().clone(), core.decisions(), core.no_bids())
     };
     let recent: Vec<_> = decisions.iter().rev().take(20).collect();
     let no_bids: Vec<_> = no_bids.into_iter().rev().take(20).collect();
@@ -194,7 +193,7 @@ async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "address": shared.address(),
         "host_uri": shared.config.host_uri,
         "attributes": situation.attributes,
-        "capacity": *shared.capacity.read(),
+        "capacity": capacity,
         "free": situation.free,
         "active_jobs": situation.active_jobs,
         "runtimes": situation.runtimes,

@@ -1,21 +1,19 @@
 //! Bidding, as the daemon does it: the core's bid engine decides (`tensorgrid_provider_core::bidding`), and
-//! when the operator configured a price script (as Akash's bid-price script) the daemon runs it as a child
-//! process on the async runtime, with its timeout, and hands the answer back to the engine. Nothing here
-//! blocks a runtime thread, so a slow script never stalls the API or the heartbeats.
+//! when the operator configured a price script (as Akash's bid-price script) the core asks for it and the
+//! daemon runs it as a child process on the async runtime, with its timeout, and hands the answer back.
+//! Nothing here blocks a runtime thread, so a slow script never stalls the API or the heartbeats.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use tensorgrid_provider_core::bidding::Quote;
 pub use tensorgrid_provider_core::bidding::{
     BidEngine, Decision, NoBid, Outcome, Situation, Work, COMMIT_MARGIN,
 };
 use tensorgrid_provider_core::{Policy, QuotedWork};
-use tensorgrid_types::{Amount, Timestamp};
+use tensorgrid_types::Amount;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::config::{Limits, Pricing};
-use crate::Shared;
 
 /// The core's policy from the operator's configuration.
 pub fn policy(pricing: &Pricing, limits: &Limits) -> Policy {
@@ -34,50 +32,6 @@ pub fn policy(pricing: &Pricing, limits: &Limits) -> Policy {
         job_fuel_per_sec: limits.job_fuel_per_sec,
         job_wall_timeout_ms: limits.job_wall_timeout.as_millis() as u64,
         content_timeout_ms: limits.content_timeout.as_millis() as u64,
-    }
-}
-
-/// Decides on `work` with the engine (and the operator's script when there is one): the price to bid, or
-/// `None`. The decision is logged and kept in the engine's history either way.
-pub async fn decide(shared: &Shared, work: QuotedWork, now: Timestamp) -> Option<Amount> {
-    let situation = shared.situation();
-    let quote = {
-        let mut engine = shared.engine.lock();
-        match &work {
-            QuotedWork::Order { order } => engine.decide(&Work::Order { order }, &situation, now),
-            QuotedWork::Job { job } => engine.decide(&Work::Job { job }, &situation, now),
-        }
-    };
-    let decided = match quote {
-        Quote::Bid(price) => Ok(price),
-        Quote::NoBid(no) => Err(no),
-        Quote::AskScript(price) => {
-            let answer = match &shared.config.pricing.price_script {
-                Some(path) => {
-                    run_script(path, shared.config.pricing.price_script_timeout, &work, price).await
-                }
-                None => Ok(price),
-            };
-            let mut engine = shared.engine.lock();
-            match &work {
-                QuotedWork::Order { order } => engine.after_script(&Work::Order { order }, answer, now),
-                QuotedWork::Job { job } => engine.after_script(&Work::Job { job }, answer, now),
-            }
-        }
-    };
-    let id = match &work {
-        QuotedWork::Order { order } => format!("order {}", order.id),
-        QuotedWork::Job { job } => format!("job {}", job.id),
-    };
-    match decided {
-        Ok(price) => {
-            tracing::info!(work = %id, %price, "bidding");
-            Some(price)
-        }
-        Err(no) => {
-            tracing::info!(work = %id, component = no.component, reason = %no.reason, "not bidding");
-            None
-        }
     }
 }
 
@@ -125,6 +79,9 @@ mod tests {
     use tensorgrid_types::market::{GroupSpec, Order, OrderId, OrderState};
     use tensorgrid_types::resources::{PlacementRequirements, ResourceUnit, ResourceUnits};
     use tensorgrid_types::SecretKey;
+
+    use tensorgrid_provider_core::bidding::Quote;
+    use tensorgrid_types::Timestamp;
 
     use super::*;
 

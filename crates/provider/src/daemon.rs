@@ -2,7 +2,6 @@
 //! heartbeats, and follow the chain's event stream, bidding on work and running what it wins. A broken
 //! stream is reconnected and the chain re-read; nothing is torn down because the node was briefly away.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,16 +9,15 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
 use tensorgrid_client::RpcClient;
+use tensorgrid_provider_core::Input;
 use tensorgrid_runner::JobRunner;
-use tensorgrid_types::job::JobId;
-use tensorgrid_types::provider::{ProviderInfo, ProviderStatus};
 use tensorgrid_types::query::Page;
 use tensorgrid_types::{Event, Msg, SecretKey};
 use tracing::{info, warn};
 
-use crate::bidding::BidEngine;
 use crate::content::ContentStore;
 use crate::error::ProviderError;
+use crate::interpreter::dispatch;
 use crate::{jobs, leases, Chain, ProviderConfig, Shared};
 
 /// Event kinds the daemon acts on.
@@ -63,6 +61,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     std::fs::create_dir_all(&config.work_dir).map_err(|e| ProviderError::io(&config.work_dir, e))?;
     let content = ContentStore::open(config.work_dir.join("content"))?;
     let capacity = crate::inventory::detect(&config.work_dir);
+    let runners = runners()?;
     let client = RpcClient::new(&config.node);
     let lease_runner = lease_runner(&key.address(), &config.limits.publish_ip).await;
     #[cfg(feature = "llm")]
@@ -74,22 +73,25 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
             reason: "this build serves no models (built without the `llm` feature)".into(),
         });
     }
+    let core = crate::core_for(&config, key.address(), &runners, lease_runner.is_some());
     let shared = Arc::new(Shared {
         #[cfg(feature = "llm")]
         inference,
         lease_runner,
         leases: Mutex::new(Default::default()),
-        engine: Mutex::new(BidEngine::from_policy(&crate::bidding::policy(&config.pricing, &config.limits))),
+        core: Mutex::new(core),
         chain: Chain::new(client, key),
         content,
-        capacity: parking_lot::RwLock::new(capacity),
-        runners: runners()?,
-        jobs: Mutex::new(Default::default()),
-        reserved: Mutex::new(Default::default()),
+        runners,
         nonces: Mutex::new(Default::default()),
         config,
     });
     wait_for_node(&shared).await;
+    let params = shared.chain.client.params().await?;
+    // The core knows the machine (and so the attributes it registers) from here on; records kept on disk
+    // are what a restarted provider still has to commit or reveal.
+    let records = jobs::load_records(&shared);
+    dispatch(&shared, Input::Started { params, capacity, records });
     register(&shared).await?;
     let listener = tokio::net::TcpListener::bind(shared.config.listen).await.map_err(|e| {
         ProviderError::Listen { addr: shared.config.listen.to_string(), reason: e.to_string() }
@@ -105,7 +107,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
         }
     });
     info!(address = %shared.address(), %api, host_uri = %shared.config.host_uri, "provider API listening");
-    tokio::spawn(heartbeats(shared.clone()));
+    tokio::spawn(ticks(shared.clone()));
     tokio::spawn(inventory(shared.clone()));
     tokio::spawn(leases::withdrawals(shared.clone()));
     #[cfg(feature = "llm")]
@@ -113,7 +115,6 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
         crate::inference::announce(&shared).await?;
         tokio::spawn(crate::inference::redemptions(shared.clone(), shared.config.inference.redeem_interval));
     }
-    recover(&shared).await;
     leases::reconcile(&shared).await;
     tokio::spawn(follow(shared.clone()));
     Ok(Provider { shared, api })
@@ -171,50 +172,34 @@ async fn wait_for_node(shared: &Shared) {
     }
 }
 
-/// Registers the provider, re-activates it, or brings its host URI and attributes up to date.
+/// Registers the provider, re-activates it, or brings its host URI and attributes up to date: the core says
+/// which, from the chain's record.
 async fn register(shared: &Shared) -> Result<(), ProviderError> {
     let me = shared.address();
-    let attributes = shared.attributes();
-    let info = ProviderInfo { email: shared.config.email.clone(), website: shared.config.website.clone() };
-    let host_uri = shared.config.host_uri.clone();
-    match shared.chain.client.provider(&me).await? {
-        Some(p) if p.status == ProviderStatus::Active => {
-            if p.host_uri != host_uri || p.attributes != attributes || p.info != info {
-                shared
-                    .chain
-                    .execute(Msg::UpdateProvider {
-                        host_uri: Some(host_uri),
-                        attributes: Some(attributes),
-                        info: Some(info),
-                    })
-                    .await?;
-                info!("updated the provider registration");
-            }
-        }
-        _ => {
-            let stake = shared.config.stake;
+    let on_chain = shared.chain.client.provider(&me).await?;
+    let Some(msg) = shared.core.lock().registration(on_chain.as_ref()) else { return Ok(()) };
+    match msg {
+        Msg::RegisterProvider { stake, .. } => {
             shared
                 .chain
-                .execute(Msg::RegisterProvider { host_uri, attributes, info, stake })
+                .execute(msg)
                 .await
                 .map_err(|e| ProviderError::Registration(format!("registering with {stake} stake: {e}")))?;
             info!(%stake, "registered as a provider");
+        }
+        msg => {
+            shared.chain.execute(msg).await?;
+            info!("updated the provider registration");
         }
     }
     Ok(())
 }
 
-/// One heartbeat per interval keeps leases accruing and the provider eligible to win work.
-async fn heartbeats(shared: Arc<Shared>) {
-    let interval = match shared.chain.client.params().await {
-        Ok(params) => Duration::from_millis(params.heartbeat_interval_ms),
-        Err(_) => Duration::from_secs(60),
-    };
+/// The core's clock: heartbeats fall due on these ticks.
+async fn ticks(shared: Arc<Shared>) {
     loop {
-        tokio::time::sleep(interval).await;
-        if let Err(e) = shared.chain.execute(Msg::Heartbeat).await {
-            warn!(error = %e, "heartbeat failed; retrying next interval");
-        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        dispatch(&shared, Input::Tick);
     }
 }
 
@@ -224,24 +209,7 @@ async fn inventory(shared: Arc<Shared>) {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let dir = shared.config.work_dir.clone();
         if let Ok(capacity) = tokio::task::spawn_blocking(move || crate::inventory::detect(&dir)).await {
-            *shared.capacity.write() = capacity;
-        }
-    }
-}
-
-/// After a restart: reveal what was committed but not yet revealed.
-async fn recover(shared: &Arc<Shared>) {
-    let Ok(entries) = std::fs::read_dir(shared.config.work_dir.join("jobs")) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<JobId>().ok()) else {
-            continue;
-        };
-        if jobs::load_record(shared, id).is_some_and(|r| r.committed && !r.revealed) {
-            if let Err(e) = jobs::reveal_if_due(shared, id).await {
-                warn!(job = id, error = %e, "revealing after a restart failed");
-            }
+            dispatch(&shared, Input::Inventory(capacity));
         }
     }
 }
@@ -255,7 +223,7 @@ async fn catch_up(shared: &Arc<Shared>) {
             break;
         };
         for order in open.items {
-            tokio::spawn(leases::consider(shared.clone(), order));
+            dispatch(shared, Input::OrderRead(order.id, Some(order)));
         }
         match open.next {
             Some(next) => page.after = Some(next),
@@ -268,7 +236,7 @@ async fn catch_up(shared: &Arc<Shared>) {
             return;
         };
         for job in open.items {
-            tokio::spawn(jobs::consider(shared.clone(), job));
+            dispatch(shared, Input::JobRead(job.id, Some(job)));
         }
         match open.next {
             Some(next) => page.after = Some(next),
@@ -279,7 +247,6 @@ async fn catch_up(shared: &Arc<Shared>) {
 
 /// Follows the event stream for as long as the daemon runs, reconnecting when it breaks.
 async fn follow(shared: Arc<Shared>) {
-    let started: Arc<Mutex<HashSet<JobId>>> = Arc::default();
     let mut delay = Duration::from_millis(200);
     loop {
         match shared.chain.client.blocks(&KINDS, None).await {
@@ -290,7 +257,7 @@ async fn follow(shared: Arc<Shared>) {
                     match block {
                         Ok(block) => {
                             for event in block.events {
-                                handle(&shared, &started, event);
+                                handle(&shared, event);
                             }
                         }
                         Err(e) => {
@@ -307,46 +274,16 @@ async fn follow(shared: Arc<Shared>) {
     }
 }
 
-fn handle(shared: &Arc<Shared>, started: &Arc<Mutex<HashSet<JobId>>>, event: Event) {
+fn handle(shared: &Arc<Shared>, event: Event) {
     let me = shared.address();
     match event {
-        Event::JobSubmitted { job, .. } => {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                match shared.chain.client.job(job).await {
-                    Ok(Some(job)) => jobs::consider(shared, job).await,
-                    Ok(None) => {}
-                    Err(e) => warn!(job, error = %e, "reading a new job failed"),
-                }
-            });
-        }
-        Event::JobAssigned { job, provider, .. } if provider == me && started.lock().insert(job) => {
-            tokio::spawn(jobs::run_assigned(shared.clone(), job));
-        }
-        Event::JobRevealStarted { job, .. } => {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                if let Err(e) = jobs::reveal_if_due(&shared, job).await {
-                    warn!(job, error = %e, "revealing failed");
-                }
-            });
-        }
-        Event::OrderCreated { order, .. } => {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                match shared.chain.client.order(order).await {
-                    Ok(Some(order)) => leases::consider(shared, order).await,
-                    Ok(None) => {}
-                    Err(e) => warn!(%order, error = %e, "reading a new order failed"),
-                }
-            });
-        }
         Event::LeaseCreated { lease, .. } if lease.provider == me => {
             tokio::spawn(leases::started(shared.clone(), lease));
         }
         Event::LeaseClosed { lease, .. } if lease.provider == me => {
             tokio::spawn(leases::closed(shared.clone(), lease));
         }
-        _ => {}
+        // Jobs and orders are the core's.
+        event => dispatch(shared, Input::Event(event)),
     }
 }

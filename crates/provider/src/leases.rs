@@ -8,15 +8,16 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tensorgrid_provider_core::Input;
 use tensorgrid_types::manifest::MappedDeployment;
-use tensorgrid_types::market::{LeaseId, LeaseState, Order, OrderState};
+use tensorgrid_types::market::{LeaseId, LeaseState};
 use tensorgrid_types::provider_api::{LeaseRunState, LeaseStatus};
 use tensorgrid_types::query::Page;
 use tensorgrid_types::Msg;
 use tracing::{info, warn};
 
+use crate::interpreter::dispatch;
 use crate::{LeaseView, Shared};
-use tensorgrid_provider_core::QuotedWork;
 
 /// A lease's key on this provider (a provider holds at most one lease per order).
 pub fn key(lease: &LeaseId) -> String {
@@ -25,21 +26,6 @@ pub fn key(lease: &LeaseId) -> String {
 
 fn lease_dir(shared: &Shared, lease: &LeaseId) -> PathBuf {
     shared.config.work_dir.join("leases").join(key(lease))
-}
-
-/// Decides on an open order and bids if the engine says so.
-pub async fn consider(shared: Arc<Shared>, order: Order) {
-    if order.state != OrderState::Open || order.live_bids.iter().any(|b| b.provider == shared.address()) {
-        return;
-    }
-    let id = order.id;
-    let Some(price) = crate::bidding::decide(&shared, QuotedWork::Order { order }, crate::now()).await else {
-        return;
-    };
-    match shared.chain.execute(Msg::CreateBid { order: id, price }).await {
-        Ok(record) => info!(order = %id, %price, height = record.height, "bid on order"),
-        Err(e) => warn!(order = %id, error = %e, "bidding on an order failed"),
-    }
 }
 
 /// A lease to this provider started: hold its resources and wait for the manifest, closing the lease if it
@@ -59,12 +45,12 @@ pub async fn started(shared: Arc<Shared>, lease: LeaseId) {
         if leases.contains_key(&lease) {
             return;
         }
-        shared.reserved.lock().add_group(&order.spec);
         leases.insert(
             lease,
             LeaseView { spec: order.spec.clone(), state: LeaseRunState::AwaitingManifest { deadline } },
         );
     }
+    dispatch(&shared, Input::LeaseStarted { lease, spec: order.spec.clone() });
     info!(lease = %lease, "lease started; waiting for the tenant's manifest");
     tokio::time::sleep(shared.config.limits.manifest_timeout).await;
     let waiting = matches!(
@@ -81,9 +67,8 @@ pub async fn started(shared: Arc<Shared>, lease: LeaseId) {
 
 /// The lease closed on chain: stop its workloads and give back its resources.
 pub async fn closed(shared: Arc<Shared>, lease: LeaseId) {
-    let view = shared.leases.lock().remove(&lease);
-    if let Some(view) = &view {
-        shared.reserved.lock().remove_group(&view.spec);
+    if shared.leases.lock().remove(&lease).is_some() {
+        dispatch(&shared, Input::LeaseEnded { lease });
     }
     if let Some(runner) = &shared.lease_runner {
         match runner.stop(&key(&lease)).await {
@@ -165,7 +150,7 @@ pub async fn deploy(
 }
 
 fn set_state(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     lease: LeaseId,
     spec: &tensorgrid_types::market::GroupSpec,
     state: LeaseRunState,
@@ -175,8 +160,9 @@ fn set_state(
         Some(view) => view.state = state,
         None => {
             // A manifest for a lease the daemon had not noticed yet (it reads blocks a moment later).
-            shared.reserved.lock().add_group(spec);
             leases.insert(lease, LeaseView { spec: spec.clone(), state });
+            drop(leases);
+            dispatch(shared, Input::LeaseStarted { lease, spec: spec.clone() });
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod error;
 #[cfg(feature = "llm")]
 pub mod inference;
+pub mod interpreter;
 pub mod inventory;
 pub mod jobs;
 pub mod leases;
@@ -23,9 +24,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tensorgrid_client::{RpcClient, RpcError};
+use tensorgrid_provider_core::{Identity, ProviderCore};
 use tensorgrid_runner::{JobRunner, LeaseRunner};
 use tensorgrid_types::job::{JobId, WorkloadKind};
 use tensorgrid_types::market::{GroupSpec, LeaseId};
+use tensorgrid_types::provider::ProviderInfo;
 use tensorgrid_types::provider_api::{JobRunState, LeaseRunState};
 use tensorgrid_types::{Address, Amount, Hash, Msg, SecretKey, Timestamp, TxRecord};
 
@@ -36,9 +39,8 @@ pub use error::ProviderError;
 #[cfg(feature = "llm")]
 pub use tensorgrid_engine_llm::models_dir;
 
-use crate::bidding::{BidEngine, Situation};
+use crate::bidding::Situation;
 use crate::content::ContentStore;
-use crate::inventory::{Capacity, Reservation};
 
 /// The most fee one of the daemon's transactions may pay.
 const MAX_FEE: Amount = Amount(1_000_000);
@@ -93,20 +95,15 @@ pub struct LeaseView {
 pub struct Shared {
     pub config: ProviderConfig,
     pub chain: Chain,
-    /// The core's bid engine (its decisions are the API's "why no bid").
-    pub engine: Mutex<BidEngine>,
+    /// The provider's logic (bidding, jobs, heartbeats, capacity); [`interpreter::dispatch`] is the only
+    /// way in, and it carries out what the core asks.
+    pub core: Mutex<ProviderCore>,
     pub content: ContentStore,
-    /// The machine's capacity, refreshed by the daemon every minute.
-    pub capacity: parking_lot::RwLock<Capacity>,
     pub runners: Vec<Arc<dyn JobRunner>>,
     /// The container runtime for leases, when the host has one.
     pub lease_runner: Option<Arc<dyn LeaseRunner>>,
     /// Leases this provider serves, by id.
     pub leases: Mutex<HashMap<LeaseId, LeaseView>>,
-    /// Jobs this provider was assigned, by id.
-    pub jobs: Mutex<HashMap<JobId, JobView>>,
-    /// Resources held by running work.
-    pub reserved: Mutex<Reservation>,
     /// The models served and the channels paying for them, when the configuration names models.
     #[cfg(feature = "llm")]
     pub inference: Option<Arc<inference::Inference>>,
@@ -132,41 +129,43 @@ impl Shared {
 
     /// What the bid engine sees: free capacity, attributes, what is running, what can run.
     pub fn situation(&self) -> Situation {
-        let reserved = self.reserved.lock().clone();
-        let jobs = self.jobs.lock();
-        let active_jobs = jobs
-            .values()
-            .filter(|j| matches!(j.state, JobRunState::WaitingForContent | JobRunState::Running))
-            .count() as u32;
-        Situation {
-            free: self.capacity.read().minus(&reserved),
-            attributes: self.attributes(),
-            active_leases: self.leases.lock().len() as u32,
-            active_jobs,
-            runtimes: self
-                .runners
-                .iter()
-                .flat_map(|r| r.runtimes().iter().map(move |rt| (r.kind(), rt.to_string())))
-                .collect(),
-            runs_leases: self.lease_runner.is_some(),
-        }
+        self.core.lock().situation()
     }
 
-    /// The operator's attributes and the inventory's, as registered on chain.
-    pub fn attributes(&self) -> Vec<tensorgrid_types::resources::Attribute> {
-        let mut attributes: Vec<_> = self
-            .config
+    /// A job this provider was assigned, as the API reports it.
+    pub fn job(&self, id: JobId) -> Option<JobView> {
+        self.core.lock().job(id).map(|entry| JobView {
+            client: entry.client(),
+            content: entry.content(),
+            state: entry.state.clone(),
+        })
+    }
+}
+
+/// The core for a daemon with this configuration, these runners and (maybe) a container runtime.
+pub fn core_for(
+    config: &ProviderConfig,
+    address: Address,
+    runners: &[Arc<dyn JobRunner>],
+    runs_leases: bool,
+) -> ProviderCore {
+    let identity = Identity {
+        address,
+        host_uri: config.host_uri.clone(),
+        info: ProviderInfo { email: config.email.clone(), website: config.website.clone() },
+        stake: config.stake,
+        attributes: config
             .attributes
             .iter()
             .map(|(k, v)| tensorgrid_types::resources::Attribute::new(k.clone(), v.clone()))
-            .collect();
-        for attribute in self.capacity.read().attributes() {
-            if !attributes.iter().any(|a| a.key == attribute.key) {
-                attributes.push(attribute);
-            }
-        }
-        attributes
-    }
+            .collect(),
+        runtimes: runners
+            .iter()
+            .flat_map(|r| r.runtimes().iter().map(move |rt| (r.kind(), rt.to_string())))
+            .collect(),
+        runs_leases,
+    };
+    ProviderCore::new(identity, bidding::policy(&config.pricing, &config.limits))
 }
 
 /// The wall clock in chain units, for request timestamps and decision records.

@@ -7,11 +7,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use parking_lot::Mutex;
 use tensorgrid_client::RpcClient;
-use tensorgrid_provider::bidding::BidEngine;
 use tensorgrid_provider::content::ContentStore;
-use tensorgrid_provider::{Chain, JobView, ProviderConfig, Shared};
+use tensorgrid_provider::{Chain, ProviderConfig, Shared};
+use tensorgrid_provider_core::Input;
+use tensorgrid_types::job::{Job, JobSlot, JobSpec, JobState, SlotState, Workload, WorkloadKind};
 use tensorgrid_types::provider_api::{JobRunState, RequestAuth};
-use tensorgrid_types::{Amount, Hash, SecretKey};
+use tensorgrid_types::resources::ResourceUnits;
+use tensorgrid_types::{Address, Amount, Hash, SecretKey, Timestamp};
 use tower::ServiceExt as _;
 
 fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared> {
@@ -31,28 +33,70 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
         models: Vec::new(),
         inference: Default::default(),
     };
-    let shared = Shared {
+    let provider = SecretKey::from_label("provider");
+    let core = tensorgrid_provider::core_for(&config, provider.address(), &[], false);
+    let shared = Arc::new(Shared {
         inference: None,
-        engine: parking_lot::Mutex::new(BidEngine::from_policy(&tensorgrid_provider::bidding::policy(
-            &config.pricing,
-            &config.limits,
-        ))),
-        chain: Chain::new(RpcClient::new(&config.node), SecretKey::from_label("provider")),
+        core: Mutex::new(core),
+        chain: Chain::new(RpcClient::new(&config.node), provider.clone()),
         content: ContentStore::open(dir.join("content")).unwrap(),
-        capacity: parking_lot::RwLock::new(tensorgrid_provider::inventory::detect(dir)),
         runners: vec![],
         lease_runner: None,
         leases: Mutex::new(Default::default()),
-        jobs: Mutex::new(Default::default()),
-        reserved: Mutex::new(Default::default()),
         nonces: Mutex::new(Default::default()),
         config,
-    };
-    shared.jobs.lock().insert(
-        7,
-        JobView { client: client.address(), content: vec![module], state: JobRunState::WaitingForContent },
-    );
-    Arc::new(shared)
+    });
+    // The core learns of job 7 the way it does from the chain: it reads the job and finds its own slot. The
+    // effects it asks for (waiting for the upload) are not carried out here.
+    let now = tensorgrid_provider::now();
+    let job = assigned_job(7, client.address(), provider.address(), module, now);
+    shared.core.lock().handle(now, Input::JobRead(7, Some(job)));
+    assert_eq!(shared.job(7).map(|v| v.state), Some(JobRunState::WaitingForContent));
+    shared
+}
+
+/// Job `id` of `client` whose only slot `provider` won and is waiting for `module`.
+fn assigned_job(id: u64, client: Address, provider: Address, module: Hash, now: Timestamp) -> Job {
+    Job {
+        id,
+        client,
+        spec: JobSpec {
+            workload: Workload {
+                kind: WorkloadKind::Wasm,
+                hash: module,
+                runtime: "wasi-p1".into(),
+                args: vec![],
+            },
+            inputs: vec![],
+            resources: ResourceUnits::default(),
+            max_fuel: 1_000,
+            redundancy: 1,
+            budget: Amount::tgr(1),
+            bid_window_ms: 1_000,
+            run_timeout_ms: 60_000,
+            reveal_window_ms: 1_000,
+        },
+        state: JobState::Running,
+        created_at: now,
+        bid_deadline: now,
+        reveal_deadline: None,
+        challenge_deadline: None,
+        slots: vec![JobSlot {
+            provider,
+            price: Amount(1),
+            assigned_at: now,
+            content_deadline: now.plus(120_000),
+            commit_deadline: None,
+            commitment: None,
+            result: None,
+            state: SlotState::AwaitingContent,
+        }],
+        live_bids: vec![],
+        held: Amount::tgr(1),
+        paid: Amount::ZERO,
+        finished_at: None,
+        storage_deposit: Amount::ZERO,
+    }
 }
 
 fn now_ms() -> u64 {
