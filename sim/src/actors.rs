@@ -178,7 +178,7 @@ impl Provider {
                     Effect::Persist(record) => {
                         self.records.insert(record.job, record);
                     }
-                    Effect::Decided(_) | Effect::Log { .. } => {}
+                    Effect::StopLease(_) | Effect::Decided(_) | Effect::Log { .. } => {}
                 }
             }
         }
@@ -211,21 +211,22 @@ impl Actor for Provider {
         } else {
             self.drive(view.chain, view.now, Input::Tick, rng);
             for event in view.events {
-                match event {
-                    Event::LeaseCreated { lease, .. } if lease.provider == me => {
-                        if let Ok(QueryResponse::Order(Some(order))) =
-                            view.chain.ledger.query(&Query::Order { order: lease.order() })
-                        {
-                            let started = Input::LeaseStarted { lease: *lease, spec: order.spec };
-                            self.drive(view.chain, view.now, started, rng);
-                        }
-                    }
-                    Event::LeaseClosed { lease, .. } if lease.provider == me => {
-                        self.drive(view.chain, view.now, Input::LeaseEnded { lease: *lease }, rng);
-                    }
-                    _ => {}
-                }
                 self.drive(view.chain, view.now, Input::Event(event.clone()), rng);
+                // The simulation's tenants send their manifests at once, and containers always start.
+                if let Event::LeaseCreated { lease, .. } = event {
+                    let spec =
+                        self.core.lease(lease).filter(|_| lease.provider == me).map(|e| e.spec.clone());
+                    if let Some(spec) = spec {
+                        self.drive(
+                            view.chain,
+                            view.now,
+                            Input::ManifestReceived { lease: *lease, spec },
+                            rng,
+                        );
+                        let deployed = Input::LeaseDeployed { lease: *lease, result: Ok(()) };
+                        self.drive(view.chain, view.now, deployed, rng);
+                    }
+                }
             }
         }
         let (msgs, purposes): (Vec<Msg>, Vec<Option<TxPurpose>>) = self.outbox.drain(..).unzip();

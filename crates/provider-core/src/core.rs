@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tensorgrid_types::job::{result_commitment, Job, JobId, JobState, SlotState, WorkloadKind};
 use tensorgrid_types::market::{GroupSpec, LeaseId, Order, OrderState};
 use tensorgrid_types::provider::{Provider, ProviderInfo, ProviderStatus};
-use tensorgrid_types::provider_api::JobRunState;
+use tensorgrid_types::provider_api::{JobRunState, LeaseRunState};
 use tensorgrid_types::resources::Attribute;
 use tensorgrid_types::{Address, Amount, Event, Msg, Timestamp};
 
@@ -14,6 +14,7 @@ use crate::capacity::{Capacity, Reservation};
 use crate::effect::{Effect, QuotedWork, RunSpec, TxPurpose};
 use crate::input::{Input, RunSummary, WorkRef};
 use crate::jobs::{job_seed, JobEntry, JobRecord, Phase};
+use crate::leases::LeaseEntry;
 use crate::Policy;
 
 /// Who the provider is on chain, as its operator configured it.
@@ -45,7 +46,10 @@ pub struct ProviderCore {
     decided: BTreeSet<WorkRef>,
     /// Work waiting for the operator's script.
     quoting: BTreeMap<WorkRef, QuotedWork>,
-    leases: BTreeMap<LeaseId, GroupSpec>,
+    leases: BTreeMap<LeaseId, LeaseEntry>,
+    /// Leases whose order (and so whose resources) is being read.
+    lease_orders: BTreeSet<LeaseId>,
+    last_withdrawal: Option<Timestamp>,
     /// Records kept on disk whose jobs are being read after a restart.
     pending_records: BTreeMap<JobId, JobRecord>,
 }
@@ -63,6 +67,8 @@ impl ProviderCore {
             decided: BTreeSet::new(),
             quoting: BTreeMap::new(),
             leases: BTreeMap::new(),
+            lease_orders: BTreeSet::new(),
+            last_withdrawal: None,
             pending_records: BTreeMap::new(),
         }
     }
@@ -112,8 +118,8 @@ impl ProviderCore {
     /// What running work holds.
     pub fn reserved(&self) -> Reservation {
         let mut reserved = Reservation::default();
-        for spec in self.leases.values() {
-            reserved.add_group(spec);
+        for entry in self.leases.values() {
+            reserved.add_group(&entry.spec);
         }
         for entry in self.jobs.values().filter(|e| e.holds) {
             reserved.add(&entry.job.spec.resources, 1);
@@ -141,6 +147,14 @@ impl ProviderCore {
         self.jobs.values()
     }
 
+    pub fn lease(&self, id: &LeaseId) -> Option<&LeaseEntry> {
+        self.leases.get(id)
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = (&LeaseId, &LeaseEntry)> {
+        self.leases.iter()
+    }
+
     pub fn decisions(&self) -> Vec<Decision> {
         self.engine.history()
     }
@@ -156,6 +170,7 @@ impl ProviderCore {
             Input::Started { params, capacity, records } => {
                 self.heartbeat_interval_ms = Some(params.heartbeat_interval_ms);
                 self.last_heartbeat = Some(now);
+                self.last_withdrawal = Some(now);
                 self.capacity = capacity;
                 for record in records {
                     let id = record.job;
@@ -173,8 +188,18 @@ impl ProviderCore {
                     self.pending_records.remove(&id);
                 }
             },
-            Input::OrderRead(_, Some(order)) => self.consider_order(now, order, &mut out),
-            Input::OrderRead(_, None) => {}
+            Input::OrderRead(id, order) => {
+                let lease = id.bid(self.address());
+                match order {
+                    Some(order) if self.lease_orders.remove(&lease) => {
+                        self.start_lease(now, lease, order.spec, &mut out)
+                    }
+                    Some(order) => self.consider_order(now, order, &mut out),
+                    None => {
+                        self.lease_orders.remove(&lease);
+                    }
+                }
+            }
             Input::PriceScript { work, answer } => self.after_script(now, work, answer, &mut out),
             Input::ContentArrived { job } => self.content_arrived(job, &mut out),
             Input::ContentMissing { job } => self.fail(
@@ -196,11 +221,29 @@ impl ProviderCore {
             },
             Input::RunFinished { job, result, salt } => self.run_finished(job, result, salt, &mut out),
             Input::TxDone { purpose, result } => self.tx_done(now, purpose, result, &mut out),
-            Input::LeaseStarted { lease, spec } => {
-                self.leases.insert(lease, spec);
+            Input::LeaseFound(lease) => self.lease_created(lease, &mut out),
+            Input::ManifestReceived { lease, spec } => {
+                let entry = self.leases.entry(lease).or_insert_with(|| LeaseEntry {
+                    spec: spec.clone(),
+                    state: LeaseRunState::Starting,
+                    closing: false,
+                });
+                entry.state = LeaseRunState::Starting;
             }
-            Input::LeaseEnded { lease } => {
-                self.leases.remove(&lease);
+            Input::LeaseDeployed { lease, result } => {
+                if let Some(entry) = self.leases.get_mut(&lease) {
+                    entry.state = match result {
+                        Ok(()) => LeaseRunState::Running,
+                        Err(reason) => LeaseRunState::Failed { reason },
+                    };
+                }
+            }
+            Input::LeaseAdopted { lease, spec } => {
+                self.leases.insert(lease, LeaseEntry { spec, state: LeaseRunState::Running, closing: false });
+                out.push(Effect::Log {
+                    warn: false,
+                    message: format!("adopted running lease {lease} after a restart"),
+                });
             }
         }
         out
@@ -212,6 +255,53 @@ impl ProviderCore {
             self.last_heartbeat = Some(now);
             out.push(Effect::Send { msg: Msg::Heartbeat, purpose: TxPurpose::Heartbeat });
         }
+        for (lease, entry) in self.leases.iter_mut() {
+            if let LeaseRunState::AwaitingManifest { deadline } = entry.state {
+                if deadline <= now && !entry.closing {
+                    entry.closing = true;
+                    out.push(Effect::Log {
+                        warn: true,
+                        message: format!("no manifest arrived for lease {lease} in time; closing it"),
+                    });
+                    out.push(Effect::Send {
+                        msg: Msg::CloseLease { lease: *lease },
+                        purpose: TxPurpose::CloseLease(*lease),
+                    });
+                }
+            }
+        }
+        if self.last_withdrawal.is_some_and(|last| now.since(last) >= self.policy.withdraw_interval_ms) {
+            self.last_withdrawal = Some(now);
+            for lease in self.leases.keys() {
+                out.push(Effect::Send {
+                    msg: Msg::WithdrawLease { lease: *lease },
+                    purpose: TxPurpose::Withdraw(*lease),
+                });
+            }
+        }
+    }
+
+    /// A lease to this provider exists on chain: read its order to learn what it holds.
+    fn lease_created(&mut self, lease: LeaseId, out: &mut Vec<Effect>) {
+        if !self.leases.contains_key(&lease) && self.lease_orders.insert(lease) {
+            out.push(Effect::ReadOrder(lease.order()));
+        }
+    }
+
+    /// Holds the lease's resources and waits for the tenant's manifest.
+    fn start_lease(&mut self, now: Timestamp, lease: LeaseId, spec: GroupSpec, out: &mut Vec<Effect>) {
+        if self.leases.contains_key(&lease) {
+            return;
+        }
+        let deadline = now.plus(self.policy.manifest_timeout_ms);
+        self.leases.insert(
+            lease,
+            LeaseEntry { spec, state: LeaseRunState::AwaitingManifest { deadline }, closing: false },
+        );
+        out.push(Effect::Log {
+            warn: false,
+            message: format!("lease {lease} started; waiting for the tenant's manifest"),
+        });
     }
 
     fn on_event(&mut self, _now: Timestamp, event: Event, out: &mut Vec<Effect>) {
@@ -231,6 +321,13 @@ impl ProviderCore {
             }
             Event::OrderCreated { order, .. } if !self.decided.contains(&WorkRef::Order(order)) => {
                 out.push(Effect::ReadOrder(order));
+            }
+            Event::LeaseCreated { lease, .. } if lease.provider == me => self.lease_created(lease, out),
+            Event::LeaseClosed { lease, .. } if lease.provider == me => {
+                self.lease_orders.remove(&lease);
+                self.leases.remove(&lease);
+                // Whatever the core knew of it, what runs for it goes: the chain says it is closed.
+                out.push(Effect::StopLease(lease));
             }
             _ => {}
         }
@@ -567,7 +664,26 @@ impl ProviderCore {
                     }
                 }
             }
-            (TxPurpose::Heartbeat | TxPurpose::BidOrder(_) | TxPurpose::BidJob(_), Ok(_)) => {}
+            (TxPurpose::CloseLease(lease), Err(e)) => {
+                if let Some(entry) = self.leases.get_mut(&lease) {
+                    entry.closing = false;
+                }
+                out.push(Effect::Log { warn: true, message: format!("closing lease {lease} failed: {e}") });
+            }
+            (TxPurpose::Withdraw(lease), Ok(_)) => {
+                out.push(Effect::Log { warn: false, message: format!("collected lease {lease}'s earnings") })
+            }
+            (TxPurpose::Withdraw(lease), Err(e)) => out.push(Effect::Log {
+                warn: true,
+                message: format!("collecting lease {lease}'s earnings failed: {e}"),
+            }),
+            (
+                TxPurpose::Heartbeat
+                | TxPurpose::BidOrder(_)
+                | TxPurpose::BidJob(_)
+                | TxPurpose::CloseLease(_),
+                Ok(_),
+            ) => {}
         }
     }
 

@@ -2,7 +2,7 @@
 //! `Persist` before the `Send` that depends on it.
 
 use tensorgrid_types::job::{Job, JobId, WorkloadKind};
-use tensorgrid_types::market::{Order, OrderId};
+use tensorgrid_types::market::{LeaseId, Order, OrderId};
 use tensorgrid_types::{Amount, Hash, Msg, Timestamp};
 
 use crate::bidding::Decision;
@@ -17,6 +17,10 @@ pub enum TxPurpose {
     ConfirmContent(JobId),
     Commit(JobId),
     Reveal(JobId),
+    /// Closing a lease whose manifest never came.
+    CloseLease(LeaseId),
+    /// Collecting what a lease accrued.
+    Withdraw(LeaseId),
 }
 
 /// Everything a runner needs for one job run.
@@ -58,6 +62,8 @@ pub enum Effect {
     Run(Box<RunSpec>),
     /// Write the job's record durably before carrying out any later effect.
     Persist(JobRecord),
+    /// The chain closed the lease: remove its workloads and what the provider kept for it.
+    StopLease(LeaseId),
     /// A bid decision was made (for the operator's log).
     Decided(Decision),
     /// Something the operator should read in the log.

@@ -17,6 +17,7 @@ mod core;
 mod effect;
 mod input;
 mod jobs;
+mod leases;
 
 use tensorgrid_types::{Address, Amount};
 
@@ -24,6 +25,7 @@ pub use crate::core::{Identity, ProviderCore};
 pub use effect::{Effect, QuotedWork, RunSpec, TxPurpose};
 pub use input::{Input, RunSummary, WorkRef};
 pub use jobs::{job_seed, JobEntry, JobRecord};
+pub use leases::LeaseEntry;
 
 /// What the operator decided: prices, who is never served, and how much work to take on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +51,10 @@ pub struct Policy {
     pub job_wall_timeout_ms: u64,
     /// How long to wait for a client's upload (never past the chain's content deadline).
     pub content_timeout_ms: u64,
+    /// A lease whose manifest has not arrived by then is closed.
+    pub manifest_timeout_ms: u64,
+    /// How often what the leases accrued is collected.
+    pub withdraw_interval_ms: u64,
 }
 
 impl Default for Policy {
@@ -68,6 +74,8 @@ impl Default for Policy {
             job_fuel_per_sec: 150_000_000,
             job_wall_timeout_ms: 10 * 60_000,
             content_timeout_ms: 2 * 60_000,
+            manifest_timeout_ms: 5 * 60_000,
+            withdraw_interval_ms: 60 * 60_000,
         }
     }
 }

@@ -252,3 +252,83 @@ fn the_price_script_has_the_last_word_under_the_chains_ceiling() {
     assert_eq!(c.no_bids().last().map(|d| d.work.clone()), Some("job 9".into()));
     assert!(c.handle(at(4), Input::JobRead(9, Some(job(JobState::Bidding, None)))).is_empty());
 }
+
+fn order_for(lease: tensorgrid_types::market::LeaseId) -> tensorgrid_types::market::Order {
+    use tensorgrid_types::market::{GroupSpec, Order, OrderState};
+    use tensorgrid_types::resources::{PlacementRequirements, ResourceUnit};
+    Order {
+        id: lease.order(),
+        owner: SecretKey::from_label("tenant").address(),
+        group: 1,
+        spec: GroupSpec {
+            name: "web".into(),
+            requirements: PlacementRequirements::default(),
+            resources: vec![ResourceUnit {
+                resources: ResourceUnits { cpu_millis: 500, memory_bytes: 1 << 30, ..Default::default() },
+                count: 2,
+            }],
+            max_price: Amount::tgr(1),
+        },
+        state: OrderState::Active,
+        created_at: at(0),
+        window_ends: None,
+        live_bids: vec![],
+    }
+}
+
+#[test]
+fn a_lease_holds_its_resources_waits_for_its_manifest_and_is_closed_without_one() {
+    use tensorgrid_types::market::{CloseReason, OrderId};
+    use tensorgrid_types::provider_api::LeaseRunState;
+    let mut c = core(Policy::default());
+    let lease = OrderId { dseq: 4, gseq: 1 }.bid(me().address());
+    let created =
+        Event::LeaseCreated { lease, owner: SecretKey::from_label("tenant").address(), price: Amount(1) };
+    assert_eq!(c.handle(at(1), Input::Event(created.clone())), vec![Effect::ReadOrder(lease.order())]);
+    assert!(c.handle(at(2), Input::Event(created)).is_empty(), "read once");
+    c.handle(at(3), Input::OrderRead(lease.order(), Some(order_for(lease))));
+    let deadline = at(3 + Policy::default().manifest_timeout_ms);
+    assert_eq!(c.lease(&lease).map(|e| e.state.clone()), Some(LeaseRunState::AwaitingManifest { deadline }));
+    assert_eq!((c.reserved().cpu_millis, c.situation().active_leases), (1_000, 1), "two units of 500 mCPU");
+    // No manifest by the deadline: the provider closes the lease, once.
+    assert!(sends(&c.handle(at(4), Input::Tick)).is_empty());
+    let effects = c.handle(deadline, Input::Tick);
+    assert!(sends(&effects)
+        .iter()
+        .any(|(m, p)| *m == Msg::CloseLease { lease } && *p == TxPurpose::CloseLease(lease)));
+    assert!(!sends(&c.handle(deadline.plus(1), Input::Tick))
+        .iter()
+        .any(|(m, _)| matches!(m, Msg::CloseLease { .. })));
+    // The chain closes it: its workloads go and its resources come back.
+    let closed = Event::LeaseClosed {
+        lease,
+        owner: SecretKey::from_label("tenant").address(),
+        reason: CloseReason::ProviderClosed,
+    };
+    assert_eq!(c.handle(deadline.plus(2), Input::Event(closed)), vec![Effect::StopLease(lease)]);
+    assert_eq!(c.reserved().cpu_millis, 0);
+}
+
+#[test]
+fn a_running_lease_is_paid_by_periodic_withdrawals() {
+    use tensorgrid_types::market::OrderId;
+    use tensorgrid_types::provider_api::LeaseRunState;
+    let mut c = core(Policy::default());
+    let lease = OrderId { dseq: 4, gseq: 1 }.bid(me().address());
+    let spec = order_for(lease).spec;
+    // A manifest for a lease the core had not read yet (the API is faster than the event stream).
+    c.handle(at(1), Input::ManifestReceived { lease, spec });
+    assert_eq!(c.lease(&lease).map(|e| e.state.clone()), Some(LeaseRunState::Starting));
+    c.handle(at(2), Input::LeaseDeployed { lease, result: Ok(()) });
+    assert_eq!(c.lease(&lease).map(|e| e.state.clone()), Some(LeaseRunState::Running));
+    let interval = Policy::default().withdraw_interval_ms;
+    let withdrawals = |effects: &[Effect]| {
+        sends(effects).iter().filter(|(m, _)| matches!(m, Msg::WithdrawLease { .. })).count()
+    };
+    assert_eq!(withdrawals(&c.handle(at(interval - 1), Input::Tick)), 0);
+    assert_eq!(withdrawals(&c.handle(at(interval), Input::Tick)), 1);
+    assert_eq!(withdrawals(&c.handle(at(interval + 1), Input::Tick)), 0);
+    // A failed start is reported as such.
+    c.handle(at(interval + 2), Input::LeaseDeployed { lease, result: Err("no such image".into()) });
+    assert!(matches!(c.lease(&lease).map(|e| e.state.clone()), Some(LeaseRunState::Failed { .. })));
+}

@@ -32,6 +32,8 @@ pub fn policy(pricing: &Pricing, limits: &Limits) -> Policy {
         job_fuel_per_sec: limits.job_fuel_per_sec,
         job_wall_timeout_ms: limits.job_wall_timeout.as_millis() as u64,
         content_timeout_ms: limits.content_timeout.as_millis() as u64,
+        manifest_timeout_ms: limits.manifest_timeout.as_millis() as u64,
+        withdraw_interval_ms: limits.withdraw_interval.as_millis() as u64,
     }
 }
 

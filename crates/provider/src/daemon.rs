@@ -78,7 +78,6 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
         #[cfg(feature = "llm")]
         inference,
         lease_runner,
-        leases: Mutex::new(Default::default()),
         core: Mutex::new(core),
         chain: Chain::new(client, key),
         content,
@@ -109,7 +108,6 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     info!(address = %shared.address(), %api, host_uri = %shared.config.host_uri, "provider API listening");
     tokio::spawn(ticks(shared.clone()));
     tokio::spawn(inventory(shared.clone()));
-    tokio::spawn(leases::withdrawals(shared.clone()));
     #[cfg(feature = "llm")]
     {
         crate::inference::announce(&shared).await?;
@@ -275,15 +273,5 @@ async fn follow(shared: Arc<Shared>) {
 }
 
 fn handle(shared: &Arc<Shared>, event: Event) {
-    let me = shared.address();
-    match event {
-        Event::LeaseCreated { lease, .. } if lease.provider == me => {
-            tokio::spawn(leases::started(shared.clone(), lease));
-        }
-        Event::LeaseClosed { lease, .. } if lease.provider == me => {
-            tokio::spawn(leases::closed(shared.clone(), lease));
-        }
-        // Jobs and orders are the core's.
-        event => dispatch(shared, Input::Event(event)),
-    }
+    dispatch(shared, Input::Event(event));
 }

@@ -76,6 +76,9 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect) -> bool {
         Effect::Run(spec) => {
             tokio::spawn(jobs::run(shared.clone(), *spec));
         }
+        Effect::StopLease(lease) => {
+            tokio::spawn(crate::leases::stop(shared.clone(), lease));
+        }
         Effect::Persist(record) => {
             if let Err(e) = jobs::save_record(shared, &record) {
                 warn!(job = record.job, error = %e, "cannot save the job record; not going on with it");

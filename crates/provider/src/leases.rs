@@ -1,6 +1,7 @@
-//! The lease manager: bid on orders the engine accepts; when a lease to this provider starts, hold its
-//! resources and wait for the tenant's manifest; run it; on close (by anyone, or overdrawn) stop it and clean
-//! up; collect earnings periodically; and after a restart, reconcile what runs with what the chain says.
+//! Lease effects as the daemon carries them out: check a tenant's manifest against the chain and start its
+//! containers, stop them when the chain closes the lease, report what runs, and after a restart reconcile what
+//! runs with what the chain says. Bidding, waiting for manifests (and closing leases whose manifest never
+//! came), the capacity leases hold and collecting earnings are the core's (`tensorgrid_provider_core`).
 //!
 //! The chain decides whether a lease lives. A workload is removed only when the chain *says* the lease is
 //! closed, never because the chain could not be asked: a transient error leaves everything running.
@@ -13,11 +14,10 @@ use tensorgrid_types::manifest::MappedDeployment;
 use tensorgrid_types::market::{LeaseId, LeaseState};
 use tensorgrid_types::provider_api::{LeaseRunState, LeaseStatus};
 use tensorgrid_types::query::Page;
-use tensorgrid_types::Msg;
 use tracing::{info, warn};
 
 use crate::interpreter::dispatch;
-use crate::{LeaseView, Shared};
+use crate::Shared;
 
 /// A lease's key on this provider (a provider holds at most one lease per order).
 pub fn key(lease: &LeaseId) -> String {
@@ -28,48 +28,8 @@ fn lease_dir(shared: &Shared, lease: &LeaseId) -> PathBuf {
     shared.config.work_dir.join("leases").join(key(lease))
 }
 
-/// A lease to this provider started: hold its resources and wait for the manifest, closing the lease if it
-/// does not come in time.
-pub async fn started(shared: Arc<Shared>, lease: LeaseId) {
-    let order = match shared.chain.client.order(lease.order()).await {
-        Ok(Some(order)) => order,
-        Ok(None) => return,
-        Err(e) => {
-            warn!(lease = %lease, error = %e, "reading a new lease's order failed");
-            return;
-        }
-    };
-    let deadline = crate::now().plus(shared.config.limits.manifest_timeout.as_millis() as u64);
-    {
-        let mut leases = shared.leases.lock();
-        if leases.contains_key(&lease) {
-            return;
-        }
-        leases.insert(
-            lease,
-            LeaseView { spec: order.spec.clone(), state: LeaseRunState::AwaitingManifest { deadline } },
-        );
-    }
-    dispatch(&shared, Input::LeaseStarted { lease, spec: order.spec.clone() });
-    info!(lease = %lease, "lease started; waiting for the tenant's manifest");
-    tokio::time::sleep(shared.config.limits.manifest_timeout).await;
-    let waiting = matches!(
-        shared.leases.lock().get(&lease).map(|v| &v.state),
-        Some(LeaseRunState::AwaitingManifest { .. })
-    );
-    if waiting {
-        warn!(lease = %lease, "no manifest arrived in time; closing the lease");
-        if let Err(e) = shared.chain.execute(Msg::CloseLease { lease }).await {
-            warn!(lease = %lease, error = %e, "closing the lease failed");
-        }
-    }
-}
-
-/// The lease closed on chain: stop its workloads and give back its resources.
-pub async fn closed(shared: Arc<Shared>, lease: LeaseId) {
-    if shared.leases.lock().remove(&lease).is_some() {
-        dispatch(&shared, Input::LeaseEnded { lease });
-    }
+/// The chain closed the lease: stop its workloads and remove what was kept for it.
+pub async fn stop(shared: Arc<Shared>, lease: LeaseId) {
     if let Some(runner) = &shared.lease_runner {
         match runner.stop(&key(&lease)).await {
             Ok(()) => info!(lease = %lease, "lease closed; its workloads are removed"),
@@ -135,34 +95,16 @@ pub async fn deploy(
     std::fs::create_dir_all(&dir).map_err(|e| ManifestError::Start(e.to_string()))?;
     std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap_or_default())
         .map_err(|e| ManifestError::Start(e.to_string()))?;
-    set_state(shared, lease, &order.spec, LeaseRunState::Starting);
+    dispatch(shared, Input::ManifestReceived { lease, spec: order.spec.clone() });
     match runner.start(&key(&lease), group).await {
         Ok(services) => {
             info!(lease = %lease, services = services.len(), "lease running");
-            set_state(shared, lease, &order.spec, LeaseRunState::Running);
+            dispatch(shared, Input::LeaseDeployed { lease, result: Ok(()) });
             Ok(LeaseStatus { lease, state: LeaseRunState::Running, services: public(shared, services) })
         }
         Err(e) => {
-            set_state(shared, lease, &order.spec, LeaseRunState::Failed { reason: e.to_string() });
+            dispatch(shared, Input::LeaseDeployed { lease, result: Err(e.to_string()) });
             Err(ManifestError::Start(e.to_string()))
-        }
-    }
-}
-
-fn set_state(
-    shared: &Arc<Shared>,
-    lease: LeaseId,
-    spec: &tensorgrid_types::market::GroupSpec,
-    state: LeaseRunState,
-) {
-    let mut leases = shared.leases.lock();
-    match leases.get_mut(&lease) {
-        Some(view) => view.state = state,
-        None => {
-            // A manifest for a lease the daemon had not noticed yet (it reads blocks a moment later).
-            leases.insert(lease, LeaseView { spec: spec.clone(), state });
-            drop(leases);
-            dispatch(shared, Input::LeaseStarted { lease, spec: spec.clone() });
         }
     }
 }
@@ -192,7 +134,7 @@ fn public(
 
 /// What runs for a lease, as the API reports it.
 pub async fn status(shared: &Arc<Shared>, lease: LeaseId) -> LeaseStatus {
-    let state = shared.leases.lock().get(&lease).map(|v| v.state.clone()).unwrap_or(LeaseRunState::Closed);
+    let state = shared.core.lock().lease(&lease).map(|e| e.state.clone()).unwrap_or(LeaseRunState::Closed);
     let services = match &shared.lease_runner {
         Some(runner) => runner.status(&key(&lease)).await.unwrap_or_default(),
         None => Vec::new(),
@@ -222,8 +164,7 @@ pub async fn reconcile(shared: &Arc<Shared>) {
         match shared.chain.client.lease(lease).await {
             Ok(Some(l)) if l.state == LeaseState::Active => {
                 if let Ok(Some(order)) = shared.chain.client.order(lease.order()).await {
-                    set_state(shared, lease, &order.spec, LeaseRunState::Running);
-                    info!(lease = %lease, "adopted a running lease after a restart");
+                    dispatch(shared, Input::LeaseAdopted { lease, spec: order.spec });
                 }
             }
             Ok(_) => {
@@ -248,23 +189,7 @@ pub async fn reconcile(shared: &Arc<Shared>) {
                     warn!(lease = %lease.id, error = %e, "restarting a lease from its saved manifest failed");
                 }
             }
-            None => {
-                tokio::spawn(started(shared.clone(), lease.id));
-            }
-        }
-    }
-}
-
-/// Collects what active leases have accrued, every `withdraw_interval`.
-pub async fn withdrawals(shared: Arc<Shared>) {
-    loop {
-        tokio::time::sleep(shared.config.limits.withdraw_interval).await;
-        let leases: Vec<LeaseId> = shared.leases.lock().keys().copied().collect();
-        for lease in leases {
-            match shared.chain.execute(Msg::WithdrawLease { lease }).await {
-                Ok(_) => info!(lease = %lease, "collected earnings"),
-                Err(e) => warn!(lease = %lease, error = %e, "collecting earnings failed"),
-            }
+            None => dispatch(shared, Input::LeaseFound(lease.id)),
         }
     }
 }

@@ -27,9 +27,8 @@ use tensorgrid_client::{RpcClient, RpcError};
 use tensorgrid_provider_core::{Identity, ProviderCore};
 use tensorgrid_runner::{JobRunner, LeaseRunner};
 use tensorgrid_types::job::{JobId, WorkloadKind};
-use tensorgrid_types::market::{GroupSpec, LeaseId};
 use tensorgrid_types::provider::ProviderInfo;
-use tensorgrid_types::provider_api::{JobRunState, LeaseRunState};
+use tensorgrid_types::provider_api::JobRunState;
 use tensorgrid_types::{Address, Amount, Hash, Msg, SecretKey, Timestamp, TxRecord};
 
 pub use config::ProviderConfig;
@@ -83,14 +82,6 @@ pub struct JobView {
     pub state: JobRunState,
 }
 
-/// A lease this provider serves.
-#[derive(Clone, Debug)]
-pub struct LeaseView {
-    /// The order's group, as the chain has it: what the lease pays for.
-    pub spec: GroupSpec,
-    pub state: LeaseRunState,
-}
-
 /// Everything the daemon's tasks and the API share.
 pub struct Shared {
     pub config: ProviderConfig,
@@ -102,8 +93,6 @@ pub struct Shared {
     pub runners: Vec<Arc<dyn JobRunner>>,
     /// The container runtime for leases, when the host has one.
     pub lease_runner: Option<Arc<dyn LeaseRunner>>,
-    /// Leases this provider serves, by id.
-    pub leases: Mutex<HashMap<LeaseId, LeaseView>>,
     /// The models served and the channels paying for them, when the configuration names models.
     #[cfg(feature = "llm")]
     pub inference: Option<Arc<inference::Inference>>,

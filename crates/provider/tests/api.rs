@@ -42,7 +42,6 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
         content: ContentStore::open(dir.join("content")).unwrap(),
         runners: vec![],
         lease_runner: None,
-        leases: Mutex::new(Default::default()),
         nonces: Mutex::new(Default::default()),
         config,
     });
