@@ -22,6 +22,7 @@ use rand_chacha::ChaCha20Rng;
 use tensorgrid_ledger::{Ledger, LedgerError, StoreError};
 use tensorgrid_node::core::NodeCore;
 use tensorgrid_node::mempool::MempoolConfig;
+use tensorgrid_node::ReadError;
 use tensorgrid_store::{BlockIndex, DiskStore};
 use tensorgrid_types::{
     Address, BlockContext, BlockOutcome, BlockRecord, Genesis, Hash, Timestamp, TxRecord,
@@ -200,22 +201,19 @@ impl Chain {
     }
 
     /// The index record of a committed transaction.
-    pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, String> {
-        let bytes = self.core.lock().ledger().store().indexed_tx(hash).map_err(|e| e.0)?;
-        bytes
-            .map(|b| borsh::from_slice(&b).map_err(|e| format!("corrupt transaction record: {e}")))
-            .transpose()
+    pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, ReadError> {
+        let bytes = self.core.lock().ledger().store().indexed_tx(hash)?;
+        bytes.map(|b| decode_record("transaction", &b)).transpose()
     }
 
     /// The index record of a committed block, with its post-execution root.
-    pub fn block(&self, height: u64) -> Result<Option<BlockRecord>, String> {
+    pub fn block(&self, height: u64) -> Result<Option<BlockRecord>, ReadError> {
         let core = self.core.lock();
-        let Some(bytes) = core.ledger().store().indexed_block(height).map_err(|e| e.0)? else {
+        let Some(bytes) = core.ledger().store().indexed_block(height)? else {
             return Ok(None);
         };
-        let mut record: BlockRecord =
-            borsh::from_slice(&bytes).map_err(|e| format!("corrupt block record: {e}"))?;
-        record.app_root = core.ledger().store().root_at(height).map_err(|e| e.0)?.unwrap_or(Hash::ZERO);
+        let mut record: BlockRecord = decode_record("block", &bytes)?;
+        record.app_root = core.ledger().store().root_at(height)?.unwrap_or(Hash::ZERO);
         Ok(Some(record))
     }
 
@@ -225,23 +223,20 @@ impl Chain {
         account: &Address,
         before: Option<(u64, u32)>,
         limit: usize,
-    ) -> Result<Vec<TxRecord>, String> {
+    ) -> Result<Vec<TxRecord>, ReadError> {
         let core = self.core.lock();
         let store = core.ledger().store();
         let mut out = Vec::new();
-        for (_, hash) in store.account_txs(account, before, limit).map_err(|e| e.0)? {
-            let bytes = store
-                .indexed_tx(&hash)
-                .map_err(|e| e.0)?
-                .ok_or_else(|| format!("the account index names transaction {hash}, which has no record"))?;
-            out.push(borsh::from_slice(&bytes).map_err(|e| format!("corrupt transaction record: {e}"))?);
+        for (_, hash) in store.account_txs(account, before, limit)? {
+            let bytes = store.indexed_tx(&hash)?.ok_or(ReadError::MissingRecord(hash))?;
+            out.push(decode_record("transaction", &bytes)?);
         }
         Ok(out)
     }
 
     /// The state root this validator committed at `height`.
-    pub fn root_at(&self, height: u64) -> Result<Option<Hash>, String> {
-        self.core.lock().ledger().store().root_at(height).map_err(|e| e.0)
+    pub fn root_at(&self, height: u64) -> Result<Option<Hash>, ReadError> {
+        Ok(self.core.lock().ledger().store().root_at(height)?)
     }
 
     fn halt(&self, why: Halt) {
@@ -261,7 +256,7 @@ impl Chain {
         }
         let ours = self
             .root_at(block.state_height)
-            .map_err(|reason| Halt::Execution { height: block.height, reason })?;
+            .map_err(|e| Halt::Execution { height: block.height, reason: e.to_string() })?;
         if ours != Some(block.state_root) {
             return Err(Halt::Diverged {
                 height: block.height,
@@ -595,4 +590,9 @@ pub fn start_executor<E: Spawner + Clock>(
         }
     });
     (Finalizer { tx }, handle)
+}
+
+/// An index record, decoded; a record that does not decode is corruption, named by what it is.
+fn decode_record<T: borsh::BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, ReadError> {
+    borsh::from_slice(bytes).map_err(|e| ReadError::Corrupt { what, reason: e.to_string() })
 }

@@ -28,6 +28,7 @@ use tensorgrid_ledger::QueryError;
 use tensorgrid_node::core::SubmitError;
 use tensorgrid_node::mempool::MempoolConfig;
 use tensorgrid_node::rpc::{self, BlockEvents, NodeApi};
+use tensorgrid_node::ReadError;
 use tensorgrid_types::query::{Query, QueryResponse};
 use tensorgrid_types::{BlockRecord, Genesis, Hash, Timestamp, TxRecord};
 use tracing::{info, warn};
@@ -277,8 +278,8 @@ impl NodeApi for ValidatorApi {
         self.chain.core().lock().query(query)
     }
 
-    fn status(&self) -> Result<Value, String> {
-        let status = self.chain.core().lock().status().map_err(|e| e.to_string())?;
+    fn status(&self) -> Result<Value, ReadError> {
+        let status = self.chain.core().lock().status()?;
         let latest = self.chain.block(status.chain.height)?;
         let stats = self.chain.stats();
         Ok(json!({
@@ -293,7 +294,7 @@ impl NodeApi for ValidatorApi {
         }))
     }
 
-    fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, String> {
+    fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, ReadError> {
         self.chain.tx(hash)
     }
 
@@ -302,11 +303,11 @@ impl NodeApi for ValidatorApi {
         account: &tensorgrid_types::Address,
         before: Option<(u64, u32)>,
         limit: usize,
-    ) -> Result<Option<Vec<TxRecord>>, String> {
+    ) -> Result<Option<Vec<TxRecord>>, ReadError> {
         self.chain.account_txs(account, before, limit).map(Some)
     }
 
-    fn block(&self, height: Option<u64>) -> Result<Option<BlockRecord>, String> {
+    fn block(&self, height: Option<u64>) -> Result<Option<BlockRecord>, ReadError> {
         self.chain.block(height.unwrap_or_else(|| self.chain.committed_height()))
     }
 

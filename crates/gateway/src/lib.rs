@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tensorgrid_client::{ProviderClient, RpcClient, RpcError};
 use tensorgrid_types::channel::{ChannelId, ChannelState, Voucher};
+use tensorgrid_types::channel_book::Signed;
 use tensorgrid_types::model::ModelOffer;
 use tensorgrid_types::query::Page;
 use tensorgrid_types::{Address, Amount, SecretKey};
@@ -159,13 +160,12 @@ pub enum GatewayError {
     Listen { addr: String, reason: String },
 }
 
-/// A channel as the gateway pays through it.
+/// A channel as the gateway pays through it: its provider and the wire model's account of what was signed
+/// (the one definition of channel accounting).
 #[derive(Debug)]
 struct ChannelBook {
     provider: Address,
-    /// The latest voucher's amount: everything signed so far.
-    signed: Amount,
-    deposit: Amount,
+    book: Signed,
 }
 
 /// A provider that can serve a request: its offer, its API and the key's channel with it.
@@ -231,8 +231,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
                 id,
                 ChannelBook {
                     provider: channel.provider,
-                    signed: channel.redeemed,
-                    deposit: channel.deposit,
+                    book: Signed { channel: id, deposit: channel.deposit, signed: channel.redeemed },
                 },
             );
         }
@@ -353,7 +352,7 @@ impl Gateway {
             let client = self.client(&host, &account);
             if let Ok(tally) = client.channel_tally(id).await {
                 if let Some(book) = self.channels.lock().get_mut(&id) {
-                    book.signed = book.signed.max(tally.paid);
+                    book.book.signed = book.book.signed.max(tally.paid);
                 }
             }
         }
@@ -438,31 +437,27 @@ impl Gateway {
         let books = self.channels.lock();
         key.channels
             .iter()
-            .filter_map(|id| books.get(id).map(|b| (*id, b.provider, b.deposit, b.signed)))
+            .filter_map(|id| books.get(id).map(|b| (*id, b.provider, b.book.deposit, b.book.signed)))
             .collect()
     }
 
     /// Signs a voucher adding `delta` to the channel's total and returns it; `None` when nothing is due.
     pub(crate) fn sign(&self, account: &SecretKey, channel: ChannelId, delta: Amount) -> Option<Voucher> {
-        if delta.is_zero() {
-            return None;
-        }
         let mut books = self.channels.lock();
-        let book = books.get_mut(&channel)?;
-        book.signed = book.signed.saturating_add(delta).min(book.deposit);
-        Some(Voucher::sign(account, &self.chain_id, channel, book.signed))
+        let cumulative = books.get_mut(&channel)?.book.add(delta)?;
+        Some(Voucher::sign(account, &self.chain_id, channel, cumulative))
     }
 
     /// What the gateway has signed on a channel so far.
     pub fn signed(&self, channel: ChannelId) -> Option<Amount> {
-        self.channels.lock().get(&channel).map(|b| b.signed)
+        self.channels.lock().get(&channel).map(|b| b.book.signed)
     }
 
     /// Re-reads a channel's deposit (after a top-up) and state.
     pub async fn refresh_channel(&self, channel: ChannelId) -> Result<(), RpcError> {
         if let Some(c) = self.rpc.channel(channel).await? {
             if let Some(book) = self.channels.lock().get_mut(&channel) {
-                book.deposit = if c.state == ChannelState::Open { c.deposit } else { c.redeemed };
+                book.book.deposit = if c.state == ChannelState::Open { c.deposit } else { c.redeemed };
             }
         }
         Ok(())

@@ -6,7 +6,26 @@ pub mod core;
 pub mod mempool;
 pub mod rpc;
 
-use tensorgrid_types::Timestamp;
+use tensorgrid_ledger::{LedgerError, StoreError};
+use tensorgrid_types::{Hash, Timestamp};
+
+/// Why a node could not answer a read: its status, a committed record, an index. The API answers every one
+/// with 500 (`rpc::internal`), since none is the caller's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the node's state lock is poisoned")]
+    Poisoned,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("a stored {what} record is corrupt: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("the account index names transaction {0}, which has no record")]
+    MissingRecord(Hash),
+    #[error("the status document: {0}")]
+    Encode(String),
+}
 
 /// This machine's clock, for what happens off-chain (mempool arrival times, genesis times, rates). Nothing
 /// that affects consensus reads it: blocks carry their own time.

@@ -40,6 +40,7 @@ use tokio::sync::mpsc;
 
 use crate::core::{NodeCore, SubmitError};
 use crate::mempool::MempoolError;
+use crate::ReadError;
 
 /// Blocks an event subscriber may fall behind before it is dropped.
 pub const EVENT_BUFFER: usize = 1024;
@@ -62,9 +63,9 @@ pub trait NodeApi: Send + Sync + 'static {
     fn submit(&self, raw: Vec<u8>) -> Result<Hash, SubmitError>;
     fn query(&self, query: &Query) -> Result<QueryResponse, QueryError>;
     /// The status document: at least `chain` and the mempool size.
-    fn status(&self) -> Result<Value, String>;
+    fn status(&self) -> Result<Value, ReadError>;
     /// A committed transaction's record.
-    fn tx(&self, _hash: &Hash) -> Result<Option<TxRecord>, String> {
+    fn tx(&self, _hash: &Hash) -> Result<Option<TxRecord>, ReadError> {
         Ok(None)
     }
     /// Up to `limit` of an account's committed transactions, newest first, strictly before `before`
@@ -74,11 +75,11 @@ pub trait NodeApi: Send + Sync + 'static {
         _account: &tensorgrid_types::Address,
         _before: Option<(u64, u32)>,
         _limit: usize,
-    ) -> Result<Option<Vec<TxRecord>>, String> {
+    ) -> Result<Option<Vec<TxRecord>>, ReadError> {
         Ok(None)
     }
     /// A committed block's record; `None` asks for the latest.
-    fn block(&self, _height: Option<u64>) -> Result<Option<BlockRecord>, String> {
+    fn block(&self, _height: Option<u64>) -> Result<Option<BlockRecord>, ReadError> {
         Ok(None)
     }
     /// Every block committed from now on, or `None` if this node has no stream. The channel is bounded
@@ -107,10 +108,10 @@ impl<S: Store + Send + 'static> NodeApi for Mutex<NodeCore<S>> {
         }
     }
 
-    fn status(&self) -> Result<Value, String> {
-        let node = self.lock().map_err(|_| "the node's state lock is poisoned".to_string())?;
-        let status = node.status().map_err(|e| e.to_string())?;
-        serde_json::to_value(status).map_err(|e| e.to_string())
+    fn status(&self) -> Result<Value, ReadError> {
+        let node = self.lock().map_err(|_| ReadError::Poisoned)?;
+        let status = node.status()?;
+        serde_json::to_value(status).map_err(|e| ReadError::Encode(e.to_string()))
     }
 }
 

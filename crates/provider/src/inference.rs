@@ -23,6 +23,7 @@ use tensorgrid_engine_llm::{
     SamplingParams,
 };
 use tensorgrid_types::channel::{Channel, ChannelId, ChannelState, Voucher};
+use tensorgrid_types::channel_book::{ChargeError, Tab};
 use tensorgrid_types::inference::{
     ChannelTally, EmbeddingsRequest, EmbeddingsResponse, FinishReason, GenerateRequest, InferenceEvent,
     Prompt, INVOICE_EVERY_TOKENS,
@@ -48,14 +49,12 @@ pub struct ServedModel {
     pub engine: Engine,
 }
 
-/// One channel as this provider sees it.
+/// One channel as this provider sees it: the wire model's tab (the one definition of channel accounting) and
+/// who may use it.
 #[derive(Clone, Debug)]
 struct Tally {
     client: Address,
-    deposit: Amount,
-    owed: Amount,
-    best: Option<Voucher>,
-    redeemed: Amount,
+    tab: Tab,
     /// When the channel was last read from the chain.
     checked_at: std::time::Instant,
 }
@@ -63,16 +62,6 @@ struct Tally {
 /// How long a channel read from the chain is trusted before it is read again (a top-up or a client's close
 /// is noticed within this; serving a closing channel is safe, its vouchers stay redeemable until it ends).
 const CHANNEL_RECHECK: Duration = Duration::from_secs(5);
-
-impl Tally {
-    fn paid(&self) -> Amount {
-        self.best.map(|v| v.cumulative).unwrap_or(Amount::ZERO)
-    }
-
-    fn view(&self, channel: ChannelId, credit: Amount) -> ChannelTally {
-        ChannelTally { channel, owed: self.owed, paid: self.paid(), redeemed: self.redeemed, credit }
-    }
-}
 
 /// The served models and the channels that pay for them.
 #[derive(Debug)]
@@ -145,30 +134,13 @@ impl Inference {
         let tally = tallies
             .get_mut(&channel)
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no_channel", "unknown channel"))?;
-        let owed = tally.owed.saturating_add(delta);
-        if owed > tally.deposit {
-            return Err(ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "channel_exhausted",
-                format!(
-                    "channel {channel} holds {} and {} is already delivered: top it up",
-                    tally.deposit, tally.owed
-                ),
-            ));
-        }
-        if owed.saturating_sub(tally.paid()) > self.credit {
-            return Err(ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "payment_required",
-                format!(
-                    "channel {channel} owes {} beyond its vouchers, more than the credit of {}: send a voucher",
-                    owed.saturating_sub(tally.paid()),
-                    self.credit
-                ),
-            ));
-        }
-        tally.owed = owed;
-        Ok(())
+        tally.tab.charge(delta, self.credit).map_err(|e| {
+            let code = match e {
+                ChargeError::Exhausted { .. } => "channel_exhausted",
+                ChargeError::OverCredit { .. } => "payment_required",
+            };
+            ApiError::new(StatusCode::PAYMENT_REQUIRED, code, e.to_string())
+        })
     }
 }
 
@@ -221,13 +193,10 @@ async fn open_channel(shared: &Shared, channel: ChannelId, signer: Address) -> R
     let mut tallies = inference.tallies.lock();
     let tally = tallies.entry(channel).or_insert(Tally {
         client: signer,
-        deposit: on_chain.deposit,
-        owed: on_chain.redeemed,
-        best: None,
-        redeemed: on_chain.redeemed,
+        tab: Tab::new(channel, on_chain.deposit, on_chain.redeemed),
         checked_at: std::time::Instant::now(),
     });
-    tally.deposit = on_chain.deposit;
+    tally.tab.deposit = on_chain.deposit;
     tally.checked_at = std::time::Instant::now();
     Ok(())
 }
@@ -260,17 +229,11 @@ pub async fn voucher(
     let tally = tallies
         .get_mut(&channel)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no_channel", "unknown channel"))?;
-    if voucher.cumulative > tally.deposit {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_voucher",
-            format!("the voucher promises {} but the channel holds {}", voucher.cumulative, tally.deposit),
-        ));
-    }
-    if voucher.cumulative > tally.paid() {
-        tally.best = Some(voucher);
-    }
-    Ok(Json(tally.view(channel, inference.credit)))
+    tally
+        .tab
+        .accept(voucher)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_voucher", e.to_string()))?;
+    Ok(Json(tally.tab.view(inference.credit)))
 }
 
 /// `GET /v1/inference/{channel}`: the tally, for the channel's client.
@@ -285,7 +248,7 @@ pub async fn tally(
     let tally = tallies
         .get(&channel)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no_channel", "unknown channel"))?;
-    Ok(Json(tally.view(channel, inference.credit)))
+    Ok(Json(tally.tab.view(inference.credit)))
 }
 
 /// `POST /v1/inference/{channel}/embeddings`.
@@ -324,13 +287,13 @@ pub async fn embeddings(
             return Err(engine_error(e));
         }
     };
-    let cumulative = inference.tallies.lock().get(&channel).map(|t| t.owed).unwrap_or_default();
+    let cumulative = inference.tallies.lock().get(&channel).map(|t| t.tab.owed).unwrap_or_default();
     Ok(Json(EmbeddingsResponse { vectors: out.vectors, prompt_tokens: out.prompt_tokens, cost, cumulative }))
 }
 
 fn refund(inference: &Inference, channel: ChannelId, amount: Amount) {
     if let Some(t) = inference.tallies.lock().get_mut(&channel) {
-        t.owed = t.owed.saturating_sub(amount);
+        t.tab.refund(amount);
     }
 }
 
@@ -430,7 +393,7 @@ async fn stream(
         bytes.push(b'\n');
         Bytes::from(bytes)
     };
-    let cumulative = || inference.tallies.lock().get(&channel).map(|t| t.owed).unwrap_or_default();
+    let cumulative = || inference.tallies.lock().get(&channel).map(|t| t.tab.owed).unwrap_or_default();
     if tx.send(Ok(line(&InferenceEvent::Started { prompt_tokens }))).await.is_err() {
         return;
     }
@@ -538,13 +501,13 @@ pub async fn redemptions(shared: Arc<Shared>, interval: Duration) {
             .tallies
             .lock()
             .values()
-            .filter_map(|t| t.best.filter(|v| v.cumulative > t.redeemed))
+            .filter_map(|t| t.tab.best.filter(|v| v.cumulative > t.tab.redeemed))
             .collect();
         for voucher in due {
             match shared.chain.execute(Msg::RedeemVoucher { voucher }).await {
                 Ok(_) => {
                     if let Some(t) = inference.tallies.lock().get_mut(&voucher.channel) {
-                        t.redeemed = t.redeemed.max(voucher.cumulative);
+                        t.tab.redeemed = t.tab.redeemed.max(voucher.cumulative);
                     }
                     info!(channel = voucher.channel, amount = %voucher.cumulative, "voucher redeemed");
                 }

@@ -34,6 +34,8 @@ const STALE: TableDefinition<'static, &[u8], ()> = TableDefinition::new("jmt_sta
 const TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("index_txs");
 /// Block height (big-endian) → the node's record of the block.
 const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("index_blocks");
+/// Version → the state root after it: 32 bytes a block, kept when the tree's old versions are pruned.
+const ROOTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("roots");
 /// Each account's transactions: `address ‖ height (BE) ‖ position (BE)` → transaction hash, so one account's
 /// history is one key range, newest last.
 const ACCOUNT_TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("index_account_txs");
@@ -169,13 +171,14 @@ impl DiskStore {
             txn.open_table(table).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         }
         txn.open_table(BLOCKS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
+        txn.open_table(ROOTS).map_err(|e| DiskStoreError::Db(e.to_string()))?;
         txn.commit().map_err(|e| DiskStoreError::Db(e.to_string()))?;
         let (state, nodes, values) = snapshot(&db).map_err(|e| DiskStoreError::Db(e.0))?;
         Ok(DiskStore { db, state, nodes, values, staged: std::sync::Mutex::new(None), history: None })
     }
 
-    /// Keeps the state tree of only the last `versions` versions (at least [`MIN_HISTORY`]): older roots,
-    /// proofs and the tree nodes only they need are deleted as new blocks commit, at most
+    /// Keeps the state tree of only the last `versions` versions (at least [`MIN_HISTORY`]): proofs against
+    /// older versions and the tree nodes only they need are deleted as new blocks commit (their roots stay), at most
     /// [`PRUNE_PER_BATCH`] entries per block so that catching up after lowering the setting never stalls a
     /// block. `None` keeps every version (an archive node). The current state and the block index are never
     /// pruned.
@@ -184,7 +187,7 @@ impl DiskStore {
         self
     }
 
-    /// The oldest version whose root and proofs can still be read (0 on an archive node).
+    /// The oldest version whose tree (and so proofs against it) can still be read (0 on an archive node).
     pub fn oldest_version(&self) -> Result<u64, StoreError> {
         Ok(self.meta("oldest")?.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
     }
@@ -227,14 +230,10 @@ impl DiskStore {
             Some(latest) if version <= latest => {}
             _ => return Ok(None),
         }
-        if version == 0 {
-            // The genesis root names the chain (the genesis block carries it), so it outlives pruning.
-            if let Some(root) = self.meta("genesis_root")?.and_then(|v| <[u8; 32]>::try_from(v).ok()) {
-                return Ok(Some(Hash(root)));
-            }
-        }
-        if version < self.oldest_version()? {
-            return Ok(None);
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let roots = txn.open_table(ROOTS).map_err(db_err)?;
+        if let Some(root) = roots.get(version).map_err(db_err)? {
+            return Ok(<[u8; 32]>::try_from(root.value()).ok().map(Hash));
         }
         let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
         let root = tree.get_root_hash_option(version).map_err(db_err)?;
@@ -410,10 +409,9 @@ impl Store for DiskStore {
                     meta.insert("oldest", oldest.to_be_bytes().as_slice()).map_err(db_err)?;
                 }
             }
-            if version == 0 {
-                meta.insert("genesis_root", root.0.as_slice()).map_err(db_err)?;
-            }
             drop(meta);
+            let mut roots = txn.open_table(ROOTS).map_err(db_err)?;
+            roots.insert(version, root.0.as_slice()).map_err(db_err)?;
             let staged = self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
             if let Some(index) = staged {
                 let mut blocks = txn.open_table(BLOCKS).map_err(db_err)?;

@@ -7,6 +7,7 @@ pub mod account;
 pub mod amount;
 pub mod block;
 pub mod channel;
+pub mod channel_book;
 pub mod codec;
 pub mod crypto;
 pub mod error;
