@@ -2,7 +2,7 @@
 //! is signed by the caller's key (see `tensorgrid_types::provider_api`), since a provider answers only the
 //! owner of the lease or job a request names.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use rand_core::{OsRng, RngCore};
@@ -36,7 +36,7 @@ impl std::fmt::Debug for ProviderClient {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    crate::wall_clock().millis()
 }
 
 impl ProviderClient {

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::warn;
 
+use crate::call::{complete, embed, new_id};
 use crate::openai::{self, ApiError};
-use crate::routes::{authenticate, chat_call, complete, embed, new_id, now_secs, text_call};
+use crate::requests::{chat_call, embed_call, text_call};
 use crate::{Gateway, KeyState};
 
 /// Requests of one batch in flight at once.
@@ -221,7 +222,7 @@ pub(crate) async fn upload(
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     let store = store(&gateway)?;
     let (mut purpose, mut file) = (None, None);
     while let Some(field) = multipart
@@ -254,7 +255,7 @@ pub(crate) async fn upload(
         id: new_id("file"),
         object: "file".into(),
         bytes: data.len() as u64,
-        created_at: now_secs(),
+        created_at: gateway.clock.now_ms() / 1000,
         filename,
         purpose,
         owner: key.account.address().to_string(),
@@ -271,7 +272,7 @@ pub(crate) async fn list_files(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     Ok(list_owned::<FileObject>(store(&gateway)?, &key))
 }
 
@@ -280,7 +281,7 @@ pub(crate) async fn get_file(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     Ok(Json(shown(&owned_file(store(&gateway)?, &key, &id)?)))
 }
 
@@ -289,7 +290,7 @@ pub(crate) async fn file_content(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     let store = store(&gateway)?;
     owned_file(store, &key, &id)?;
     let data = std::fs::read(store.file_data(&id)).map_err(|_| no_file(&id))?;
@@ -301,7 +302,7 @@ pub(crate) async fn delete_file(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     let store = store(&gateway)?;
     owned_file(store, &key, &id)?;
     let _ = std::fs::remove_file(store.file_data(&id));
@@ -378,7 +379,7 @@ pub(crate) async fn create_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     let store = store(&gateway)?;
     let request: CreateBatch = openai::parse(&body)?;
     if !ENDPOINTS.contains(&request.endpoint.as_str()) {
@@ -397,7 +398,7 @@ pub(crate) async fn create_batch(
     }
     let input = owned_file(store, &key, &request.input_file_id)?;
     let data = std::fs::read(store.file_data(&input.id)).map_err(|_| no_file(&input.id))?;
-    let now = now_secs();
+    let now = gateway.clock.now_ms() / 1000;
     let mut batch = BatchObject {
         id: new_id("batch"),
         object: "batch".into(),
@@ -448,7 +449,7 @@ pub(crate) async fn get_batch(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     Ok(Json(shown(&owned_batch(store(&gateway)?, &key, &id)?)))
 }
 
@@ -456,7 +457,7 @@ pub(crate) async fn list_batches(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     Ok(list_owned::<BatchObject>(store(&gateway)?, &key))
 }
 
@@ -466,13 +467,13 @@ pub(crate) async fn cancel_batch(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = authenticate(&gateway, &headers)?;
+    let key = gateway.authenticate(&headers)?;
     let store = store(&gateway)?;
     let _guard = store.lock.lock().await;
     let mut batch = owned_batch(store, &key, &id)?;
     if batch.status == "in_progress" {
         batch.status = "cancelling".into();
-        batch.cancelling_at = Some(now_secs());
+        batch.cancelling_at = Some(gateway.clock.now_ms() / 1000);
         store.save_batch(&batch).map_err(io_error)?;
     } else if batch.status != "cancelling" {
         return Err(ApiError {
@@ -521,7 +522,10 @@ pub(crate) async fn run(gateway: Arc<Gateway>, key: Arc<KeyState>, id: String, l
                     Ok(call) => complete(gateway_ref, key_ref, call, index).await,
                     Err(e) => Err(e),
                 },
-                _ => embed(gateway_ref, key_ref, &body, index).await,
+                _ => match embed_call(&body) {
+                    Ok(call) => embed(gateway_ref, key_ref, call, index).await,
+                    Err(e) => Err(e),
+                },
             };
             Some((line.custom_id, result))
         })
@@ -558,13 +562,13 @@ pub(crate) async fn run(gateway: Arc<Gateway>, key: Arc<KeyState>, id: String, l
         }
     }
     drop(results);
-    if let Err(e) = finish(store, &id) {
+    if let Err(e) = finish(store, &id, gateway.clock.now_ms() / 1000) {
         warn!(batch = %id, error = %e, "cannot finish a batch");
     }
 }
 
 /// Splits the journal into the output file (successes) and the error file (failures) and closes the batch.
-fn finish(store: &Store, id: &str) -> std::io::Result<()> {
+fn finish(store: &Store, id: &str, now: u64) -> std::io::Result<()> {
     let Some(mut batch) = store.batch(id) else { return Ok(()) };
     let journal = std::fs::read_to_string(store.journal(id)).unwrap_or_default();
     let (mut output, mut errors) = (String::new(), String::new());
@@ -578,7 +582,6 @@ fn finish(store: &Store, id: &str) -> std::io::Result<()> {
         target.push_str(&record.to_string());
         target.push('\n');
     }
-    let now = now_secs();
     let save = |text: &str, name: &str| -> std::io::Result<Option<String>> {
         if text.is_empty() {
             return Ok(None);

@@ -12,23 +12,41 @@
 //! (both streaming as server-sent events or not), `POST /v1/embeddings`. Errors are OpenAI's error JSON with
 //! OpenAI's status codes (see [`openai::ApiError`]).
 
+//!
+//! Layout: `requests` translates OpenAI bodies, `call` is the one path to a provider (routing with retries
+//! before the first token, one event loop, payment), `routes` and `batch` are the HTTP handlers over it,
+//! `payments` and `routing` hold the state of each concern, and `clock` is injected.
+
 mod batch;
+mod call;
+pub mod clock;
 pub mod openai;
+mod payments;
+mod requests;
 mod routes;
+mod routing;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::Router;
 use parking_lot::Mutex;
 use tensorgrid_client::{ProviderClient, RpcClient, RpcError};
-use tensorgrid_types::channel::{ChannelId, ChannelState, Voucher};
+use tensorgrid_types::channel::{ChannelId, ChannelState};
 use tensorgrid_types::channel_book::Signed;
 use tensorgrid_types::model::ModelOffer;
 use tensorgrid_types::query::Page;
 use tensorgrid_types::{Address, Amount, SecretKey};
 use tracing::{info, warn};
+
+use crate::clock::{Clock, SystemClock};
+use crate::payments::{ChannelBook, Payments};
+use crate::routing::Routing;
 
 pub use openai::ApiError;
 
@@ -160,14 +178,6 @@ pub enum GatewayError {
     Listen { addr: String, reason: String },
 }
 
-/// A channel as the gateway pays through it: its provider and the wire model's account of what was signed
-/// (the one definition of channel accounting).
-#[derive(Debug)]
-struct ChannelBook {
-    provider: Address,
-    book: Signed,
-}
-
 /// A provider that can serve a request: its offer, its API and the key's channel with it.
 #[derive(Clone, Debug)]
 pub(crate) struct Route {
@@ -182,25 +192,20 @@ pub(crate) struct KeyState {
     pub channels: Vec<ChannelId>,
 }
 
-/// Everything the handlers share.
+/// Everything the handlers share, by concern.
 pub struct Gateway {
     store: Option<batch::Store>,
     rpc: RpcClient,
-    chain_id: String,
     keys: HashMap<String, Arc<KeyState>>,
-    channels: Mutex<HashMap<ChannelId, ChannelBook>>,
-    /// Offers on chain with their provider's API, refreshed in the background.
-    offers: parking_lot::RwLock<Vec<(Address, String, ModelOffer)>>,
-    /// Time to first token per provider, as a moving average (ms).
-    latency: Mutex<HashMap<Address, f64>>,
-    /// When each provider last failed a request; recent failures go to the back of the line.
-    failures: Mutex<HashMap<Address, Instant>>,
+    payments: Payments,
+    routing: Routing,
+    clock: Arc<dyn Clock>,
     clients: Mutex<HashMap<(String, Address), ProviderClient>>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("chain_id", &self.chain_id).finish_non_exhaustive()
+        f.debug_struct("Gateway").field("node", &self.rpc.base()).finish_non_exhaustive()
     }
 }
 
@@ -247,15 +252,14 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         })?),
         None => None,
     };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let gateway = Arc::new(Gateway {
         store,
         rpc,
-        chain_id,
         keys,
-        channels: Mutex::new(channels),
-        offers: Default::default(),
-        latency: Default::default(),
-        failures: Default::default(),
+        payments: Payments::new(chain_id, channels),
+        routing: Routing::new(clock.clone()),
+        clock,
         clients: Default::default(),
     });
     gateway.refresh_offers().await?;
@@ -276,7 +280,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     let addr = listener
         .local_addr()
         .map_err(|e| GatewayError::Listen { addr: config.listen.to_string(), reason: e.to_string() })?;
-    let router = routes::router(gateway.clone());
+    let router = router(gateway.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             warn!(error = %e, "the gateway stopped");
@@ -328,32 +332,19 @@ impl Gateway {
                 None => break,
             }
         }
-        *self.offers.write() = offers;
+        self.routing.set_offers(offers);
         Ok(())
     }
 
     /// After a restart the gateway may already have signed vouchers beyond what was redeemed; the providers
     /// hold them, so their tallies say where the count stands (a voucher they hold is one this key signed).
     async fn recover_vouchers(&self) {
-        let hosts: Vec<(ChannelId, Address, Option<String>)> = {
-            let offers = self.offers.read();
-            self.channels
-                .lock()
-                .iter()
-                .map(|(&id, book)| {
-                    let host = offers.iter().find(|(p, _, _)| *p == book.provider).map(|(_, h, _)| h.clone());
-                    (id, book.provider, host)
-                })
-                .collect()
-        };
-        for (id, _provider, host) in hosts {
-            let Some(host) = host else { continue };
+        for (id, provider) in self.payments.all() {
+            let Some(host) = self.routing.host_of(&provider) else { continue };
             let Some(account) = self.account_of(id) else { continue };
             let client = self.client(&host, &account);
             if let Ok(tally) = client.channel_tally(id).await {
-                if let Some(book) = self.channels.lock().get_mut(&id) {
-                    book.book.signed = book.book.signed.max(tally.paid);
-                }
+                self.payments.at_least(id, tally.paid);
             }
         }
     }
@@ -370,96 +361,52 @@ impl Gateway {
             .clone()
     }
 
-    /// Model names (and hashes) routable for a key, with one offer each for `/v1/models`.
-    pub(crate) fn models_for(&self, key: &KeyState) -> Vec<ModelOffer> {
-        let providers = self.providers_of(key);
-        let mut seen = Vec::<ModelOffer>::new();
-        for (p, _, offer) in self.offers.read().iter() {
-            if providers.contains_key(p) && !seen.iter().any(|o| o.name == offer.name) {
-                seen.push(offer.clone());
-            }
-        }
-        seen
-    }
-
-    fn providers_of(&self, key: &KeyState) -> HashMap<Address, ChannelId> {
-        let books = self.channels.lock();
-        key.channels.iter().filter_map(|id| books.get(id).map(|b| (b.provider, *id))).collect()
-    }
-
-    /// The providers that can serve `model` (a name or a model hash) for this key, best first: those that have
-    /// not failed in the last [`FAILURE_COOLDOWN`], then the cheapest for a typical request, then the fastest
-    /// to the first token.
-    pub(crate) fn routes(&self, key: &KeyState, model: &str) -> Vec<Route> {
-        let providers = self.providers_of(key);
-        let latency = self.latency.lock().clone();
-        let failures = self.failures.lock().clone();
-        let failed = |p: &Address| failures.get(p).is_some_and(|at| at.elapsed() < FAILURE_COOLDOWN);
-        let mut routes: Vec<Route> = self
-            .offers
-            .read()
-            .iter()
-            .filter(|(_, _, o)| o.name == model || o.model_hash.to_string() == model)
-            .filter_map(|(p, host, offer)| {
-                providers.get(p).map(|&channel| Route {
-                    offer: offer.clone(),
-                    provider: *p,
-                    host_uri: host.clone(),
-                    channel,
-                })
-            })
-            .collect();
-        routes.sort_by(|a, b| {
-            let price = |r: &Route| r.offer.cost(1_000, 1_000).unwrap_or(Amount(u128::MAX));
-            let ms = |r: &Route| latency.get(&r.provider).copied().unwrap_or(0.0);
-            failed(&a.provider)
-                .cmp(&failed(&b.provider))
-                .then(price(a).cmp(&price(b)))
-                .then(ms(a).total_cmp(&ms(b)))
-        });
-        routes
-    }
-
-    pub(crate) fn record_latency(&self, provider: Address, started: Instant) {
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut latency = self.latency.lock();
-        let entry = latency.entry(provider).or_insert(ms);
-        *entry = 0.8 * *entry + 0.2 * ms;
-    }
-
-    /// A provider that failed is tried after the others for a while.
-    pub(crate) fn record_failure(&self, provider: Address) {
-        self.failures.lock().insert(provider, Instant::now());
-    }
-
-    /// The key's channels as the gateway pays through them: provider, deposit, and the latest voucher's total.
-    pub(crate) fn channels_of(&self, key: &KeyState) -> Vec<(ChannelId, Address, Amount, Amount)> {
-        let books = self.channels.lock();
-        key.channels
-            .iter()
-            .filter_map(|id| books.get(id).map(|b| (*id, b.provider, b.book.deposit, b.book.signed)))
-            .collect()
-    }
-
-    /// Signs a voucher adding `delta` to the channel's total and returns it; `None` when nothing is due.
-    pub(crate) fn sign(&self, account: &SecretKey, channel: ChannelId, delta: Amount) -> Option<Voucher> {
-        let mut books = self.channels.lock();
-        let cumulative = books.get_mut(&channel)?.book.add(delta)?;
-        Some(Voucher::sign(account, &self.chain_id, channel, cumulative))
-    }
-
     /// What the gateway has signed on a channel so far.
     pub fn signed(&self, channel: ChannelId) -> Option<Amount> {
-        self.channels.lock().get(&channel).map(|b| b.book.signed)
+        self.payments.signed(channel)
+    }
+
+    /// The key a request's `Authorization: Bearer …` names.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyState>, ApiError> {
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::missing_key)?;
+        let token = value.strip_prefix("Bearer ").map(str::trim).ok_or_else(ApiError::missing_key)?;
+        if token.is_empty() {
+            return Err(ApiError::missing_key());
+        }
+        self.key(token).ok_or_else(|| ApiError::wrong_key(token))
     }
 
     /// Re-reads a channel's deposit (after a top-up) and state.
     pub async fn refresh_channel(&self, channel: ChannelId) -> Result<(), RpcError> {
         if let Some(c) = self.rpc.channel(channel).await? {
-            if let Some(book) = self.channels.lock().get_mut(&channel) {
-                book.book.deposit = if c.state == ChannelState::Open { c.deposit } else { c.redeemed };
-            }
+            self.payments
+                .set_deposit(channel, if c.state == ChannelState::Open { c.deposit } else { c.redeemed });
         }
         Ok(())
     }
+}
+
+/// The API: OpenAI's endpoints, tensorgrid's `/v1/channels`, and the Files and Batch APIs.
+fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/models", get(routes::list_models))
+        .route("/v1/models/{*model}", get(routes::get_model))
+        .route("/v1/chat/completions", post(routes::chat))
+        .route("/v1/completions", post(routes::completions))
+        .route("/v1/embeddings", post(routes::embeddings))
+        .route("/v1/channels", get(routes::channels))
+        .route("/v1/files", post(batch::upload).get(batch::list_files))
+        .route("/v1/files/{id}", get(batch::get_file).delete(batch::delete_file))
+        .route("/v1/files/{id}/content", get(batch::file_content))
+        .route("/v1/batches", post(batch::create_batch).get(batch::list_batches))
+        .route("/v1/batches/{id}", get(batch::get_batch))
+        .route("/v1/batches/{id}/cancel", post(batch::cancel_batch))
+        .fallback(|| async {
+            ApiError::not_found("Unknown request URL. Please check the URL and method.".into())
+        })
+        .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .with_state(gateway)
 }

@@ -159,9 +159,5 @@ pub fn core_for(
 
 /// The wall clock in chain units, for request timestamps and decision records.
 pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Timestamp::from_millis(ms)
+    tensorgrid_client::wall_clock()
 }
