@@ -19,52 +19,21 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tensorgrid_types::job::JobId;
 use tensorgrid_types::manifest::MappedDeployment;
 use tensorgrid_types::market::LeaseId;
-use tensorgrid_types::provider_api::{
-    AuthError, JobRunState, JobStatus, LeaseStatus, RequestAuth, MAX_SKEW_MS,
-};
+use tensorgrid_types::provider_api::{JobRunState, JobStatus, LeaseStatus};
 use tensorgrid_types::{Address, Hash};
 
 use crate::content::PutError;
+use crate::http::{ApiError, Signed};
 use crate::leases::{self, ManifestError};
 use crate::{jobs, JobView, Shared};
-
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } })))
-            .into_response()
-    }
-}
 
 pub fn router(shared: Arc<Shared>) -> Router {
     let limit = usize::try_from(shared.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
@@ -100,61 +69,12 @@ fn inference_routes() -> Router<Arc<Shared>> {
     Router::new()
 }
 
-/// Checks a request's signature, freshness and nonce; returns who signed it.
-fn authenticate(
-    shared: &Shared,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Address, ApiError> {
-    let unauthorized = |e: AuthError| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
-    let auth = RequestAuth::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
-        .map_err(unauthorized)?;
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let now = crate::now().millis();
-    auth.verify(method.as_str(), path, body, now).map_err(unauthorized)?;
-    let mut nonces = shared.nonces.lock();
-    nonces.retain(|_, forget_at| *forget_at > now);
-    if nonces.contains_key(&auth.nonce) {
-        return Err(unauthorized(AuthError::Replayed));
-    }
-    // A nonce must be remembered as long as its timestamp could still pass the freshness check.
-    nonces.insert(auth.nonce, auth.timestamp_ms.saturating_add(MAX_SKEW_MS).saturating_add(1));
-    Ok(auth.signer)
-}
-
 fn chain_unavailable(e: tensorgrid_client::RpcError) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "chain_unavailable",
         format!("the provider cannot read the chain: {e}"),
     )
-}
-
-/// A request whose signature checked out: who signed it, and the body the signature covers.
-#[derive(Debug)]
-pub struct Signed {
-    pub signer: Address,
-    pub body: Bytes,
-}
-
-impl FromRequest<Arc<Shared>> for Signed {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, shared: &Arc<Shared>) -> Result<Self, Self::Rejection> {
-        let (parts, body) = request.into_parts();
-        let limit = usize::try_from(shared.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
-        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body exceeds {limit} bytes"),
-            )
-        })?;
-        let signer = authenticate(shared, &parts.method, &parts.uri, &parts.headers, &body)?;
-        Ok(Signed { signer, body })
-    }
 }
 
 /// The job's view, if `signer` is its client and this provider holds a slot of it. Anyone else learns only

@@ -32,8 +32,8 @@ use tensorgrid_types::model::ModelOffer;
 use tensorgrid_types::{Address, Amount, Hash, Msg};
 use tracing::{info, warn};
 
-use crate::api::{ApiError, Signed};
 use crate::config::ModelConfig;
+use crate::http::{ApiError, Signed};
 use crate::{ProviderError, Shared};
 
 /// A model this provider serves.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod content;
 pub mod daemon;
 pub mod error;
+pub mod http;
 #[cfg(feature = "llm")]
 pub mod inference;
 pub mod interpreter;
