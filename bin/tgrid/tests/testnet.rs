@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use serde_json::Value;
 use tensorgrid_client::keystore::key_from_mnemonic;
 use tensorgrid_client::{RpcClient, TxBuilder};
-use tensorgrid_types::{Amount, Hash, Msg, SecretKey};
+use tensorgrid_types::{Amount, Event, Hash, Msg, SecretKey};
 
 const TGRID: &str = env!("CARGO_BIN_EXE_tgrid");
 
@@ -169,6 +170,27 @@ async fn four_validator_processes_survive_kill_dash_nine() {
             }
         }
     }
+    // A subscriber that was away: resuming from height 1, the node replays every block it missed before the
+    // live ones, so all 20 transfers arrive although they committed before it subscribed.
+    let replay = clients[3].blocks_from(&["transfer"], Some(&bob.address()), Some(1)).await.expect("resumes");
+    let mut replay = Box::pin(replay);
+    let (mut replayed, mut last_height) = (0, 0);
+    while replayed < 20 {
+        let block = tokio::time::timeout(Duration::from_secs(30), replay.next())
+            .await
+            .expect("the replay delivers within 30 s")
+            .expect("the stream stays open")
+            .expect("a block");
+        assert!(block.height > last_height, "blocks come once each, in order");
+        last_height = block.height;
+        replayed += block
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Transfer { from, to, .. } if *from == alice.address() && *to == bob.address()))
+            .count();
+    }
+    assert_eq!(replayed, 20);
+
     let metrics = reqwest::get(format!("{}/metrics", clients[2].base()))
         .await
         .expect("metrics")

@@ -317,6 +317,18 @@ impl RpcClient {
         account: Option<&Address>,
     ) -> Result<impl futures_util::Stream<Item = Result<StreamedBlock, RpcError>> + Send + 'static, RpcError>
     {
+        self.blocks_from(kinds, account, None).await
+    }
+
+    /// Like [`RpcClient::blocks`], replaying the committed blocks from height `from` first, so a subscriber
+    /// that reconnects after the last height it handled misses nothing.
+    pub async fn blocks_from(
+        &self,
+        kinds: &[&str],
+        account: Option<&Address>,
+        from: Option<u64>,
+    ) -> Result<impl futures_util::Stream<Item = Result<StreamedBlock, RpcError>> + Send + 'static, RpcError>
+    {
         use futures_util::StreamExt as _;
         let mut url = reqwest::Url::parse(&format!("{}/v1/events", self.base))
             .map_err(|e| RpcError::Transport { url: self.base.clone(), reason: e.to_string() })?;
@@ -325,6 +337,9 @@ impl RpcClient {
         }
         if let Some(account) = account {
             url.query_pairs_mut().append_pair("account", &account.to_string());
+        }
+        if let Some(from) = from {
+            url.query_pairs_mut().append_pair("from", &from.to_string());
         }
         // The stream lives as long as the node keeps it open, so it gets a client without the overall timeout.
         let http = reqwest::Client::builder()

@@ -98,12 +98,23 @@ pub(crate) async fn embeddings(
 ) -> Result<Response, ApiError> {
     let key = gateway.authenticate(&headers)?;
     let call = requests::embed_call(&body)?;
-    Ok(Json(call::embed(&gateway, &key, call, 0).await?).into_response())
+    let answer = detached(async move { call::embed(&gateway, &key, call, 0).await }).await?;
+    Ok(Json(answer).into_response())
+}
+
+/// Runs a whole (non-streaming) answer in a task of its own: if the client hangs up, the request's future is
+/// dropped but the task reads the provider's answer to its end and pays for it, so the channel stays settled
+/// and the provider's credit is not left eaten by an abandoned request.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| ApiError::upstream(format!("The request's task failed: {e}")))?
 }
 
 async fn respond(gateway: Shared, key: Arc<KeyState>, call: Call) -> Result<Response, ApiError> {
     if !call.stream {
-        return Ok(Json(call::complete(&gateway, &key, call, 0).await?).into_response());
+        let answer = detached(async move { call::complete(&gateway, &key, call, 0).await }).await?;
+        return Ok(Json(answer).into_response());
     }
     let attempt = call::open(&gateway, &key, &call, 0).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);

@@ -30,7 +30,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tensorgrid_ledger::{QueryError, Store};
@@ -348,7 +348,13 @@ struct EventFilter {
     kind: Option<String>,
     /// Only events that name this address.
     account: Option<String>,
+    /// Replay committed blocks from this height before the live ones, so a subscriber that reconnects
+    /// misses nothing (at most [`MAX_REPLAY`] blocks back).
+    from: Option<u64>,
 }
+
+/// The most blocks a subscription replays; older history is read from `/v1/blocks/{height}`.
+pub const MAX_REPLAY: u64 = 10_000;
 
 /// Whether `value` (an event as JSON) mentions `needle` anywhere.
 fn mentions(value: &Value, needle: &str) -> bool {
@@ -371,31 +377,63 @@ async fn events<A: NodeApi>(
             .parse::<tensorgrid_types::Address>()
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`account`: {e}")))?;
     }
+    // Subscribe before reading the replay, so no block falls between the two; the live stream then skips
+    // what the replay already carried.
     let Some(rx) = node.subscribe() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_event_stream", "this node has no event stream"));
     };
-    let account = filter.account;
-    let stream = stream::unfold(rx, move |mut rx| {
-        let kinds = kinds.clone();
-        let account = account.clone();
-        async move {
-            let block = rx.recv().await?;
-            let events: Vec<Value> = block
-                .events
-                .iter()
-                .filter_map(|e| serde_json::to_value(e).ok())
-                .filter(|v| {
-                    kinds
-                        .as_ref()
-                        .is_none_or(|ks| ks.iter().any(|k| v.get("kind").and_then(Value::as_str) == Some(k)))
-                })
-                .filter(|v| account.as_ref().is_none_or(|a| mentions(v, a)))
-                .collect();
-            let data = json!({ "height": block.height, "time": block.time, "events": events });
-            Some((Ok(SseEvent::default().event("block").data(data.to_string())), rx))
+    let replay = match filter.from {
+        None => Vec::new(),
+        Some(from) => {
+            let latest = node.block(None).map_err(internal)?.map(|b| b.height).unwrap_or(0);
+            if latest.saturating_sub(from) > MAX_REPLAY {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "too_far_back",
+                    format!(
+                        "`from` {from} is more than {MAX_REPLAY} blocks behind {latest}; read older blocks from \
+                         /v1/blocks/{{height}}"
+                    ),
+                ));
+            }
+            let mut replay = Vec::new();
+            for height in from.max(1)..=latest {
+                if let Some(b) = node.block(Some(height)).map_err(internal)? {
+                    replay.push(BlockEvents { height: b.height, time: b.time, events: b.events });
+                }
+            }
+            replay
         }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    };
+    let replayed_to = replay.last().map(|b| b.height).unwrap_or(0);
+    let account = filter.account;
+    let frame = move |block: &BlockEvents| -> Result<SseEvent, Infallible> {
+        let events: Vec<Value> = block
+            .events
+            .iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .filter(|v| {
+                kinds
+                    .as_ref()
+                    .is_none_or(|ks| ks.iter().any(|k| v.get("kind").and_then(Value::as_str) == Some(k)))
+            })
+            .filter(|v| account.as_ref().is_none_or(|a| mentions(v, a)))
+            .collect();
+        let data = json!({ "height": block.height, "time": block.time, "events": events });
+        Ok(SseEvent::default().event("block").data(data.to_string()))
+    };
+    let live_frame = frame.clone();
+    let live = stream::unfold(rx, move |mut rx| async move {
+        loop {
+            let block = rx.recv().await?;
+            if block.height > replayed_to {
+                return Some((block, rx));
+            }
+        }
+    })
+    .map(move |block| live_frame(&block));
+    let replayed = stream::iter(replay.into_iter().map(move |block| frame(&block)));
+    Ok(Sse::new(replayed.chain(live)).keep_alive(KeepAlive::default()))
 }
 
 async fn not_found() -> ApiError {

@@ -243,11 +243,16 @@ async fn catch_up(shared: &Arc<Shared>) {
     }
 }
 
-/// Follows the event stream for as long as the daemon runs, reconnecting when it breaks.
+/// Follows the event stream for as long as the daemon runs, reconnecting when it breaks. A reconnect resumes
+/// from the block after the last one handled (the node replays what was missed: an assignment, a reveal
+/// phase, a lease closing), so being away never costs the provider a deposit; open orders and jobs are read
+/// again as well, for a node that cannot replay that far.
 async fn follow(shared: Arc<Shared>) {
     let mut delay = Duration::from_millis(200);
+    let mut last: Option<u64> = None;
     loop {
-        match shared.chain.client.blocks(&KINDS, None).await {
+        let from = last.map(|h| h + 1);
+        match shared.chain.client.blocks_from(&KINDS, None, from).await {
             Ok(mut stream) => {
                 delay = Duration::from_millis(200);
                 catch_up(&shared).await;
@@ -257,6 +262,7 @@ async fn follow(shared: Arc<Shared>) {
                             for event in block.events {
                                 handle(&shared, event);
                             }
+                            last = Some(block.height);
                         }
                         Err(e) => {
                             warn!(error = %e, "the event stream broke");
@@ -265,7 +271,13 @@ async fn follow(shared: Arc<Shared>) {
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "cannot open the event stream"),
+            Err(e) => {
+                warn!(error = %e, "cannot open the event stream");
+                // A node that cannot replay that far (or another error) gets a fresh subscription next time.
+                if matches!(e, tensorgrid_client::RpcError::Node { status: 400, .. }) {
+                    last = None;
+                }
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
