@@ -1127,12 +1127,25 @@ fn a_provider_killed_mid_answer_is_paid_only_for_what_arrived_and_the_next_reque
     let provider_address =
         json(&tgrid(&home, &node, &["keys", "show", "provider"]))["address"].as_str().unwrap().to_string();
     let usage = &chat["usage"];
-    assert_eq!(
-        signed(first_channel),
-        cost(
-            &offer_of(&provider_address),
-            usage["prompt_tokens"].as_u64().unwrap(),
-            usage["completion_tokens"].as_u64().unwrap()
-        )
+    let one_answer = cost(
+        &offer_of(&provider_address),
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
     );
+    assert_eq!(signed(first_channel), one_answer);
+
+    // A client that hangs up on a whole (non-streaming) answer: the gateway still reads the provider's answer
+    // to its end and pays for it, so the channel is not left owing the provider (whose credit would run out).
+    // The same greedy request gives the same tokens, so the channel must come to exactly two answers' cost.
+    let abandoned = Command::new("curl")
+        .args(["-s", "--max-time", "0.2", "-H", &format!("Authorization: Bearer {token}")])
+        .args(["-H", "content-type: application/json"])
+        .args(["-d", r#"{"model":"SmolLM2-135M-Instruct","messages":[{"role":"user","content":"What is 2 + 2?"}],"temperature":0,"max_tokens":16}"#])
+        .arg(format!("{url}/chat/completions"))
+        .output()
+        .unwrap();
+    assert!(!abandoned.status.success() || !abandoned.stdout.is_empty());
+    eventually("the abandoned answer paid", Duration::from_secs(30), || {
+        signed(first_channel) == 2 * one_answer
+    });
 }
