@@ -232,6 +232,7 @@ async fn send_manifest(
     leases::deploy(&shared, lease, manifest).await.map(Json).map_err(|e| {
         let (status, code) = match &e {
             ManifestError::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "manifest_mismatch"),
+            ManifestError::ExceedsGroup(_) => (StatusCode::BAD_REQUEST, "exceeds_group"),
             ManifestError::NoGroup(_) | ManifestError::GroupMismatch { .. } => {
                 (StatusCode::BAD_REQUEST, "manifest_mismatch")
             }

@@ -50,6 +50,8 @@ pub enum ManifestError {
     NoGroup(u32),
     #[error("the manifest's group {gseq} differs from order {gseq}'s resources and placement on chain")]
     GroupMismatch { gseq: u32 },
+    #[error(transparent)]
+    ExceedsGroup(#[from] tensorgrid_types::manifest::ExceedsGroup),
     #[error("the workloads could not start: {0}")]
     Start(String),
     #[error("this provider has no container runtime")]
@@ -91,6 +93,8 @@ pub async fn deploy(
     if *spec != order.spec {
         return Err(ManifestError::GroupMismatch { gseq: lease.gseq });
     }
+    // The manifest's hash only proves it is the tenant's own: what runs must also fit what the order pays.
+    group.fits(&order.spec)?;
     let dir = lease_dir(shared, &lease);
     std::fs::create_dir_all(&dir).map_err(|e| ManifestError::Start(e.to_string()))?;
     std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap_or_default())

@@ -29,6 +29,15 @@ fn every_fixture_maps_or_is_rejected_with_a_located_reason() {
                 mapped += 1;
                 warnings += m.warnings.len();
                 assert!(!m.deployment.groups.is_empty(), "{name} mapped to nothing");
+                // What providers will run fits what the chain prices, as providers check before starting it.
+                for (group, spec) in m.deployment.manifest.iter().zip(&m.deployment.groups) {
+                    assert_eq!(
+                        group.fits(spec),
+                        Ok(()),
+                        "{name}: group {} runs more than it pays for",
+                        spec.name
+                    );
+                }
                 for w in &m.warnings {
                     assert!(w.line > 0 && !w.field.is_empty(), "{name}: warning without a place: {w}");
                 }

@@ -86,6 +86,42 @@ pub struct ManifestGroup {
     pub services: Vec<ServiceSpec>,
 }
 
+/// A manifest group that asks for more than its order pays for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "service `{service}` runs {count} instance(s) of its resources, but the priced group has room for {available} \
+     of that profile"
+)]
+pub struct ExceedsGroup {
+    pub service: String,
+    pub count: u32,
+    pub available: u32,
+}
+
+impl ManifestGroup {
+    /// Whether the services fit what the order prices, with Akash's meaning of `count`: a service runs
+    /// `count` instances (at least one) of its resource profile, and the group pays, per profile, for a number
+    /// of units. A service may use fewer units than priced, never more, and never a profile the group does
+    /// not price.
+    pub fn fits(&self, group: &GroupSpec) -> Result<(), ExceedsGroup> {
+        let mut room: Vec<(&ResourceUnits, u32)> =
+            group.resources.iter().map(|u| (&u.resources, u.count)).collect();
+        for service in &self.services {
+            let count = service.count.max(1);
+            let mut needed = count;
+            for (_, left) in room.iter_mut().filter(|(units, _)| **units == service.resources) {
+                let take = needed.min(*left);
+                *left -= take;
+                needed -= take;
+            }
+            if needed > 0 {
+                return Err(ExceedsGroup { service: service.name.clone(), count, available: count - needed });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A deployment as the chain prices it (`groups`) and as providers run it (`manifest`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappedDeployment {
@@ -98,5 +134,69 @@ impl MappedDeployment {
     /// fixed order and which hold no maps, so the same deployment always gives the same bytes.
     pub fn manifest_hash(&self) -> Hash {
         Hash::of(&serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+    use crate::amount::Amount;
+    use crate::resources::ResourceUnit;
+
+    fn units(cpu_millis: u64) -> ResourceUnits {
+        ResourceUnits { cpu_millis, memory_bytes: 256 << 20, ..ResourceUnits::default() }
+    }
+
+    fn service(name: &str, cpu_millis: u64, count: u32) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            image: "busybox".into(),
+            command: vec![],
+            args: vec![],
+            env: vec![],
+            resources: units(cpu_millis),
+            count,
+            expose: vec![],
+            mounts: vec![],
+        }
+    }
+
+    fn group(units_and_counts: &[(u64, u32)]) -> GroupSpec {
+        GroupSpec {
+            name: "g".into(),
+            requirements: Default::default(),
+            resources: units_and_counts
+                .iter()
+                .map(|&(cpu, count)| ResourceUnit { resources: units(cpu), count })
+                .collect(),
+            max_price: Amount(1),
+        }
+    }
+
+    #[test]
+    fn services_fit_the_units_their_group_pays_for_and_no_more() {
+        let priced = group(&[(500, 2), (1_000, 1)]);
+        let fits = ManifestGroup {
+            name: "g".into(),
+            services: vec![service("web", 500, 2), service("db", 1_000, 1)],
+        };
+        assert_eq!(fits.fits(&priced), Ok(()));
+        let fewer = ManifestGroup { name: "g".into(), services: vec![service("web", 500, 1)] };
+        assert_eq!(fewer.fits(&priced), Ok(()));
+        // The attack: a tenant prices one small unit and runs a thousand of them.
+        let greedy = ManifestGroup { name: "g".into(), services: vec![service("web", 500, 1_000)] };
+        assert_eq!(
+            greedy.fits(&priced),
+            Err(ExceedsGroup { service: "web".into(), count: 1_000, available: 2 })
+        );
+        // Two services drawing on the same profile share its units.
+        let shared =
+            ManifestGroup { name: "g".into(), services: vec![service("a", 500, 2), service("b", 500, 1)] };
+        assert!(shared.fits(&priced).is_err());
+        // A profile the group does not price at all, and a count of 0 (which still runs one instance).
+        let bigger = ManifestGroup { name: "g".into(), services: vec![service("web", 4_000, 1)] };
+        assert_eq!(bigger.fits(&priced).unwrap_err().available, 0);
+        let zero = ManifestGroup { name: "g".into(), services: vec![service("web", 500, 0)] };
+        assert_eq!(zero.fits(&priced), Ok(()));
     }
 }
