@@ -770,6 +770,57 @@ fn a_container_lease_from_sdl_runs_survives_a_provider_restart_and_is_removed_on
     assert_eq!(stranger.status.code(), Some(4), "{}", String::from_utf8_lossy(&stranger.stderr));
     assert!(String::from_utf8_lossy(&stranger.stderr).contains("not yours"));
 
+    // The attack: bob creates a deployment priced for one web instance whose manifest (hashed into the
+    // deployment, so it is bob's own) runs a thousand. The provider refuses it before starting anything.
+    let mut greedy: tensorgrid_types::manifest::MappedDeployment = serde_json::from_value(
+        json(&tgrid(&home, n, &["deploy", "check", "--output", "json", sdl]))["deployment"].clone(),
+    )
+    .unwrap();
+    greedy.manifest[0].services.retain(|s| s.name == "web");
+    greedy.manifest[0].services[0].count = 1_000;
+    let web_profile = greedy.manifest[0].services[0].resources.clone();
+    greedy.groups[0].resources.retain(|u| u.resources == web_profile);
+    greedy.groups[0].resources[0].count = 1;
+    let keys = tensorgrid_client::Keystore::open(home.join("keys")).unwrap();
+    let bob = keys.unlock("bob", None).unwrap().key;
+    let rpc = tensorgrid_client::RpcClient::new(n);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let msg = tensorgrid_types::Msg::CreateDeployment {
+        groups: greedy.groups.clone(),
+        deposit: tensorgrid_types::Amount::tgr(10),
+        manifest_hash: greedy.manifest_hash(),
+    };
+    let created = runtime.block_on(rpc.execute(&bob, msg, tensorgrid_types::Amount::tgr(1))).unwrap();
+    let greedy_dseq = created
+        .receipt
+        .events
+        .iter()
+        .find_map(|e| match e {
+            tensorgrid_types::Event::DeploymentCreated { dseq, .. } => Some(*dseq),
+            _ => None,
+        })
+        .unwrap();
+    let greedy_order = format!("{greedy_dseq}/1");
+    eventually("a bid on the greedy order", Duration::from_secs(30), || {
+        json(&tgrid(&home, n, &["market", "bids", &greedy_order])).as_array().is_some_and(|b| !b.is_empty())
+    });
+    json(&tgrid(
+        &home,
+        n,
+        &["lease", "create", "--bid", &format!("{greedy_order}/{provider}"), "--from", "bob"],
+    ));
+    let lease =
+        tensorgrid_types::market::OrderId { dseq: greedy_dseq, gseq: 1 }.bid(provider.parse().unwrap());
+    let to_provider = tensorgrid_client::ProviderClient::new(format!("http://127.0.0.1:{port}"), bob);
+    let refused = runtime.block_on(to_provider.send_manifest(&lease, &greedy)).unwrap_err();
+    assert_eq!(refused.code(), Some("exceeds_group"), "{refused}");
+    assert!(refused.to_string().contains("1000"), "{refused}");
+    assert!(
+        docker(&["ps", "-aq", "--filter", &format!("name=tg-{greedy_dseq}-")]).is_empty(),
+        "nothing started"
+    );
+    json(&tgrid(&home, n, &["deploy", "close", &greedy_dseq.to_string(), "--from", "bob"]));
+
     // The daemon dies hard; the containers keep running; a new daemon adopts the lease.
     let _ = daemon.0.kill();
     let _ = daemon.0.wait();
