@@ -173,6 +173,8 @@ pub struct Limits {
     pub withdraw_interval: Duration,
     /// The host address published container ports bind to.
     pub publish_ip: String,
+    /// Signed requests a second each signer may send the provider API (bursts of twice that).
+    pub requests_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -187,6 +189,7 @@ impl Default for Limits {
             max_upload_bytes: 256 * 1024 * 1024,
             withdraw_interval: Duration::from_secs(3600),
             publish_ip: "0.0.0.0".into(),
+            requests_per_sec: 100,
         }
     }
 }

@@ -82,7 +82,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
         chain: Chain::new(client, key),
         content,
         runners,
-        nonces: Mutex::new(Default::default()),
+        guard: Mutex::new(crate::http::RequestGuard::new(config.limits.requests_per_sec)),
         config,
     });
     wait_for_node(&shared).await;

@@ -257,8 +257,9 @@ pub async fn embeddings(
     Path(channel): Path<ChannelId>,
     signed: Signed,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {
-    let request: EmbeddingsRequest = parse(&signed.body)?;
+    // The channel is checked first: only its client gets the provider to parse a request.
     open_channel(&shared, channel, signed.signer).await?;
+    let request: EmbeddingsRequest = parse(&signed.body)?;
     let inference = inference(&shared)?;
     let model = inference.model(&request.model)?.clone();
     let Engine::Embeddings(embedder) = model.engine else {
@@ -303,8 +304,9 @@ pub async fn generate(
     Path(channel): Path<ChannelId>,
     signed: Signed,
 ) -> Result<Response, ApiError> {
-    let request: GenerateRequest = parse(&signed.body)?;
+    // The channel is checked first: only its client gets the provider to parse a request.
     open_channel(&shared, channel, signed.signer).await?;
+    let request: GenerateRequest = parse(&signed.body)?;
     let inference = inference(&shared)?;
     let model = inference.model(&request.model)?.clone();
     let Engine::Llm(engine) = model.engine else {

@@ -20,7 +20,6 @@ pub mod inventory;
 pub mod jobs;
 pub mod leases;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -97,8 +96,8 @@ pub struct Shared {
     /// The models served and the channels paying for them, when the configuration names models.
     #[cfg(feature = "llm")]
     pub inference: Option<Arc<inference::Inference>>,
-    /// Request nonces seen recently, with when they may be forgotten (ms), against replays.
-    pub nonces: Mutex<HashMap<[u8; 16], u64>>,
+    /// Nonces seen recently and each signer's request rate, bounded.
+    pub guard: Mutex<http::RequestGuard>,
 }
 
 impl std::fmt::Debug for Shared {

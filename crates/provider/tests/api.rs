@@ -42,7 +42,7 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
         content: ContentStore::open(dir.join("content")).unwrap(),
         runners: vec![],
         lease_runner: None,
-        nonces: Mutex::new(Default::default()),
+        guard: Mutex::new(tensorgrid_provider::http::RequestGuard::new(config.limits.requests_per_sec)),
         config,
     });
     // The core learns of job 7 the way it does from the chain: it reads the job and finds its own slot. The
@@ -177,4 +177,67 @@ async fn only_the_jobs_client_may_upload_and_never_twice_with_one_signature() {
     let (status, body) = status_of(&shared, open).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("no_bid_reasons"), "{body}");
+}
+
+/// A 256 MiB body made on demand, counting what the server pulls of it.
+fn huge_body(pulled: Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    let chunk = axum::body::Bytes::from(vec![0u8; 1 << 20]);
+    Body::from_stream(futures_util::stream::iter((0..256).map(move |_| {
+        pulled.fetch_add(1 << 20, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk.clone())
+    })))
+}
+
+#[tokio::test]
+async fn a_huge_body_without_a_valid_signature_is_refused_before_a_byte_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = SecretKey::from_label("tenant");
+    let hash = Hash::of(b"(module)");
+    let shared = shared(dir.path(), &tenant, hash);
+    let path = format!("/v1/jobs/7/content/{hash}");
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    let unsigned = Request::builder().method("PUT").uri(&path).body(huge_body(pulled.clone())).unwrap();
+    assert_eq!(status_of(&shared, unsigned).await.0, StatusCode::UNAUTHORIZED);
+    // Mallory's signature presented as the tenant's: the headers do not verify, so the body is never read.
+    let mallory = SecretKey::from_label("mallory");
+    let forged = RequestAuth {
+        signer: tenant.address(),
+        ..RequestAuth::sign(&mallory, "PUT", &path, now_ms(), [9; 16], b"")
+    };
+    let mut request = Request::builder().method("PUT").uri(&path);
+    for (name, value) in forged.headers() {
+        request = request.header(name, value);
+    }
+    let (status, body) = status_of(&shared, request.body(huge_body(pulled.clone())).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(pulled.load(std::sync::atomic::Ordering::SeqCst), 0, "not a byte of either body was read");
+}
+
+#[tokio::test]
+async fn each_signer_keeps_to_its_request_rate_and_others_are_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = SecretKey::from_label("tenant");
+    let shared = shared(dir.path(), &tenant, Hash::of(b"(module)"));
+    let burst = 2 * shared.config.limits.requests_per_sec as usize;
+    let flooder = SecretKey::from_label("flooder");
+    let mut refused = 0;
+    // Requests as fast as the test can make them: the bucket refills at the rate meanwhile, so a few more
+    // than the burst get through before the refusals start.
+    for n in 0u32..(4 * burst as u32) {
+        let mut nonce = [0u8; 16];
+        nonce[..4].copy_from_slice(&n.to_le_bytes());
+        let auth = RequestAuth::sign(&flooder, "GET", "/v1/jobs/7/status", now_ms(), nonce, b"");
+        let mut request = Request::builder().method("GET").uri("/v1/jobs/7/status");
+        for (name, value) in auth.headers() {
+            request = request.header(name, value);
+        }
+        if status_of(&shared, request.body(Body::empty()).unwrap()).await.0 == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "a burst past twice the rate is refused");
+    let (status, body) =
+        status_of(&shared, signed(&tenant, "GET", "/v1/jobs/7/status", b"", now_ms(), 1)).await;
+    assert_eq!(status, StatusCode::OK, "the job's own client is not slowed by the flood: {body}");
 }

@@ -1,12 +1,13 @@
 //! The provider API's wire model: how a tenant or job client proves who sends a request, and what the
 //! endpoints take and return. The provider daemon serves it; the SDK's provider client calls it.
 //!
-//! Every request carries four headers: the signer's address, a timestamp (ms since the Unix epoch), a random
-//! 16-byte nonce and an ed25519 signature over [`signing_bytes`] (method, path with query, timestamp, nonce and
-//! the blake3 of the body). The address *is* the public key, so the provider verifies without a lookup, then
-//! checks on chain that the signer owns the lease or job the path names. A provider refuses timestamps more
-//! than [`MAX_SKEW_MS`] from its clock and remembers nonces for that long, so a captured request cannot be
-//! replayed.
+//! Every request carries five headers: the signer's address, a timestamp (ms since the Unix epoch), a random
+//! 16-byte nonce, the blake3 of the body and an ed25519 signature over [`signing_bytes`] (method, path with
+//! query, timestamp, nonce and that body hash). The address *is* the public key, so the provider verifies the
+//! headers without a lookup and before it reads a byte of the body (which must then hash to what was signed),
+//! then checks on chain that the signer owns the lease or job the path names. A provider refuses timestamps
+//! more than [`MAX_SKEW_MS`] from its clock and remembers nonces for that long, so a captured request cannot
+//! be replayed.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,7 @@ pub const HEADER_SIGNER: &str = "x-tgrid-signer";
 pub const HEADER_TIMESTAMP: &str = "x-tgrid-timestamp";
 pub const HEADER_NONCE: &str = "x-tgrid-nonce";
 pub const HEADER_SIGNATURE: &str = "x-tgrid-signature";
+pub const HEADER_BODY_HASH: &str = "x-tgrid-body-hash";
 
 /// How far a request's timestamp may stray from the provider's clock, either way.
 pub const MAX_SKEW_MS: u64 = 60_000;
@@ -29,15 +31,15 @@ pub fn signing_bytes(
     path_and_query: &str,
     timestamp_ms: u64,
     nonce: &[u8; 16],
-    body: &[u8],
+    body_hash: &Hash,
 ) -> Hash {
     Hash::of_parts(&[
-        b"tensorgrid/provider-api/v1",
+        b"tensorgrid/provider-api/v2",
         method.as_bytes(),
         path_and_query.as_bytes(),
         &timestamp_ms.to_le_bytes(),
         nonce,
-        Hash::of(body).as_bytes(),
+        body_hash.as_bytes(),
     ])
 }
 
@@ -56,6 +58,8 @@ pub enum AuthError {
     Skewed { skew_ms: u64 },
     #[error("this nonce was already used: a request is accepted once")]
     Replayed,
+    #[error("the body does not hash to the signed `{HEADER_BODY_HASH}`")]
+    BodyMismatch,
     #[error("bad signature: {0}")]
     Signature(#[from] SignatureError),
 }
@@ -66,6 +70,8 @@ pub struct RequestAuth {
     pub signer: Address,
     pub timestamp_ms: u64,
     pub nonce: [u8; 16],
+    /// blake3 of the body, signed, so the headers can be checked before the body is read.
+    pub body_hash: Hash,
     pub signature: Signature,
 }
 
@@ -79,12 +85,39 @@ impl RequestAuth {
         nonce: [u8; 16],
         body: &[u8],
     ) -> RequestAuth {
-        let message = signing_bytes(method, path_and_query, timestamp_ms, &nonce, body);
-        RequestAuth { signer: key.address(), timestamp_ms, nonce, signature: key.sign(message.as_bytes()) }
+        let body_hash = Hash::of(body);
+        let message = signing_bytes(method, path_and_query, timestamp_ms, &nonce, &body_hash);
+        RequestAuth {
+            signer: key.address(),
+            timestamp_ms,
+            nonce,
+            body_hash,
+            signature: key.sign(message.as_bytes()),
+        }
     }
 
-    /// Checks the signature over this request and the timestamp against `now_ms`. Replay protection (nonces
-    /// seen before) is the server's, since it needs memory.
+    /// Checks the signature over the headers (the body by its signed hash) and the timestamp against
+    /// `now_ms`, without the body: what a server does before reading one. Replay protection (nonces seen
+    /// before) is the server's, since it needs memory.
+    pub fn verify_headers(&self, method: &str, path_and_query: &str, now_ms: u64) -> Result<(), AuthError> {
+        let skew_ms = now_ms.abs_diff(self.timestamp_ms);
+        if skew_ms > MAX_SKEW_MS {
+            return Err(AuthError::Skewed { skew_ms });
+        }
+        let message = signing_bytes(method, path_and_query, self.timestamp_ms, &self.nonce, &self.body_hash);
+        Ok(verify(&self.signer, message.as_bytes(), &self.signature)?)
+    }
+
+    /// Whether `body` is the one that was signed.
+    pub fn check_body(&self, body: &[u8]) -> Result<(), AuthError> {
+        if Hash::of(body) == self.body_hash {
+            Ok(())
+        } else {
+            Err(AuthError::BodyMismatch)
+        }
+    }
+
+    /// The headers and the body together.
     pub fn verify(
         &self,
         method: &str,
@@ -92,25 +125,22 @@ impl RequestAuth {
         body: &[u8],
         now_ms: u64,
     ) -> Result<(), AuthError> {
-        let skew_ms = now_ms.abs_diff(self.timestamp_ms);
-        if skew_ms > MAX_SKEW_MS {
-            return Err(AuthError::Skewed { skew_ms });
-        }
-        let message = signing_bytes(method, path_and_query, self.timestamp_ms, &self.nonce, body);
-        Ok(verify(&self.signer, message.as_bytes(), &self.signature)?)
+        self.verify_headers(method, path_and_query, now_ms)?;
+        self.check_body(body)
     }
 
-    /// The four headers, as (name, value).
-    pub fn headers(&self) -> [(&'static str, String); 4] {
+    /// The five headers, as (name, value).
+    pub fn headers(&self) -> [(&'static str, String); 5] {
         [
             (HEADER_SIGNER, self.signer.to_string()),
             (HEADER_TIMESTAMP, self.timestamp_ms.to_string()),
             (HEADER_NONCE, hex::encode(self.nonce)),
+            (HEADER_BODY_HASH, self.body_hash.to_string()),
             (HEADER_SIGNATURE, hex::encode(self.signature.0)),
         ]
     }
 
-    /// Reads the four headers through `get` (a header lookup by lowercase name).
+    /// Reads the five headers through `get` (a header lookup by lowercase name).
     pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<RequestAuth, AuthError> {
         let header = |name: &'static str| get(name).ok_or(AuthError::Missing(name));
         let malformed = |header: &'static str, reason: String| AuthError::Malformed { header, reason };
@@ -125,7 +155,10 @@ impl RequestAuth {
         let mut signature = [0u8; 64];
         hex::decode_to_slice(header(HEADER_SIGNATURE)?, &mut signature)
             .map_err(|_| malformed(HEADER_SIGNATURE, "not 128 hex digits".into()))?;
-        Ok(RequestAuth { signer, timestamp_ms, nonce, signature: Signature(signature) })
+        let body_hash = header(HEADER_BODY_HASH)?
+            .parse::<Hash>()
+            .map_err(|_| malformed(HEADER_BODY_HASH, "not a 64-hex-digit blake3 hash".into()))?;
+        Ok(RequestAuth { signer, timestamp_ms, nonce, body_hash, signature: Signature(signature) })
     }
 }
 
@@ -229,11 +262,18 @@ mod tests {
         .unwrap();
         assert_eq!(back, auth);
         assert_eq!(back.verify("PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_030_000), Ok(()));
-        // Anything changed breaks the signature: the body, the path, the method.
-        assert!(matches!(
+        // Anything changed breaks it: the body, the path, the method, the signed body hash.
+        assert_eq!(
             back.verify("PUT", "/v1/leases/7/1/x/manifest", b"{ }", 1_000_000),
+            Err(AuthError::BodyMismatch)
+        );
+        let rehashed = RequestAuth { body_hash: Hash::of(b"{ }"), ..back };
+        assert!(matches!(
+            rehashed.verify("PUT", "/v1/leases/7/1/x/manifest", b"{ }", 1_000_000),
             Err(AuthError::Signature(_))
         ));
+        // The headers alone are checked without the body.
+        assert_eq!(back.verify_headers("PUT", "/v1/leases/7/1/x/manifest", 1_000_000), Ok(()));
         assert!(matches!(
             back.verify("PUT", "/v1/leases/8/1/x/manifest", b"{}", 1_000_000),
             Err(AuthError::Signature(_))
