@@ -25,6 +25,7 @@
 //! max_jobs = 4
 //! manifest_timeout = "5m"
 //! content_timeout = "2m"
+//! requests_per_sec = 100                # signed API requests a second per signer (bursts of twice that)
 //! ```
 
 use std::collections::BTreeMap;
