@@ -15,8 +15,8 @@ use bollard::models::{
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions,
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt as _;
@@ -43,6 +43,11 @@ pub struct DockerRunner {
     /// Whether the host has NVIDIA's container runtime, so GPU requests can be passed through.
     nvidia: bool,
 }
+
+/// The capabilities a lease's containers keep (Docker's default set less NET_RAW, MKNOD, SYS_CHROOT,
+/// SETFCAP, SETPCAP and AUDIT_WRITE): enough for servers that bind low ports and drop to their own user.
+pub const LEASE_CAPABILITIES: [&str; 8] =
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"];
 
 impl DockerRunner {
     /// Connects to the local Docker daemon and agrees on an API version with it.
@@ -151,6 +156,12 @@ impl DockerRunner {
             // No swap beyond the memory limit: the tenant pays for memory, not for the host's disk.
             memory_swap: Some(memory),
             pids_limit: Some(4096),
+            // Nothing in a lease gains privileges it did not start with (setuid binaries included), and it
+            // starts with the few capabilities ordinary services need: no raw sockets (spoofing), device
+            // nodes, chroot, audit or capability editing.
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(LEASE_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
             port_bindings: Some(bindings),
             network_mode: Some(network.unwrap_or("none").to_string()),
             restart_policy: Some(RestartPolicy {
@@ -272,15 +283,35 @@ impl DockerRunner {
         let networked = group.services.iter().any(|s| !s.expose.is_empty());
         let network = if networked {
             let name = Self::network_name(lease);
-            let request = NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("bridge".into()),
-                labels: Some(self.labels(lease, None)),
-                ..Default::default()
-            };
-            match self.docker.create_network(request).await {
-                Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
-                Err(e) => return Err(engine(e)),
+            // Docker allows two networks of one name, and a container then cannot say which it joins: a
+            // network a crashed earlier start left behind is removed (or, if something still uses it,
+            // reused) instead of being doubled.
+            let filters = HashMap::from([("name".to_string(), vec![name.clone()])]);
+            let options = ListNetworksOptions { filters: Some(filters) };
+            let mut in_use = false;
+            for leftover in self.docker.list_networks(Some(options)).await.map_err(engine)? {
+                if leftover.name.as_deref() != Some(name.as_str()) {
+                    continue;
+                }
+                let Some(id) = leftover.id else { continue };
+                match self.docker.remove_network(&id).await {
+                    Ok(())
+                    | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                    Err(_) => in_use = true,
+                }
+            }
+            if !in_use {
+                let request = NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(self.labels(lease, None)),
+                    ..Default::default()
+                };
+                match self.docker.create_network(request).await {
+                    Ok(_)
+                    | Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
+                    Err(e) => return Err(engine(e)),
+                }
             }
             Some(name)
         } else {
