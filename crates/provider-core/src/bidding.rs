@@ -437,6 +437,11 @@ impl BidEngine {
         });
     }
 
+    /// The newest decision.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.history.back()
+    }
+
     /// The recent decisions, newest last.
     pub fn history(&self) -> Vec<Decision> {
         self.history.iter().cloned().collect()

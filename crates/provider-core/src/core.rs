@@ -143,16 +143,8 @@ impl ProviderCore {
         self.jobs.get(&id)
     }
 
-    pub fn jobs(&self) -> impl Iterator<Item = &JobEntry> {
-        self.jobs.values()
-    }
-
     pub fn lease(&self, id: &LeaseId) -> Option<&LeaseEntry> {
         self.leases.get(id)
-    }
-
-    pub fn leases(&self) -> impl Iterator<Item = (&LeaseId, &LeaseEntry)> {
-        self.leases.iter()
     }
 
     pub fn decisions(&self) -> Vec<Decision> {
@@ -201,7 +193,7 @@ impl ProviderCore {
                 }
             }
             Input::PriceScript { work, answer } => self.after_script(now, work, answer, &mut out),
-            Input::ContentArrived { job } => self.content_arrived(job, &mut out),
+            Input::ContentArrived { job } => self.content_arrived(now, job, &mut out),
             Input::ContentMissing { job } => self.fail(
                 job,
                 "the module and inputs did not all arrive in time; the slot lapses at no cost".into(),
@@ -374,7 +366,7 @@ impl ProviderCore {
     }
 
     fn quoted(&mut self, work: WorkRef, quoted: QuotedWork, quote: Quote, out: &mut Vec<Effect>) {
-        if let Some(decision) = self.engine.history().last().cloned() {
+        if let Some(decision) = self.engine.last_decision().cloned() {
             if !matches!(quote, Quote::AskScript(_)) {
                 out.push(Effect::Decided(decision));
             }
@@ -383,11 +375,7 @@ impl ProviderCore {
             Quote::Bid(price) => out.push(bid(work, price)),
             Quote::NoBid(_) => {}
             Quote::AskScript(price) => {
-                let ceiling = match &quoted {
-                    QuotedWork::Order { order } => order.spec.max_price,
-                    QuotedWork::Job { job } => job.spec.max_bid(),
-                };
-                out.push(Effect::AskPriceScript { work: Box::new(quoted.clone()), price, ceiling });
+                out.push(Effect::AskPriceScript { work: Box::new(quoted.clone()), price });
                 self.quoting.insert(work, quoted);
             }
         }
@@ -405,7 +393,7 @@ impl ProviderCore {
             QuotedWork::Order { order } => self.engine.after_script(&Work::Order { order }, answer, now),
             QuotedWork::Job { job } => self.engine.after_script(&Work::Job { job }, answer, now),
         };
-        if let Some(decision) = self.engine.history().last().cloned() {
+        if let Some(decision) = self.engine.last_decision().cloned() {
             out.push(Effect::Decided(decision));
         }
         if let Ok(price) = decided {
@@ -474,14 +462,14 @@ impl ProviderCore {
         }
     }
 
-    fn content_arrived(&mut self, id: JobId, out: &mut Vec<Effect>) {
+    fn content_arrived(&mut self, now: Timestamp, id: JobId, out: &mut Vec<Effect>) {
         let Some(entry) = self.jobs.get_mut(&id).filter(|e| e.phase == Phase::AwaitingContent) else {
             return;
         };
         if let Some(commit_deadline) = entry.commit_deadline {
             // Confirmed before a restart: run straight away.
             entry.phase = Phase::Running { commit_deadline };
-            self.run(id, commit_deadline, None, out);
+            self.run(now, id, commit_deadline, out);
             return;
         }
         entry.phase = Phase::Checking;
@@ -494,13 +482,13 @@ impl ProviderCore {
         });
     }
 
-    fn run(&mut self, id: JobId, commit_deadline: Timestamp, now: Option<Timestamp>, out: &mut Vec<Effect>) {
+    fn run(&mut self, now: Timestamp, id: JobId, commit_deadline: Timestamp, out: &mut Vec<Effect>) {
         let Some(entry) = self.jobs.get_mut(&id) else { return };
         entry.state = JobRunState::Running;
         entry.phase = Phase::Running { commit_deadline };
         let job = &entry.job;
         // Leave a margin before the commit deadline for the commitment to reach a block.
-        let left = now.map(|now| commit_deadline.since(now)).unwrap_or(u64::MAX);
+        let left = commit_deadline.since(now);
         let margin = COMMIT_MARGIN.as_millis() as u64;
         out.push(Effect::Run(Box::new(RunSpec {
             job: id,
@@ -617,7 +605,7 @@ impl ProviderCore {
                         if let Some(entry) = self.jobs.get_mut(&id) {
                             entry.commit_deadline = Some(deadline);
                         }
-                        self.run(id, deadline, Some(now), out);
+                        self.run(now, id, deadline, out);
                     }
                     None => self.fail(id, "the confirmation named no commit deadline".into(), out),
                 }

@@ -52,7 +52,7 @@ pub enum Effect {
     ReadOrder(OrderId),
     /// Run the operator's price script on this work at this price so far; answer with
     /// [`crate::Input::PriceScript`].
-    AskPriceScript { work: Box<QuotedWork>, price: Amount, ceiling: Amount },
+    AskPriceScript { work: Box<QuotedWork>, price: Amount },
     /// Wait until every hash is in the content store (the client uploads them), at the latest until
     /// `until`; answer with [`crate::Input::ContentArrived`] or [`crate::Input::ContentMissing`].
     AwaitContent { job: JobId, hashes: Vec<Hash>, until: Timestamp },
@@ -68,6 +68,16 @@ pub enum Effect {
     Decided(Decision),
     /// Something the operator should read in the log.
     Log { warn: bool, message: String },
+}
+
+impl QuotedWork {
+    /// The most the chain lets this provider ask for it.
+    pub fn ceiling(&self) -> Amount {
+        match self {
+            QuotedWork::Order { order } => crate::bidding::Work::Order { order }.ceiling(),
+            QuotedWork::Job { job } => crate::bidding::Work::Job { job }.ceiling(),
+        }
+    }
 }
 
 /// The work a price script is asked about, as the chain has it.

@@ -45,11 +45,7 @@ pub async fn run_script(
     work: &QuotedWork,
     price: Amount,
 ) -> Result<Amount, String> {
-    let ceiling = match work {
-        QuotedWork::Order { order } => order.spec.max_price,
-        QuotedWork::Job { job } => job.spec.max_bid(),
-    };
-    let input = serde_json::json!({ "work": work, "price": price, "ceiling": ceiling }).to_string();
+    let input = serde_json::json!({ "work": work, "price": price, "ceiling": work.ceiling() }).to_string();
     let mut child = tokio::process::Command::new(path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

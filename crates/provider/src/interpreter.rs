@@ -50,7 +50,7 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect) -> bool {
                 }
             });
         }
-        Effect::AskPriceScript { work, price, .. } => {
+        Effect::AskPriceScript { work, price } => {
             let shared = shared.clone();
             tokio::spawn(async move {
                 let reference = match &*work {
