@@ -155,7 +155,7 @@ fn gateway_latency(gguf: &std::path::Path) {
         let provider = tensorgrid_client::ProviderClient::new(format!("http://127.0.0.1:{}", base + 2), carol);
         let channel = access["channel"].as_u64().expect("channel");
         let offers = provider.models().await.expect("offers");
-        let model = offers[0].model_hash;
+        let (model, price) = (offers[0].model_hash, offers[0].price());
         let http = reqwest::Client::new();
         let url = format!("{}/completions", access["url"].as_str().expect("url"));
         let key = access["api_key"].as_str().expect("key").to_string();
@@ -174,6 +174,7 @@ fn gateway_latency(gguf: &std::path::Path) {
                     frequency_penalty: 0.0,
                     presence_penalty: 0.0,
                 },
+                price,
             };
             let t = Instant::now();
             let mut stream = std::pin::pin!(provider.generate(channel, &request).await.expect("generate"));

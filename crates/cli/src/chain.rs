@@ -255,9 +255,11 @@ pub(crate) fn start_inference(
                 token: api_key.clone(),
                 account: client_key.clone(),
                 channels: vec![channel],
+                ceiling: Default::default(),
             }],
             refresh: std::time::Duration::from_secs(5),
             data_dir: Some(dir.join("gateway")),
+            models: Vec::new(),
         })
         .await?;
         let model = provider

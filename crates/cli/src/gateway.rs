@@ -14,6 +14,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Path) -> anyhow::Result<()> {
             token: entry.token.clone(),
             account: ctx.unlock(&entry.account)?,
             channels: entry.channels.clone(),
+            ceiling: entry.ceiling(),
         });
     }
     let config = tensorgrid_gateway::GatewayConfig {
@@ -22,6 +23,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Path) -> anyhow::Result<()> {
         keys,
         refresh: file.refresh,
         data_dir: file.data_dir,
+        models: file.models,
     };
     ctx.block_on(async move {
         let running = tensorgrid_gateway::start(config).await?;

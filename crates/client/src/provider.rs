@@ -39,12 +39,21 @@ fn now_ms() -> u64 {
     crate::wall_clock().millis()
 }
 
+/// How long a provider may stay silent mid-request (no byte of an answer, a stream or a header).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest line of a generation's event stream: a provider that sends more without a newline is cut off
+/// instead of filling the client's memory.
+pub const MAX_EVENT_LINE: usize = 1024 * 1024;
+
 impl ProviderClient {
     /// A client of the provider whose API is at `base` (its on-chain `host_uri`), signing as `key`.
     pub fn new(base: impl Into<String>, key: SecretKey) -> ProviderClient {
         let base = base.into().trim_end_matches('/').to_string();
+        // No limit on a whole exchange: a long generation streams for as long as it needs. What is limited
+        // is silence: a provider that sends nothing for `READ_TIMEOUT` is given up on.
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(300))
+            .read_timeout(READ_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
@@ -142,6 +151,13 @@ impl ProviderClient {
                         });
                         return Some((item, (bytes, buffer, url, false)));
                     }
+                    if buffer.len() > MAX_EVENT_LINE {
+                        let error = RpcError::Transport {
+                            url: url.clone(),
+                            reason: format!("an event line longer than {MAX_EVENT_LINE} bytes"),
+                        };
+                        return Some((Err(error), (bytes, Vec::new(), url, true)));
+                    }
                     match bytes.next().await {
                         Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
                         Some(Err(e)) => {
@@ -160,6 +176,24 @@ impl ProviderClient {
                 }
             },
         ))
+    }
+
+    /// A tokenizer file by its hash (`GET /v1/tokenizers/{hash}`), at most `max_bytes`; the caller checks the
+    /// bytes against the hash.
+    pub async fn tokenizer(&self, hash: &Hash, max_bytes: usize) -> Result<Vec<u8>, RpcError> {
+        let mut response =
+            self.start(reqwest::Method::GET, &format!("/v1/tokenizers/{hash}"), Vec::new()).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > max_bytes {
+                return Err(RpcError::Decode {
+                    what: "tokenizer".into(),
+                    reason: format!("more than {max_bytes} bytes"),
+                });
+            }
+        }
+        Ok(bytes)
     }
 
     /// Embeds texts, paid from `channel`.

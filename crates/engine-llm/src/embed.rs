@@ -31,6 +31,8 @@ pub struct EmbedderInfo {
 pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
+    /// The same tokenizer as a file gateways fetch by hash to count what they pay for.
+    codec: tensorgrid_tokenizer::TextCodec,
     info: EmbedderInfo,
     normalize: bool,
     device: Device,
@@ -96,6 +98,10 @@ impl Embedder {
         // Lengths are checked (and refused) by the caller, never silently cut; padding is done here per batch.
         tokenizer.with_truncation(None).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
+        let codec = tensorgrid_tokenizer::TextCodec::new(
+            tokenizer.clone(),
+            tensorgrid_tokenizer::Parts { add_special_tokens: true, ..Default::default() },
+        )?;
         let tensors = candle_core::safetensors::load_buffer(&weights, device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let model = BertModel::load(vb, &config)?;
@@ -104,6 +110,7 @@ impl Embedder {
         Ok(Self {
             model,
             tokenizer,
+            codec,
             info: EmbedderInfo {
                 name,
                 content_hash: *hasher.finalize().as_bytes(),
@@ -121,15 +128,12 @@ impl Embedder {
 
     /// Token counts of inputs, special tokens included, as they would be embedded.
     pub fn count_tokens(&self, inputs: &[String]) -> Result<Vec<u32>> {
-        inputs
-            .iter()
-            .map(|text| {
-                self.tokenizer
-                    .encode(text.as_str(), true)
-                    .map(|e| e.get_ids().len() as u32)
-                    .map_err(|e| EngineError::Tokenizer(e.to_string()))
-            })
-            .collect()
+        Ok(self.codec.count(inputs)?)
+    }
+
+    /// The tokenizer as a content-addressed file (see `tensorgrid_tokenizer`).
+    pub fn codec(&self) -> &tensorgrid_tokenizer::TextCodec {
+        &self.codec
     }
 
     /// Embeds texts; an input longer than the model takes is an error naming its index.

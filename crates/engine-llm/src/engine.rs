@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{EngineError, Result};
 use crate::llama::{requantize, KvCache, Llama, LlamaConfig, Segment};
-use crate::tokenizer::TextCodec;
+use tensorgrid_tokenizer::{StreamDecoder, TextCodec};
+
+use crate::tokenizer::FromGguf;
 
 /// How to load a model and how hard to drive it.
 #[derive(Clone, Debug)]
@@ -270,7 +272,7 @@ impl LlmEngine {
             content = gguf_file::Content::read(&mut reader)?;
         }
         let content_hash = *blake3::hash(reader.get_ref()).as_bytes();
-        let codec = TextCodec::from_gguf(&content)?;
+        let codec = FromGguf::codec(&content)?;
         let model = Llama::load(&content, &mut reader, &options.device)?;
         let quantization = content
             .tensor_infos
@@ -346,9 +348,8 @@ struct Sequence {
     cache: KvCache,
     /// Prompt tokens already in the cache.
     read: usize,
-    generated: Vec<u32>,
-    /// Bytes of the decoded text already sent.
-    sent: usize,
+    /// The answer so far, as the gateway that pays for it will rebuild it from the ids.
+    decoder: StreamDecoder,
     sampler: LogitsProcessor,
 }
 
@@ -381,12 +382,13 @@ impl Scheduler {
                 }
                 let seed = job.request.params.seed;
                 let sampling = job.request.params.sampling();
+                let decoder =
+                    StreamDecoder::new(job.request.params.stop.clone(), job.request.params.max_tokens);
                 active.push(Sequence {
                     job,
                     cache: self.model.new_cache(),
                     read: 0,
-                    generated: Vec::new(),
-                    sent: 0,
+                    decoder,
                     sampler: LogitsProcessor::from_sampling(seed, sampling),
                 });
             }
@@ -421,7 +423,7 @@ impl Scheduler {
                 }
                 budget = budget.saturating_sub(n);
                 plan.push((i, prompt[s.read..s.read + n].to_vec()));
-            } else if let Some(&last) = s.generated.last() {
+            } else if let Some(&last) = s.decoder.generated().last() {
                 plan.push((i, vec![last]));
             }
         }
@@ -480,7 +482,7 @@ impl Scheduler {
     fn advance(&self, s: &mut Sequence, logits: &Tensor, hidden: Option<Vec<f32>>) -> Result<bool> {
         let params = &s.job.request.params;
         let (freq, pres) = (params.frequency_penalty, params.presence_penalty);
-        let generated = &s.generated;
+        let generated = s.decoder.generated();
         let id = s.sampler.sample_f(logits, |logits: &mut [f32]| {
             if freq != 0.0 || pres != 0.0 {
                 let mut counts = std::collections::HashMap::<u32, f32>::new();
@@ -494,81 +496,26 @@ impl Scheduler {
                 }
             }
         })?;
-        let prompt_tokens = s.job.request.prompt.len() as u32;
-        let done = |s: &Sequence, reason| Event::Done {
+        let context_full = s.cache.len() + 1 >= self.model.config().context_length;
+        let step = s.decoder.push(&self.codec, id, context_full)?;
+        let _ = s.job.tx.send(Event::Token { id, text: step.text, hidden });
+        let Some(reason) = step.finish else { return Ok(false) };
+        let reason = match reason {
+            tensorgrid_types::inference::FinishReason::Stop => FinishReason::Stop,
+            tensorgrid_types::inference::FinishReason::Length => FinishReason::Length,
+        };
+        let _ = s.job.tx.send(Event::Done {
             reason,
-            prompt_tokens,
-            completion_tokens: s.generated.len() as u32,
-        };
-        if self.codec.is_stop(id) {
-            // The end-of-turn token is sampled work like any other and is counted; its event carries whatever
-            // text was held back for a stop string that never came.
-            let text = self.codec.decode(&s.generated)?;
-            let rest = text.get(s.sent..).unwrap_or_default().to_string();
-            s.generated.push(id);
-            let _ = s.job.tx.send(Event::Token { id, text: rest, hidden });
-            let _ = s.job.tx.send(done(s, FinishReason::Stop));
-            return Ok(true);
-        }
-        s.generated.push(id);
-        let text = self.codec.decode(&s.generated)?;
-        let stops = &s.job.request.params.stop;
-        let search_from = s.sent.saturating_sub(stops.iter().map(String::len).max().unwrap_or(0));
-        let hit = stops
-            .iter()
-            .filter_map(|stop| text.get(search_from..)?.find(stop.as_str()).map(|p| p + search_from))
-            .min();
-        let at_length = s.generated.len() as u32 >= params.max_tokens
-            || s.cache.len() + 1 >= self.model.config().context_length;
-        let (end, finish) = match hit {
-            Some(p) => (p, Some(FinishReason::Stop)),
-            None if at_length => (text.len(), Some(FinishReason::Length)),
-            None => (safe_end(&text, s.sent, stops), None),
-        };
-        let delta = text.get(s.sent..end.max(s.sent)).unwrap_or_default().to_string();
-        s.sent = end.max(s.sent);
-        let _ = s.job.tx.send(Event::Token { id, text: delta, hidden });
-        if let Some(reason) = finish {
-            let _ = s.job.tx.send(done(s, reason));
-            return Ok(true);
-        }
-        Ok(false)
+            prompt_tokens: s.job.request.prompt.len() as u32,
+            completion_tokens: s.decoder.generated().len() as u32,
+        });
+        Ok(true)
     }
-}
-
-/// How far the decoded text can be sent: not into an unfinished UTF-8 character (shown as U+FFFD by the
-/// decoder) and not into a tail that could still grow into a stop string.
-fn safe_end(text: &str, sent: usize, stops: &[String]) -> usize {
-    let mut end = text.len();
-    while text[..end].ends_with('\u{FFFD}') {
-        end -= '\u{FFFD}'.len_utf8();
-    }
-    for stop in stops {
-        for k in (1..stop.len()).rev() {
-            if !stop.is_char_boundary(k) {
-                continue;
-            }
-            if text[..end].ends_with(&stop[..k]) {
-                end -= k;
-                break;
-            }
-        }
-    }
-    end.max(sent)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn safe_end_holds_back_stop_prefixes_and_broken_characters() {
-        let stops = vec!["\n\nUser:".to_string()];
-        assert_eq!(safe_end("Hello\n\nUs", 0, &stops), 5);
-        assert_eq!(safe_end("Hello", 0, &stops), 5);
-        assert_eq!(safe_end("Hi \u{FFFD}", 0, &[]), 3);
-        assert_eq!(safe_end("Hello\n", 5, &stops), 5);
-    }
 
     #[test]
     fn bad_parameters_are_refused() {

@@ -25,6 +25,8 @@ pub enum EngineError {
     Tokenizer(String),
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    #[error(transparent)]
+    Text(#[from] tensorgrid_tokenizer::TokenizerError),
     #[error("{tokens} tokens exceed the model's context of {limit}")]
     ContextExceeded { tokens: usize, limit: usize },
     #[error("invalid sampling parameter: {0}")]

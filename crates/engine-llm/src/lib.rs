@@ -20,7 +20,7 @@ pub use engine::{
 };
 pub use error::{EngineError, Result};
 pub use llama::{requantize, KvCache, Llama, LlamaConfig, Segment};
-pub use tokenizer::{ChatMessage, TextCodec};
+pub use tensorgrid_tokenizer::{ChatMessage, StreamDecoder, TextCodec, TokenizerError};
 
 /// The device to run on: the first CUDA GPU when built with the `cuda` feature and one is present, else the CPU.
 pub fn default_device() -> Device {

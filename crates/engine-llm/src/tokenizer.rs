@@ -2,10 +2,10 @@
 //!
 //! GGUF files ship the vocabulary, the BPE merges, the token types and the chat template, so a model file is
 //! all a provider needs: nothing is fetched from a model hub. The tokenizer is built with Hugging Face's
-//! `tokenizers` from those arrays; the template is rendered with a Jinja engine.
+//! `tokenizers` from those arrays into a [`TextCodec`], whose file gateways fetch by hash to count tokens.
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use serde::{Deserialize, Serialize};
+use tensorgrid_tokenizer::{Parts, TextCodec, CHATML};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -20,32 +20,11 @@ const TOKEN_TYPE_CONTROL: i32 = 3;
 /// GGUF's token type for user-defined tokens that must never be split.
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 
-/// A chat message as the OpenAI API and chat templates both know it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
+/// Builds the text side of a GGUF model from the vocabulary, merges, token types and template in its metadata.
+pub(crate) struct FromGguf;
 
-/// The text side of a model: tokenizer, special tokens and chat template.
-#[derive(Debug)]
-pub struct TextCodec {
-    tokenizer: Tokenizer,
-    /// Tokens that end generation: the declared end-of-sequence token and every control token except the one
-    /// that opens a turn or a sequence.
-    stop_ids: Vec<u32>,
-    bos: Option<String>,
-    eos: Option<String>,
-    template: String,
-}
-
-/// The template used when a file carries none: ChatML, which most small instruct models speak.
-const CHATML: &str =
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + \
-'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-
-impl TextCodec {
-    pub(crate) fn from_gguf(content: &Content) -> Result<Self> {
+impl FromGguf {
+    pub(crate) fn codec(content: &Content) -> Result<TextCodec> {
         let get = |key: &str| content.metadata.get(key);
         let model = get("tokenizer.ggml.model").and_then(|v| v.to_string().ok().cloned()).unwrap_or_default();
         if model != "gpt2" {
@@ -107,43 +86,14 @@ impl TextCodec {
         let template = get("tokenizer.chat_template")
             .and_then(|v| v.to_string().ok().cloned())
             .unwrap_or_else(|| CHATML.to_string());
-        let codec = Self { tokenizer, stop_ids, bos: text_of(bos_id), eos: text_of(eos_id), template };
-        // A template that does not even parse is a broken file; better to know at load than at the first chat.
-        codec.render_chat(&[ChatMessage { role: "user".into(), content: "hello".into() }])?;
-        Ok(codec)
-    }
-
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding =
-            self.tokenizer.encode(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
-    }
-
-    /// Decodes tokens to text, leaving out control tokens.
-    pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
-    }
-
-    pub fn is_stop(&self, id: u32) -> bool {
-        self.stop_ids.contains(&id)
-    }
-
-    /// Renders a conversation with the model's chat template, ready for the assistant's turn.
-    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
-        let mut env = minijinja::Environment::new();
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template("chat", &self.template).map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
-        let template = env.get_template("chat").map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
-        template
-            .render(minijinja::context! {
-                messages => messages,
-                add_generation_prompt => true,
-                bos_token => self.bos.clone().unwrap_or_default(),
-                eos_token => self.eos.clone().unwrap_or_default(),
-            })
-            .map_err(|e| EngineError::ChatTemplate(e.to_string()))
+        let parts = Parts {
+            chat_template: Some(template),
+            bos: text_of(bos_id),
+            eos: text_of(eos_id),
+            stop_ids,
+            add_special_tokens: false,
+        };
+        Ok(TextCodec::new(tokenizer, parts)?)
     }
 }
 

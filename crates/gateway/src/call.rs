@@ -10,7 +10,10 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
+use std::sync::Arc;
+
 use tensorgrid_client::{ProviderClient, RpcError};
+use tensorgrid_tokenizer::{StreamDecoder, TextCodec, TokenizerError};
 use tensorgrid_types::inference::{EmbeddingsRequest, FinishReason, GenerateRequest, InferenceEvent};
 use tensorgrid_types::Amount;
 use tracing::warn;
@@ -61,7 +64,13 @@ where
     F: FnMut(Route) -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
-    let mut routes = gateway.routing.routes(&gateway.payments.providers_of(key), model);
+    let found = gateway.routing.routes(&gateway.payments.providers_of(key), model, &key.ceiling);
+    let mut routes = found.routes;
+    if routes.is_empty() && found.over_ceiling {
+        return Err(ApiError::insufficient_quota(format!(
+            "Every provider of `{model}` asks more than the price ceiling set for this key or model."
+        )));
+    }
     if routes.is_empty() {
         return Err(ApiError::model_not_found(model));
     }
@@ -93,11 +102,32 @@ where
     Err(ApiError::unavailable(format!("No provider serving `{model}` could answer: {last}")))
 }
 
+/// The tokenizer a route's offer names, fetched through that provider if the gateway lacks it.
+async fn codec_of(
+    gateway: &Gateway,
+    route: &Route,
+    client: &ProviderClient,
+) -> Result<Arc<TextCodec>, Failure> {
+    gateway.tokenizers.get(client, route.offer.tokenizer_hash).await.map_err(Failure::Failed)
+}
+
+/// A prompt the tokenizer cannot take is the request's fault, whichever provider would get it.
+fn refused(e: TokenizerError) -> Failure {
+    let message = match e {
+        TokenizerError::EmptyPrompt => "The prompt is empty.".to_string(),
+        other => other.to_string(),
+    };
+    Failure::Refused(ApiError::invalid(message, Some("messages"), Some("invalid_prompt")))
+}
+
 /// A provider's answer, opened: the first token (or the end) has arrived, so retrying is no longer possible.
 pub(crate) struct Attempt {
     route: Route,
     client: ProviderClient,
     stream: EventStream,
+    codec: Arc<TextCodec>,
+    decoder: StreamDecoder,
+    /// The prompt's tokens as the gateway counted them with the offer's tokenizer.
     pub(crate) prompt_tokens: u32,
     /// The event that ended the wait for the first token, handled first.
     pending: Option<InferenceEvent>,
@@ -111,25 +141,48 @@ pub(crate) async fn open(
     spread: usize,
 ) -> Result<Attempt, ApiError> {
     first_answer(gateway, key, &call.model, spread, |route| async move {
+        let client = gateway.client(&route.host_uri, &key.account);
+        let codec = codec_of(gateway, &route, &client).await?;
+        let prompt_tokens = u32::try_from(codec.prompt_ids(&call.prompt).map_err(refused)?.len()).unwrap_or(u32::MAX);
+        let context = route.offer.context_length;
+        if u64::from(prompt_tokens) + u64::from(call.sampling.max_tokens) > u64::from(context) {
+            return Err(Failure::Refused(ApiError::invalid(
+                format!(
+                    "This model's maximum context length is {context} tokens. However, you requested {} tokens ({prompt_tokens} in the messages, {} in the completion).",
+                    u64::from(prompt_tokens) + u64::from(call.sampling.max_tokens),
+                    call.sampling.max_tokens
+                ),
+                Some("messages"),
+                Some("context_length_exceeded"),
+            )));
+        }
         let request = GenerateRequest {
             model: route.offer.model_hash,
             prompt: call.prompt.clone(),
             sampling: call.sampling.clone(),
+            price: route.offer.price(),
         };
-        let client = gateway.client(&route.host_uri, &key.account);
         let started = gateway.clock.now_ms();
         let mut stream: EventStream =
             Box::pin(client.generate(route.channel, &request).await.map_err(failure)?);
-        let mut prompt_tokens = 0;
+        let decoder = StreamDecoder::new(call.sampling.stop.clone(), call.sampling.max_tokens);
         loop {
             match stream.next().await {
-                Some(Ok(InferenceEvent::Started { prompt_tokens: p })) => prompt_tokens = p,
-                Some(Ok(InferenceEvent::Invoice { .. })) => {}
+                // The provider's own counts are not what the gateway pays by.
+                Some(Ok(InferenceEvent::Started { .. } | InferenceEvent::Invoice { .. })) => {}
                 Some(Ok(event @ (InferenceEvent::Delta { .. } | InferenceEvent::Done { .. }))) => {
                     gateway
                         .routing
                         .record_latency(route.provider, gateway.clock.now_ms().saturating_sub(started));
-                    return Ok(Attempt { route, client, stream, prompt_tokens, pending: Some(event) });
+                    return Ok(Attempt {
+                        route,
+                        client,
+                        stream,
+                        codec,
+                        decoder,
+                        prompt_tokens,
+                        pending: Some(event),
+                    });
                 }
                 Some(Ok(InferenceEvent::Error { code, message })) => {
                     return Err(Failure::Failed(format!("{code}: {message}")))
@@ -202,7 +255,10 @@ pub(crate) struct Outcome {
 }
 
 /// Reads a generation to its end into `sink`, paying at each invoice and, whatever the end, for everything
-/// that arrived.
+/// that arrived. What arrived is counted here: the token ids, each rebuilt into text with the offer's
+/// tokenizer by the same decoder the provider's engine runs, up to the end that decoder finds (a stop token, a
+/// stop string, `max_tokens`); the client reads exactly the text of the ids it pays for, and ids after the end
+/// are neither shown nor paid.
 pub(crate) async fn drive<S: Sink>(
     gateway: &Gateway,
     key: &KeyState,
@@ -210,10 +266,10 @@ pub(crate) async fn drive<S: Sink>(
     sink: &mut S,
 ) -> Outcome {
     let mut meter = Meter::default();
-    let mut received = 0u32;
     let (route, client, prompt) = (&attempt.route, &attempt.client, attempt.prompt_tokens);
+    let codec = attempt.codec.clone();
     let mut pending = attempt.pending.take();
-    let ended = loop {
+    let ended = 'read: loop {
         let event = match pending.take() {
             Some(event) => Ok(event),
             None => attempt.stream.next().await.unwrap_or_else(|| {
@@ -224,15 +280,37 @@ pub(crate) async fn drive<S: Sink>(
             }),
         };
         match event {
-            Ok(InferenceEvent::Delta { text, tokens }) => {
-                received = received.saturating_add(tokens);
-                if !text.is_empty() && !sink.text(&text).await {
+            Ok(InferenceEvent::Delta { ids, .. }) => {
+                for id in ids {
+                    if let Some(reason) = attempt.decoder.finished() {
+                        warn!(provider = %route.provider, "the provider sent tokens after the answer's end");
+                        gateway.routing.record_failure(route.provider);
+                        break 'read Ended::Done(reason);
+                    }
+                    let step = match attempt.decoder.push(&codec, id, false) {
+                        Ok(step) => step,
+                        Err(e) => {
+                            gateway.routing.record_failure(route.provider);
+                            break 'read Ended::Failed(ApiError::upstream(format!(
+                                "The provider sent a token its tokenizer cannot decode ({e})."
+                            )));
+                        }
+                    };
                     // Dropping the provider's stream stops its generation.
-                    break Ended::Left;
+                    if !step.text.is_empty() && !sink.text(&step.text).await {
+                        break 'read Ended::Left;
+                    }
+                }
+                if let Some(reason) = attempt.decoder.finished() {
+                    // Everything the client pays for has arrived; the provider's closing words are not needed.
+                    break Ended::Done(reason);
                 }
             }
-            Ok(InferenceEvent::Invoice { .. }) => meter.settle(gateway, key, route, client, prompt, received),
+            Ok(InferenceEvent::Invoice { .. }) => {
+                meter.settle(gateway, key, route, client, prompt, received(&attempt.decoder))
+            }
             Ok(InferenceEvent::Started { .. }) => {}
+            // The provider ended without the end the decoder knows (its context ran out): what arrived stands.
             Ok(InferenceEvent::Done { finish_reason, .. }) => break Ended::Done(finish_reason),
             Ok(InferenceEvent::Error { code, message }) => {
                 break Ended::Failed(ApiError::upstream(format!(
@@ -245,8 +323,13 @@ pub(crate) async fn drive<S: Sink>(
             }
         }
     };
+    let received = received(&attempt.decoder);
     meter.settle(gateway, key, route, client, prompt, received);
     Outcome { ended, usage: Usage::new(prompt, received) }
+}
+
+fn received(decoder: &StreamDecoder) -> u32 {
+    u32::try_from(decoder.generated().len()).unwrap_or(u32::MAX)
 }
 
 pub(crate) fn finish_text(reason: FinishReason) -> &'static str {
@@ -309,14 +392,30 @@ pub(crate) async fn embed(
     call: EmbedCall,
     spread: usize,
 ) -> Result<Value, ApiError> {
-    let (route, client, out) = first_answer(gateway, key, &call.model, spread, |route| async {
+    let (route, client, out, tokens) = first_answer(gateway, key, &call.model, spread, |route| async {
         let client = gateway.client(&route.host_uri, &key.account);
-        let request = EmbeddingsRequest { model: route.offer.model_hash, input: call.input.clone() };
+        let codec = codec_of(gateway, &route, &client).await?;
+        let counts = codec.count(&call.input).map_err(refused)?;
+        let tokens: u64 = counts.iter().map(|&n| u64::from(n)).sum();
+        let request = EmbeddingsRequest {
+            model: route.offer.model_hash,
+            input: call.input.clone(),
+            price: route.offer.price(),
+        };
         let out = client.embeddings(route.channel, &request).await.map_err(failure)?;
-        Ok((route, client, out))
+        if out.vectors.len() != call.input.len() {
+            return Err(Failure::Failed(format!(
+                "the provider answered {} inputs with {} vectors",
+                call.input.len(),
+                out.vectors.len()
+            )));
+        }
+        Ok((route, client, out, tokens))
     })
     .await?;
-    let cost = route.offer.cost(u64::from(out.prompt_tokens), 0).unwrap_or(Amount::ZERO);
+    // The gateway's own count at the price it named, whatever the provider reports.
+    let cost = route.offer.cost(tokens, 0).unwrap_or(Amount::ZERO);
+    let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
     if let Some(voucher) = gateway.payments.sign(&key.account, route.channel, cost) {
         if let Err(e) = client.send_voucher(&voucher).await {
             warn!(channel = voucher.channel, error = %e, "the provider did not take a voucher");
@@ -349,6 +448,6 @@ pub(crate) async fn embed(
         "object": "list",
         "data": data,
         "model": call.model,
-        "usage": { "prompt_tokens": out.prompt_tokens, "total_tokens": out.prompt_tokens },
+        "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
     }))
 }

@@ -25,6 +25,7 @@ mod payments;
 mod requests;
 mod routes;
 mod routing;
+mod tokens;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,27 +40,66 @@ use parking_lot::Mutex;
 use tensorgrid_client::{ProviderClient, RpcClient, RpcError};
 use tensorgrid_types::channel::{ChannelId, ChannelState};
 use tensorgrid_types::channel_book::Signed;
-use tensorgrid_types::model::ModelOffer;
+use tensorgrid_types::model::{ModelOffer, TokenPrice};
 use tensorgrid_types::query::Page;
-use tensorgrid_types::{Address, Amount, SecretKey};
+use tensorgrid_types::{Address, Amount, Hash, SecretKey};
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::payments::{ChannelBook, Payments};
-use crate::routing::Routing;
+use crate::routing::{Listed, Routing};
+use crate::tokens::Tokenizers;
 
 pub use openai::ApiError;
 
 /// How long a provider that failed a request is tried only after the others.
 pub const FAILURE_COOLDOWN: Duration = Duration::from_secs(30);
 
+/// The most a key or a model may be charged per million tokens; `None` is no limit on that count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ceiling {
+    pub input_per_m: Option<Amount>,
+    pub output_per_m: Option<Amount>,
+}
+
+impl Ceiling {
+    /// Whether `price` is within this ceiling on both counts.
+    pub fn admits(&self, price: TokenPrice) -> bool {
+        self.input_per_m.is_none_or(|max| price.input_per_m <= max)
+            && self.output_per_m.is_none_or(|max| price.output_per_m <= max)
+    }
+}
+
+/// What the operator decides for one model: the most it pays, and which tokenizer counts its tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPolicy {
+    /// The model's name or hash, as clients ask for it.
+    pub model: String,
+    #[serde(default)]
+    pub max_price_input_per_m: Option<Amount>,
+    #[serde(default)]
+    pub max_price_output_per_m: Option<Amount>,
+    /// The tokenizer file to count this model's tokens with; offers naming another are not used. Without a
+    /// pin, the tokenizer most providers of the model name is used.
+    #[serde(default)]
+    pub tokenizer: Option<Hash>,
+}
+
+impl ModelPolicy {
+    pub fn ceiling(&self) -> Ceiling {
+        Ceiling { input_per_m: self.max_price_input_per_m, output_per_m: self.max_price_output_per_m }
+    }
+}
+
 /// An API key: the secret a developer sends as `Authorization: Bearer …`, the client account it spends from,
-/// and that account's channels.
+/// that account's channels, and the most the key pays per token.
 #[derive(Clone)]
 pub struct ApiKey {
     pub token: String,
     pub account: SecretKey,
     pub channels: Vec<ChannelId>,
+    pub ceiling: Ceiling,
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -81,6 +121,8 @@ pub struct GatewayConfig {
     pub refresh: Duration,
     /// Where uploaded files and batches are kept; without one the Files and Batch APIs are off.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Per-model price ceilings and tokenizer pins.
+    pub models: Vec<ModelPolicy>,
 }
 
 /// The gateway's config file (`tgrid gateway --config gateway.toml`): where it listens, which node it reads,
@@ -95,6 +137,12 @@ pub struct GatewayConfig {
 /// token = "tg-…"        # what clients send as `Authorization: Bearer …`
 /// account = "carol"     # a key in the keystore
 /// channels = [1, 2]     # carol's channels, one per provider
+/// max_price_output_per_m = "1tgr"   # optional: offers dearer than this are not used for this key
+///
+/// [[models]]            # optional, per model (by name or hash)
+/// model = "SmolLM2-135M-Instruct"
+/// max_price_input_per_m = "0.5tgr"
+/// tokenizer = "…"       # optional: count with this tokenizer file only
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +156,8 @@ pub struct GatewayFile {
     #[serde(default)]
     pub data_dir: Option<std::path::PathBuf>,
     pub keys: Vec<KeyEntry>,
+    #[serde(default)]
+    pub models: Vec<ModelPolicy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -116,6 +166,16 @@ pub struct KeyEntry {
     pub token: String,
     pub account: String,
     pub channels: Vec<ChannelId>,
+    #[serde(default)]
+    pub max_price_input_per_m: Option<Amount>,
+    #[serde(default)]
+    pub max_price_output_per_m: Option<Amount>,
+}
+
+impl KeyEntry {
+    pub fn ceiling(&self) -> Ceiling {
+        Ceiling { input_per_m: self.max_price_input_per_m, output_per_m: self.max_price_output_per_m }
+    }
 }
 
 fn default_node() -> String {
@@ -190,6 +250,7 @@ pub(crate) struct Route {
 pub(crate) struct KeyState {
     pub account: SecretKey,
     pub channels: Vec<ChannelId>,
+    pub ceiling: Ceiling,
 }
 
 /// Everything the handlers share, by concern.
@@ -199,8 +260,10 @@ pub struct Gateway {
     keys: HashMap<String, Arc<KeyState>>,
     payments: Payments,
     routing: Routing,
+    tokenizers: Tokenizers,
     clock: Arc<dyn Clock>,
     clients: Mutex<HashMap<(String, Address), ProviderClient>>,
+    chain_id: String,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -242,7 +305,11 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         }
         keys.insert(
             key.token.clone(),
-            Arc::new(KeyState { account: key.account.clone(), channels: key.channels.clone() }),
+            Arc::new(KeyState {
+                account: key.account.clone(),
+                channels: key.channels.clone(),
+                ceiling: key.ceiling,
+            }),
         );
     }
     let store = match &config.data_dir {
@@ -257,10 +324,12 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         store,
         rpc,
         keys,
-        payments: Payments::new(chain_id, channels),
-        routing: Routing::new(clock.clone()),
+        payments: Payments::new(chain_id.clone(), channels),
+        routing: Routing::new(clock.clone(), config.models.clone()),
+        tokenizers: Tokenizers::default(),
         clock,
         clients: Default::default(),
+        chain_id,
     });
     gateway.refresh_offers().await?;
     gateway.recover_vouchers().await;
@@ -324,7 +393,7 @@ impl Gateway {
                     }
                 };
                 if let Some(host) = host {
-                    offers.push((l.provider, host, l.offer));
+                    offers.push(Listed { host, listed: l });
                 }
             }
             match listed.next {
@@ -337,14 +406,25 @@ impl Gateway {
     }
 
     /// After a restart the gateway may already have signed vouchers beyond what was redeemed; the providers
-    /// hold them, so their tallies say where the count stands (a voucher they hold is one this key signed).
+    /// hold them. Only a voucher that carries this key's own signature for this channel and chain counts:
+    /// what a provider says it was paid is not evidence.
     async fn recover_vouchers(&self) {
         for (id, provider) in self.payments.all() {
             let Some(host) = self.routing.host_of(&provider) else { continue };
             let Some(account) = self.account_of(id) else { continue };
             let client = self.client(&host, &account);
-            if let Ok(tally) = client.channel_tally(id).await {
-                self.payments.at_least(id, tally.paid);
+            let Ok(tally) = client.channel_tally(id).await else { continue };
+            match tally.voucher {
+                Some(v) if v.channel == id && v.verify(&account.address(), &self.chain_id).is_ok() => {
+                    self.payments.at_least(id, v.cumulative);
+                }
+                Some(_) => {
+                    warn!(channel = id, %provider, "the provider showed a voucher this key did not sign")
+                }
+                None if !tally.paid.is_zero() => {
+                    warn!(channel = id, %provider, claimed = %tally.paid, "the provider claims payment without a voucher")
+                }
+                None => {}
             }
         }
     }

@@ -66,8 +66,8 @@ pub(crate) async fn get_model(
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = gateway.authenticate(&headers)?;
-    let routes = gateway.routing.routes(&gateway.payments.providers_of(&key), &model);
-    let route = routes.first().ok_or_else(|| ApiError::model_not_found(&model))?;
+    let found = gateway.routing.routes(&gateway.payments.providers_of(&key), &model, &key.ceiling);
+    let route = found.routes.first().ok_or_else(|| ApiError::model_not_found(&model))?;
     Ok(Json(model_json(&route.offer)))
 }
 

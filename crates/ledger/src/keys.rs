@@ -16,6 +16,7 @@ pub(crate) const JOB_BID: &[u8] = b"jb/";
 pub(crate) const CHANNEL: &[u8] = b"c/";
 pub(crate) const MODEL_OFFER: &[u8] = b"mo/";
 pub(crate) const IX_MODEL_OF_PROVIDER: &[u8] = b"x/mp/";
+pub(crate) const MODEL_PRICE_MEMORY: &[u8] = b"mm/";
 pub(crate) const TIMER: &[u8] = b"t/";
 pub(crate) const IX_OPEN_ORDER: &[u8] = b"x/oo/";
 pub(crate) const IX_DEPLOYMENT_BY_OWNER: &[u8] = b"x/do/";
@@ -95,6 +96,12 @@ pub(crate) fn model_offer(model_hash: &tensorgrid_types::Hash, provider: &Addres
 
 pub(crate) fn model_offers_of(model_hash: &tensorgrid_types::Hash) -> Vec<u8> {
     join(&[MODEL_OFFER, model_hash.as_bytes()])
+}
+
+/// The price of a withdrawn offer, remembered for the notice period so that withdrawing and announcing again
+/// is no way around the notice a price rise must give.
+pub(crate) fn model_price_memory(model_hash: &tensorgrid_types::Hash, provider: &Address) -> Vec<u8> {
+    join(&[MODEL_PRICE_MEMORY, model_hash.as_bytes(), provider.as_bytes()])
 }
 
 pub(crate) fn ix_model_of_provider(provider: &Address, model_hash: &tensorgrid_types::Hash) -> Vec<u8> {

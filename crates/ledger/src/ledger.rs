@@ -266,6 +266,10 @@ fn run_deadline<S: Store + ?Sized>(st: &mut State<'_, S>, timer: Timer) -> ExecR
         Timer::JobChallenge(job) => st.on_job_challenge_due(job),
         Timer::ChannelClose(channel) => st.channel_challenge_ended(channel),
         Timer::RemoveRecord(record) => st.on_removal_due(record),
+        Timer::ForgetModelPrice(model_hash, provider) => {
+            st.forget_model_price(&model_hash, &provider);
+            Ok(())
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) enum Timer {
     ChannelClose(tensorgrid_types::channel::ChannelId),
     /// A closed record's retention period ended: it is removed and its storage deposit refunded.
     RemoveRecord(StoredRecord),
+    /// The notice period after an offer was withdrawn has run: its remembered price is forgotten.
+    ForgetModelPrice(tensorgrid_types::Hash, Address),
 }
 
 impl<S: Store + ?Sized> State<'_, S> {

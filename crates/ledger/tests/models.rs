@@ -14,6 +14,7 @@ fn offer(model: &str, price: u128) -> ModelOffer {
         name: model.into(),
         source_hash: Hash::of(b"source"),
         quantization: "Q8_0".into(),
+        tokenizer_hash: Hash::of(b"tokenizer"),
         context_length: 8192,
         price_input_per_m: Amount(price),
         price_output_per_m: Amount(price * 4),
@@ -66,6 +67,59 @@ fn providers_offer_models_that_gateways_find_by_hash() {
     ));
     ok(&w.chain.exec(&p0, Msg::DeregisterProvider));
     assert!(offers(&w, None, Page::default()).items.is_empty());
+    w.check();
+}
+
+/// A provider that raised its price to take more from the gateways already routing to it: the rise waits out
+/// the notice period on chain, and neither announcing it again nor withdrawing and re-announcing skips it.
+#[test]
+fn a_price_rise_takes_effect_only_after_its_notice_and_cannot_skip_it() {
+    let notice = 60_000;
+    let mut w = world(1, Params { model_price_notice_ms: notice, ..Params::default() });
+    w.register_all();
+    let p = w.providers[0].clone();
+    let listed = |w: &World| offers(w, Some("smollm2"), Page::default()).items.into_iter().next();
+    ok(&w.chain.exec(&p, Msg::AnnounceModel { offer: offer("smollm2", 10) }));
+    let first = listed(&w).unwrap();
+    assert_eq!(first.pending, None, "a first offer applies at once");
+
+    ok(&w.chain.exec(&p, Msg::AnnounceModel { offer: offer("smollm2", 1_000) }));
+    let raised = listed(&w).unwrap();
+    assert_eq!(raised.offer.price_input_per_m, Amount(10), "the old price stays in effect");
+    let pending = raised.pending.expect("the rise waits");
+    assert_eq!(pending.price.input_per_m, Amount(1_000));
+    assert_eq!(pending.effective_at, raised.announced_at.plus(notice));
+    let just_before = tensorgrid_types::Timestamp(pending.effective_at.millis() - 1);
+    assert_eq!(raised.price_at(just_before).input_per_m, Amount(10));
+    assert_eq!(raised.price_at(pending.effective_at).input_per_m, Amount(1_000));
+
+    // Announcing the same rise again keeps its place; the rise is not restarted and not hurried.
+    w.chain.advance(notice / 2);
+    ok(&w.chain.exec(&p, Msg::AnnounceModel { offer: offer("smollm2", 1_000) }));
+    assert_eq!(listed(&w).unwrap().pending.unwrap().effective_at, pending.effective_at);
+
+    // Withdrawing and announcing again does not skip the notice either.
+    ok(&w.chain.exec(&p, Msg::WithdrawModel { model_hash: Hash::of(b"smollm2") }));
+    ok(&w.chain.exec(&p, Msg::AnnounceModel { offer: offer("smollm2", 1_000) }));
+    let again = listed(&w).unwrap();
+    assert_eq!(again.offer.price_input_per_m, Amount(10), "the withdrawn offer's price still stands");
+    assert!(again.pending.unwrap().effective_at > again.announced_at);
+
+    // Lower prices apply at once, and cancel the pending rise.
+    ok(&w.chain.exec(&p, Msg::AnnounceModel { offer: offer("smollm2", 5) }));
+    let lower = listed(&w).unwrap();
+    assert_eq!((lower.offer.price_input_per_m, lower.pending), (Amount(5), None));
+
+    // Once the notice has run, a rise is in effect for everyone reading the listing.
+    ok(&w.chain.exec(&p, Msg::AnnounceModel { offer: offer("smollm2", 50) }));
+    w.chain.advance(notice + 1);
+    let now = listed(&w).unwrap();
+    assert_eq!(now.price_at(now.pending.unwrap().effective_at).input_per_m, Amount(50));
+    // A withdrawn offer's memory is forgotten after the notice: a later offer is a first one.
+    ok(&w.chain.exec(&p, Msg::WithdrawModel { model_hash: Hash::of(b"smollm2") }));
+    w.chain.advance(notice + 1);
+    ok(&w.chain.exec(&p, Msg::AnnounceModel { offer: offer("smollm2", 90) }));
+    assert_eq!(listed(&w).unwrap().pending, None);
     w.check();
 }
 

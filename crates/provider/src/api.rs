@@ -58,6 +58,7 @@ fn inference_routes() -> Router<Arc<Shared>> {
     use axum::routing::post;
     Router::new()
         .route("/v1/inference/models", get(inference::models))
+        .route("/v1/tokenizers/{hash}", get(inference::tokenizer))
         .route("/v1/inference/{channel}", get(inference::tally))
         .route("/v1/inference/{channel}/vouchers", post(inference::voucher))
         .route("/v1/inference/{channel}/generate", post(inference::generate))

@@ -19,16 +19,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
 use tensorgrid_engine_llm::{
-    ChatMessage, Embedder, EngineError, Event, FinishReason as EngineFinish, LlmEngine, LoadOptions,
-    SamplingParams,
+    Embedder, EngineError, Event, FinishReason as EngineFinish, LlmEngine, LoadOptions, SamplingParams,
+    TextCodec, TokenizerError,
 };
 use tensorgrid_types::channel::{Channel, ChannelId, ChannelState, Voucher};
 use tensorgrid_types::channel_book::{ChargeError, Tab};
 use tensorgrid_types::inference::{
     ChannelTally, EmbeddingsRequest, EmbeddingsResponse, FinishReason, GenerateRequest, InferenceEvent,
-    Prompt, INVOICE_EVERY_TOKENS,
+    INVOICE_EVERY_TOKENS,
 };
-use tensorgrid_types::model::ModelOffer;
+use tensorgrid_types::model::{ListedOffer, ModelOffer, TokenPrice};
 use tensorgrid_types::{Address, Amount, Hash, Msg};
 use tracing::{info, warn};
 
@@ -47,6 +47,15 @@ pub enum Engine {
 pub struct ServedModel {
     pub offer: ModelOffer,
     pub engine: Engine,
+}
+
+impl ServedModel {
+    fn codec(&self) -> &TextCodec {
+        match &self.engine {
+            Engine::Llm(engine) => engine.codec(),
+            Engine::Embeddings(embedder) => embedder.codec(),
+        }
+    }
 }
 
 /// One channel as this provider sees it: the wire model's tab (the one definition of channel accounting) and
@@ -70,6 +79,8 @@ pub struct Inference {
     chain_id: String,
     credit: Amount,
     tallies: Mutex<HashMap<ChannelId, Tally>>,
+    /// This provider's offers as the chain lists them: a price rise is charged only once its notice has run.
+    listed: Mutex<HashMap<Hash, ListedOffer>>,
 }
 
 /// Loads every configured model (GGUF files as chat models, directories as embedding models).
@@ -88,6 +99,7 @@ pub fn load(models: &[ModelConfig], chain_id: String, credit: Amount) -> Result<
                 name: m.name.clone().unwrap_or(info.name),
                 source_hash: Hash(info.content_hash),
                 quantization: "f32".into(),
+                tokenizer_hash: embedder.codec().hash(),
                 context_length: info.max_tokens,
                 price_input_per_m: m.price_input_per_m,
                 price_output_per_m: m.price_output_per_m,
@@ -104,6 +116,7 @@ pub fn load(models: &[ModelConfig], chain_id: String, credit: Amount) -> Result<
                 name: m.name.clone().unwrap_or(info.name),
                 source_hash: Hash(info.source_hash),
                 quantization: info.quantization,
+                tokenizer_hash: engine.codec().hash(),
                 context_length: info.context_length,
                 price_input_per_m: m.price_input_per_m,
                 price_output_per_m: m.price_output_per_m,
@@ -114,7 +127,13 @@ pub fn load(models: &[ModelConfig], chain_id: String, credit: Amount) -> Result<
         info!(model = %offer.name, hash = %offer.model_hash, "model loaded");
         served.push(ServedModel { offer, engine });
     }
-    Ok(Inference { models: served, chain_id, credit, tallies: Mutex::new(HashMap::new()) })
+    Ok(Inference {
+        models: served,
+        chain_id,
+        credit,
+        tallies: Mutex::new(HashMap::new()),
+        listed: Mutex::new(HashMap::new()),
+    })
 }
 
 impl Inference {
@@ -126,6 +145,31 @@ impl Inference {
                 format!("this provider serves no model {hash}"),
             )
         })
+    }
+
+    /// The lowest price a request may name: the price in effect on chain (a rise still under notice is not
+    /// charged yet), or the configured one before the offer is listed.
+    fn floor(&self, model: &ServedModel) -> TokenPrice {
+        match self.listed.lock().get(&model.offer.model_hash) {
+            Some(listed) => listed.price_at(crate::now()),
+            None => model.offer.price(),
+        }
+    }
+
+    /// The offer a request is billed by: the price it names, if that is not below the floor.
+    fn priced(&self, model: &ServedModel, price: TokenPrice) -> Result<ModelOffer, ApiError> {
+        let floor = self.floor(model);
+        if !floor.within(&price) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "price_changed",
+                format!(
+                    "this offer's price is {} per million input and {} per million output tokens; the request offers {} and {}",
+                    floor.input_per_m, floor.output_per_m, price.input_per_m, price.output_per_m
+                ),
+            ));
+        }
+        Ok(model.offer.at_price(price))
     }
 
     /// Adds `delta` to what the channel owes; refuses (and adds nothing) past the deposit or the credit limit.
@@ -206,6 +250,24 @@ pub async fn models(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<ModelO
     Ok(Json(inference(&shared)?.models.iter().map(|m| m.offer.clone()).collect()))
 }
 
+/// `GET /v1/tokenizers/{hash}`: a served model's tokenizer file, which gateways fetch once by the hash its
+/// offer names to count tokens themselves. Public, like the offers that name it.
+pub async fn tokenizer(
+    State(shared): State<Arc<Shared>>,
+    Path(hash): Path<Hash>,
+) -> Result<Response, ApiError> {
+    let inference = inference(&shared)?;
+    let model = inference.models.iter().find(|m| m.offer.tokenizer_hash == hash).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "tokenizer_not_found",
+            format!("this provider serves no tokenizer {hash}"),
+        )
+    })?;
+    let bytes = Bytes::copy_from_slice(model.codec().bytes());
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
 /// `POST /v1/inference/{channel}/vouchers`.
 pub async fn voucher(
     State(shared): State<Arc<Shared>>,
@@ -262,7 +324,7 @@ pub async fn embeddings(
     let request: EmbeddingsRequest = parse(&signed.body)?;
     let inference = inference(&shared)?;
     let model = inference.model(&request.model)?.clone();
-    let Engine::Embeddings(embedder) = model.engine else {
+    let Engine::Embeddings(embedder) = model.engine.clone() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "wrong_model_kind",
@@ -273,8 +335,10 @@ pub async fn embeddings(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", "input takes 1 to 2048 texts"));
     }
     // Price the request before running it, so an unpayable one costs the provider nothing.
-    let tokens: u32 = embedder.count_tokens(&request.input).map_err(engine_error)?.iter().sum();
-    let cost = model.offer.cost(u64::from(tokens), 0).unwrap_or(Amount(u128::MAX));
+    let offer = inference.priced(&model, request.price)?;
+    let tokens: u64 =
+        embedder.count_tokens(&request.input).map_err(engine_error)?.iter().map(|&n| u64::from(n)).sum();
+    let cost = offer.cost(tokens, 0).unwrap_or(Amount(u128::MAX));
     inference.charge(channel, cost)?;
     let input = request.input;
     let result = tokio::task::spawn_blocking(move || embedder.embed(&input))
@@ -309,27 +373,16 @@ pub async fn generate(
     let request: GenerateRequest = parse(&signed.body)?;
     let inference = inference(&shared)?;
     let model = inference.model(&request.model)?.clone();
-    let Engine::Llm(engine) = model.engine else {
+    let Engine::Llm(engine) = model.engine.clone() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "wrong_model_kind",
             "this model embeds; it does not generate text",
         ));
     };
-    let text = match &request.prompt {
-        Prompt::Chat { messages } => {
-            if messages.is_empty() {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_prompt", "messages is empty"));
-            }
-            let messages: Vec<ChatMessage> = messages
-                .iter()
-                .map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() })
-                .collect();
-            engine.codec().render_chat(&messages).map_err(engine_error)?
-        }
-        Prompt::Text { text } => text.clone(),
-    };
-    let prompt = engine.codec().encode(&text).map_err(engine_error)?;
+    let offer = inference.priced(&model, request.price)?;
+    // The same count the paying gateway makes with the tokenizer file this offer names.
+    let prompt = engine.codec().prompt_ids(&request.prompt).map_err(text_error)?;
     let context = engine.info().context_length as usize;
     let s = &request.sampling;
     if prompt.len() + s.max_tokens as usize > context {
@@ -355,7 +408,6 @@ pub async fn generate(
     };
     let prompt_tokens = prompt.len() as u64;
     // Reading the prompt is charged up front: it is the first thing computed.
-    let offer = model.offer.clone();
     let cost_of = move |completion: u64| offer.cost(prompt_tokens, completion).unwrap_or(Amount(u128::MAX));
     inference.charge(channel, cost_of(0))?;
     let generation = match engine.generate(tensorgrid_engine_llm::GenerateRequest {
@@ -402,7 +454,7 @@ async fn stream(
     let mut completion = 0u64;
     while let Some(event) = generation.next().await {
         match event {
-            Event::Token { text, .. } => {
+            Event::Token { id, text, .. } => {
                 // Charge before sending: a token is delivered only once the channel can pay for it.
                 if let Err(e) =
                     inference.charge(channel, cost_of(completion + 1).saturating_sub(cost_of(completion)))
@@ -416,7 +468,7 @@ async fn stream(
                     return;
                 }
                 completion += 1;
-                if tx.send(Ok(line(&InferenceEvent::Delta { text, tokens: 1 }))).await.is_err() {
+                if tx.send(Ok(line(&InferenceEvent::Delta { ids: vec![id], text }))).await.is_err() {
                     // The client went away; dropping the generation cancels it in the engine.
                     return;
                 }
@@ -460,8 +512,24 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("body: {e}")))
 }
 
+fn text_error(e: TokenizerError) -> ApiError {
+    match e {
+        TokenizerError::EmptyPrompt => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_prompt", "the prompt is empty")
+        }
+        TokenizerError::ChatTemplate(m) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_prompt", format!("chat template: {m}"))
+        }
+        TokenizerError::NoChatTemplate => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_prompt", e.to_string())
+        }
+        other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine_failed", other.to_string()),
+    }
+}
+
 fn engine_error(e: EngineError) -> ApiError {
     match e {
+        EngineError::Text(e) => text_error(e),
         EngineError::ContextExceeded { tokens, limit } => ApiError::new(
             StatusCode::BAD_REQUEST,
             "context_length_exceeded",
@@ -483,13 +551,26 @@ pub async fn announce(shared: &Shared) -> Result<(), ProviderError> {
     let Some(inference) = shared.inference.as_deref() else { return Ok(()) };
     let me = shared.address();
     for model in &inference.models {
-        let listed =
-            shared.chain.client.model_offers(Some(model.offer.model_hash), Default::default()).await?;
-        if listed.items.iter().any(|l| l.provider == me && l.offer == model.offer) {
-            continue;
+        let mine = |items: Vec<ListedOffer>| items.into_iter().find(|l| l.provider == me);
+        let hash = Some(model.offer.model_hash);
+        let listed = mine(shared.chain.client.model_offers(hash, Default::default()).await?.items);
+        // Listed as configured, a rise still under notice counting as announced.
+        let announced = listed
+            .as_ref()
+            .is_some_and(|l| l.offer.at_price(l.pending.map_or(l.offer.price(), |p| p.price)) == model.offer);
+        let listed = if announced {
+            listed
+        } else {
+            shared.chain.execute(Msg::AnnounceModel { offer: model.offer.clone() }).await?;
+            info!(model = %model.offer.name, "model offer announced");
+            mine(shared.chain.client.model_offers(hash, Default::default()).await?.items)
+        };
+        if let Some(listed) = listed {
+            if let Some(p) = listed.pending {
+                info!(model = %model.offer.name, effective_at = %p.effective_at, "a price rise waits out its notice");
+            }
+            inference.listed.lock().insert(model.offer.model_hash, listed);
         }
-        shared.chain.execute(Msg::AnnounceModel { offer: model.offer.clone() }).await?;
-        info!(model = %model.offer.name, "model offer announced");
     }
     Ok(())
 }

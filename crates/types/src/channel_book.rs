@@ -112,6 +112,7 @@ impl Tab {
             paid: self.paid(),
             redeemed: self.redeemed,
             credit,
+            voucher: self.best,
         }
     }
 }

@@ -7,13 +7,16 @@
 //! due, and the client answers with a voucher for what it has received (`POST …/vouchers`). A provider stops
 //! serving a channel whose unpaid amount passes its credit limit, and never delivers past the channel's
 //! balance; a client never signs for tokens it did not receive. Costs follow the provider's on-chain
-//! [`ModelOffer`](crate::model::ModelOffer): `cost(prompt, completion)` per response, rounded up.
+//! [`ModelOffer`](crate::model::ModelOffer): `cost(prompt, completion)` per response, rounded up, at the price
+//! the request names. A paying client counts tokens itself with the offer's tokenizer: the prompt's ids and
+//! the completion ids it received.
 
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
-use crate::channel::ChannelId;
+use crate::channel::{ChannelId, Voucher};
 use crate::crypto::Hash;
+use crate::model::TokenPrice;
 
 /// Output tokens between two invoices of a streaming response.
 pub const INVOICE_EVERY_TOKENS: u32 = 256;
@@ -58,6 +61,9 @@ pub struct GenerateRequest {
     pub model: Hash,
     pub prompt: Prompt,
     pub sampling: Sampling,
+    /// What the client agrees to pay. The provider refuses a price below the one in effect on chain for its
+    /// offer and bills at this one, so both sides price the answer the same way.
+    pub price: TokenPrice,
 }
 
 /// Why a generation ended, in OpenAI's words (`stop`, `length`).
@@ -74,8 +80,10 @@ pub enum FinishReason {
 pub enum InferenceEvent {
     /// The prompt was read; generation begins.
     Started { prompt_tokens: u32 },
-    /// Text of `tokens` more output tokens (text can be empty while a stop string might be forming).
-    Delta { text: String, tokens: u32 },
+    /// More output tokens: their ids, and the text they add as the provider decoded it (empty while a stop
+    /// string might be forming). A paying client counts the ids and rebuilds the text from them with the
+    /// offer's tokenizer; the text is for clients that trust the provider.
+    Delta { ids: Vec<u32>, text: String },
     /// What the channel owes in total, so far, including this response's tokens up to now.
     Invoice {
         prompt_tokens: u32,
@@ -101,6 +109,8 @@ pub enum InferenceEvent {
 pub struct EmbeddingsRequest {
     pub model: Hash,
     pub input: Vec<String>,
+    /// What the client agrees to pay (see [`GenerateRequest::price`]).
+    pub price: TokenPrice,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,4 +133,8 @@ pub struct ChannelTally {
     pub redeemed: Amount,
     /// How far `owed` may run ahead of `paid` before the provider stops serving.
     pub credit: Amount,
+    /// The voucher behind `paid`, so a client that lost count (a restarted gateway) can check its own
+    /// signature instead of believing `paid`.
+    #[serde(default)]
+    pub voucher: Option<Voucher>,
 }

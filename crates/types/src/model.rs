@@ -24,6 +24,10 @@ pub struct ModelOffer {
     pub source_hash: Hash,
     /// How it was derived (`Q8_0`, `F16`, …).
     pub quantization: String,
+    /// blake3 of the model's tokenizer file (`tensorgrid_tokenizer`), which the provider serves at
+    /// `GET /v1/tokenizers/{hash}`: a gateway counts prompt tokens and decodes the streamed ids with it, so it
+    /// pays for tokens it counted itself.
+    pub tokenizer_hash: Hash,
     /// The longest prompt plus completion, in tokens.
     pub context_length: u32,
     /// utgr per million input (prompt) tokens.
@@ -60,12 +64,67 @@ impl ModelOffer {
     }
 }
 
-/// An offer as the chain lists it: who offers it and since when.
+/// Token prices, utgr per million tokens: what a generation or embedding request agrees to pay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct TokenPrice {
+    pub input_per_m: Amount,
+    pub output_per_m: Amount,
+}
+
+impl TokenPrice {
+    /// Whether this price is at or below `limit` on both counts.
+    pub fn within(&self, limit: &TokenPrice) -> bool {
+        self.input_per_m <= limit.input_per_m && self.output_per_m <= limit.output_per_m
+    }
+}
+
+/// A price rise announced on chain and not yet in effect: clients keep the old price until `effective_at`
+/// (DESIGN: price changes give notice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PendingPrice {
+    pub price: TokenPrice,
+    pub effective_at: Timestamp,
+}
+
+/// An offer as the chain lists it: who offers it and since when. `offer` carries the price in effect when
+/// it was listed; a rise waits in `pending` until its notice has run.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct ListedOffer {
     pub provider: Address,
     pub offer: ModelOffer,
     pub announced_at: Timestamp,
+    #[serde(default)]
+    pub pending: Option<PendingPrice>,
+}
+
+impl ModelOffer {
+    pub fn price(&self) -> TokenPrice {
+        TokenPrice { input_per_m: self.price_input_per_m, output_per_m: self.price_output_per_m }
+    }
+
+    /// The offer at another price (what a request that names its price is billed at).
+    pub fn at_price(&self, price: TokenPrice) -> ModelOffer {
+        ModelOffer {
+            price_input_per_m: price.input_per_m,
+            price_output_per_m: price.output_per_m,
+            ..self.clone()
+        }
+    }
+}
+
+impl ListedOffer {
+    /// The price in effect at `now`: the pending rise once its notice has run, else the listed price.
+    pub fn price_at(&self, now: Timestamp) -> TokenPrice {
+        match self.pending {
+            Some(p) if p.effective_at <= now => p.price,
+            _ => self.offer.price(),
+        }
+    }
+
+    /// The offer as it stands at `now`.
+    pub fn offer_at(&self, now: Timestamp) -> ModelOffer {
+        self.offer.at_price(self.price_at(now))
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +137,7 @@ mod tests {
             name: "SmolLM2-135M-Instruct".into(),
             source_hash: Hash::of(b"source"),
             quantization: "Q8_0".into(),
+            tokenizer_hash: Hash::of(b"tokenizer"),
             context_length: 8192,
             price_input_per_m: Amount(input),
             price_output_per_m: Amount(output),

@@ -56,6 +56,9 @@ pub struct Params {
     /// How long a provider has to redeem its last voucher after the client asks to close a channel.
     #[serde(default = "default_channel_challenge_ms")]
     pub channel_challenge_ms: u64,
+    /// How long a model offer's price rise waits before it takes effect (a lower price applies at once).
+    #[serde(default = "default_model_price_notice_ms")]
+    pub model_price_notice_ms: u64,
 
     // --- state
     /// Locked from whoever creates a deployment, a job or a channel, and refunded when the record is removed:
@@ -67,6 +70,10 @@ pub struct Params {
 }
 
 fn default_channel_challenge_ms() -> u64 {
+    60 * 60 * 1_000
+}
+
+fn default_model_price_notice_ms() -> u64 {
     60 * 60 * 1_000
 }
 
@@ -103,6 +110,7 @@ impl Default for Params {
             job_reference_fuel_per_sec: 100_000_000,
             job_run_overhead_ms: 10 * SECOND,
             channel_challenge_ms: default_channel_challenge_ms(),
+            model_price_notice_ms: default_model_price_notice_ms(),
 
             storage_deposit: Amount::utgr(100_000),
             record_retention_ms: 7 * DAY,
@@ -140,6 +148,9 @@ impl Params {
         }
         if self.max_bids_per_job < u32::from(self.max_redundancy) {
             return Err(Malformed::new("params.max_bids_per_job", "is below max_redundancy"));
+        }
+        if self.model_price_notice_ms > 30 * 24 * 60 * 60 * 1_000 {
+            return Err(Malformed::new("params.model_price_notice_ms", "is longer than 30 days"));
         }
         if self.max_price_per_hour.is_zero() || self.max_price_per_hour > Amount::tgr(1_000_000_000) {
             return Err(Malformed::new("params.max_price_per_hour", "must be between 1utgr and 10^9 TGR"));

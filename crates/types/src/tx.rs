@@ -528,6 +528,7 @@ mod tests {
                         name: "m".into(),
                         source_hash: Hash::ZERO,
                         quantization: String::new(),
+                        tokenizer_hash: Hash::ZERO,
                         context_length: 1,
                         price_input_per_m: Amount(1),
                         price_output_per_m: Amount(1),
