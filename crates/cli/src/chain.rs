@@ -260,6 +260,7 @@ pub(crate) fn start_inference(
             refresh: std::time::Duration::from_secs(5),
             data_dir: Some(dir.join("gateway")),
             models: Vec::new(),
+            limits: Default::default(),
         })
         .await?;
         let model = provider

@@ -24,6 +24,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Path) -> anyhow::Result<()> {
         refresh: file.refresh,
         data_dir: file.data_dir,
         models: file.models,
+        limits: file.limits,
     };
     ctx.block_on(async move {
         let running = tensorgrid_gateway::start(config).await?;

@@ -1,9 +1,11 @@
 //! OpenAI's Files and Batch APIs: upload a JSONL file of requests, create a batch, poll it, download the
 //! output and error files. Each request of a batch goes through the same routing and payment as a live one;
 //! requests are spread over every provider serving the model (eight at a time), each falling back on the
-//! others. Files and batch records live in the gateway's data directory, and every finished request is
-//! appended to the batch's journal at once, so a gateway that restarts resumes its batches without running
-//! (or paying for) a request twice.
+//! others. Files and batch records live in the gateway's data directory, and every request is journaled
+//! when it starts and when it ends, so a gateway that restarts resumes its batches without running (or
+//! paying for) a request twice: one that was in flight at the crash may have been paid, so it is reported
+//! as interrupted instead of being sent again. Each key keeps at most [`FileLimits`] of files, bytes and
+//! batches in progress.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use tracing::warn;
 use crate::call::{complete, embed, new_id};
 use crate::openai::{self, ApiError};
 use crate::requests::{chat_call, embed_call, text_call};
-use crate::{Gateway, KeyState};
+use crate::{FileLimits, Gateway, KeyState};
 
 /// Requests of one batch in flight at once.
 const CONCURRENCY: usize = 8;
@@ -212,6 +214,22 @@ fn io_error(e: std::io::Error) -> ApiError {
     }
 }
 
+/// A key's files: how many, and their bytes together.
+fn usage_of(store: &Store, owner: &str) -> (usize, u64) {
+    let files: Vec<FileObject> = store.list("files");
+    files.iter().filter(|f| f.owner == owner).fold((0, 0), |(n, bytes), f| (n + 1, bytes + f.bytes))
+}
+
+fn quota(message: String, code: &'static str) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message,
+        kind: "invalid_request_error",
+        param: None,
+        code: Some(code.into()),
+    }
+}
+
 fn no_file(id: &str) -> ApiError {
     ApiError::not_found(format!("No such File object: {id}"))
 }
@@ -224,6 +242,15 @@ pub(crate) async fn upload(
 ) -> Result<Json<Value>, ApiError> {
     let key = gateway.authenticate(&headers)?;
     let store = store(&gateway)?;
+    let limits: FileLimits = gateway.limits;
+    let owner = key.account.address().to_string();
+    let (files, bytes) = usage_of(store, &owner);
+    if files >= limits.files_per_key {
+        return Err(quota(
+            format!("This key keeps {files} files, the most it may; delete some before uploading more."),
+            "file_quota_exceeded",
+        ));
+    }
     let (mut purpose, mut file) = (None, None);
     while let Some(field) = multipart
         .next_field()
@@ -251,6 +278,16 @@ pub(crate) async fn upload(
         ));
     }
     let (filename, data) = file.ok_or_else(|| ApiError::invalid("Missing file.", Some("file"), None))?;
+    if bytes.saturating_add(data.len() as u64) > limits.bytes_per_key {
+        return Err(quota(
+            format!(
+                "This key's files take {bytes} bytes; {} more would pass its limit of {}.",
+                data.len(),
+                limits.bytes_per_key
+            ),
+            "file_quota_exceeded",
+        ));
+    }
     let object = FileObject {
         id: new_id("file"),
         object: "file".into(),
@@ -397,6 +434,23 @@ pub(crate) async fn create_batch(
         ));
     }
     let input = owned_file(store, &key, &request.input_file_id)?;
+    let owner = key.account.address().to_string();
+    let running = store
+        .list::<BatchObject>("batches")
+        .iter()
+        .filter(|b| b.owner == owner && (b.status == "in_progress" || b.status == "cancelling"))
+        .count();
+    if running >= gateway.limits.batches_per_key {
+        return Err(ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "This key has {running} batches in progress, the most it may; wait for one to end."
+            ),
+            kind: "rate_limit_error",
+            param: None,
+            code: Some("batch_quota_exceeded".into()),
+        });
+    }
     let data = std::fs::read(store.file_data(&input.id)).map_err(|_| no_file(&input.id))?;
     let now = gateway.clock.now_ms() / 1000;
     let mut batch = BatchObject {
@@ -487,21 +541,78 @@ pub(crate) async fn cancel_batch(
     Ok(Json(shown(&batch)))
 }
 
-/// Runs a batch's requests that the journal does not have yet, then writes the output and error files.
+/// What a batch's journal says: requests that ended, and requests that started.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Journal {
+    ended: HashSet<String>,
+    started: HashSet<String>,
+}
+
+fn read_journal(text: &str) -> Journal {
+    let mut journal = Journal::default();
+    for record in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        let Some(id) = record["custom_id"].as_str() else { continue };
+        if record.get("started").is_some() {
+            journal.started.insert(id.to_string());
+        } else {
+            journal.ended.insert(id.to_string());
+        }
+    }
+    journal
+}
+
+/// The result record of a request, as the output and error files carry it.
+fn result_record(custom_id: &str, status: u16, body: Value, ok: bool) -> Value {
+    json!({
+        "id": new_id("batch_req"),
+        "custom_id": custom_id,
+        "response": { "status_code": status, "request_id": new_id("req"), "body": body },
+        "error": null,
+        "ok": ok,
+    })
+}
+
+/// Appends one record to a batch's journal, under the store's lock.
+async fn journal(store: &Store, path: &Path, record: &Value) {
+    let _guard = store.lock.lock().await;
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{record}\n").as_bytes()));
+    if let Err(e) = appended {
+        warn!(path = %path.display(), error = %e, "cannot journal a batch record");
+    }
+}
+
+/// Runs a batch's requests that the journal does not have yet, then writes the output and error files. A
+/// request the journal shows started but not ended was in flight when the gateway stopped: it may have been
+/// paid, so it ends as an error instead of being sent again.
 pub(crate) async fn run(gateway: Arc<Gateway>, key: Arc<KeyState>, id: String, lines: Vec<BatchLine>) {
     let Some(store) = gateway.store.as_ref() else { return };
     let journal_path = store.journal(&id);
-    let done: HashSet<String> = std::fs::read_to_string(&journal_path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v["custom_id"].as_str().map(str::to_string))
-        .collect();
-    let pending: Vec<(usize, BatchLine)> =
-        lines.into_iter().enumerate().filter(|(_, l)| !done.contains(&l.custom_id)).collect();
+    let seen = read_journal(&std::fs::read_to_string(&journal_path).unwrap_or_default());
+    let mut pending = Vec::new();
+    for (index, line) in lines.into_iter().enumerate() {
+        if seen.ended.contains(&line.custom_id) {
+            continue;
+        }
+        if seen.started.contains(&line.custom_id) {
+            let error = ApiError::upstream(
+                "The gateway stopped while this request was in flight. It was not sent again because it may \
+                 already have been paid; submit it again if you need its answer.",
+            );
+            let record = result_record(&line.custom_id, 500, error.body(), false);
+            journal(store, &journal_path, &record).await;
+            count(store, &id, false).await;
+            continue;
+        }
+        pending.push((index, line));
+    }
     let gateway_ref = &gateway;
     let key_ref = &key;
     let id_ref = &id;
+    let journal_path_ref = &journal_path;
     let mut results = futures_util::stream::iter(pending)
         .map(|(index, line)| async move {
             let cancelled = gateway_ref
@@ -512,6 +623,8 @@ pub(crate) async fn run(gateway: Arc<Gateway>, key: Arc<KeyState>, id: String, l
             if cancelled {
                 return None;
             }
+            let started = json!({ "custom_id": line.custom_id, "started": true });
+            journal(store, &journal_path_ref, &started).await;
             let body = serde_json::to_vec(&line.body).unwrap_or_default();
             let result = match line.url.as_str() {
                 "/v1/chat/completions" => match chat_call(&body) {
@@ -536,34 +649,25 @@ pub(crate) async fn run(gateway: Arc<Gateway>, key: Arc<KeyState>, id: String, l
             Ok(body) => (200u16, body, true),
             Err(e) => (e.status.as_u16(), e.body(), false),
         };
-        let record = json!({
-            "id": new_id("batch_req"),
-            "custom_id": custom_id,
-            "response": { "status_code": status, "request_id": new_id("req"), "body": body },
-            "error": null,
-            "ok": ok,
-        });
-        let _guard = store.lock.lock().await;
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{record}\n").as_bytes()));
-        if let Err(e) = appended {
-            warn!(batch = %id, error = %e, "cannot journal a batch result");
-        }
-        if let Some(mut batch) = store.batch(&id) {
-            if ok {
-                batch.request_counts.completed += 1;
-            } else {
-                batch.request_counts.failed += 1;
-            }
-            let _ = store.save_batch(&batch);
-        }
+        journal(store, &journal_path, &result_record(&custom_id, status, body, ok)).await;
+        count(store, &id, ok).await;
     }
     drop(results);
     if let Err(e) = finish(store, &id, gateway.clock.now_ms() / 1000) {
         warn!(batch = %id, error = %e, "cannot finish a batch");
+    }
+}
+
+/// Counts one ended request in the batch's record.
+async fn count(store: &Store, id: &str, ok: bool) {
+    let _guard = store.lock.lock().await;
+    if let Some(mut batch) = store.batch(id) {
+        if ok {
+            batch.request_counts.completed += 1;
+        } else {
+            batch.request_counts.failed += 1;
+        }
+        let _ = store.save_batch(&batch);
     }
 }
 
@@ -574,6 +678,9 @@ fn finish(store: &Store, id: &str, now: u64) -> std::io::Result<()> {
     let (mut output, mut errors) = (String::new(), String::new());
     for line in journal.lines() {
         let Ok(mut record) = serde_json::from_str::<Value>(line) else { continue };
+        if record.get("started").is_some() {
+            continue;
+        }
         let ok = record["ok"].as_bool().unwrap_or(false);
         if let Some(map) = record.as_object_mut() {
             map.remove("ok");

@@ -123,6 +123,27 @@ pub struct GatewayConfig {
     pub data_dir: Option<std::path::PathBuf>,
     /// Per-model price ceilings and tokenizer pins.
     pub models: Vec<ModelPolicy>,
+    /// What each key may keep in the Files and Batch APIs.
+    pub limits: FileLimits,
+}
+
+/// What one API key may keep in the Files and Batch APIs, so one key cannot fill the gateway's disk or
+/// occupy its batch runner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileLimits {
+    /// Files a key may keep (uploads and batch outputs together; outputs are always written).
+    pub files_per_key: usize,
+    /// Bytes a key's files may take together.
+    pub bytes_per_key: u64,
+    /// Batches of a key in progress at once.
+    pub batches_per_key: usize,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        FileLimits { files_per_key: 1_000, bytes_per_key: 2 << 30, batches_per_key: 16 }
+    }
 }
 
 /// The gateway's config file (`tgrid gateway --config gateway.toml`): where it listens, which node it reads,
@@ -158,6 +179,8 @@ pub struct GatewayFile {
     pub keys: Vec<KeyEntry>,
     #[serde(default)]
     pub models: Vec<ModelPolicy>,
+    #[serde(default)]
+    pub limits: FileLimits,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -256,6 +279,7 @@ pub(crate) struct KeyState {
 /// Everything the handlers share, by concern.
 pub struct Gateway {
     store: Option<batch::Store>,
+    limits: FileLimits,
     rpc: RpcClient,
     keys: HashMap<String, Arc<KeyState>>,
     payments: Payments,
@@ -322,6 +346,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let gateway = Arc::new(Gateway {
         store,
+        limits: config.limits,
         rpc,
         keys,
         payments: Payments::new(chain_id.clone(), channels),
@@ -469,6 +494,20 @@ impl Gateway {
     }
 }
 
+/// Every endpoint needs a key, and it is checked before a byte of the body is read: a request without a
+/// valid key costs the gateway its headers only.
+async fn key_first(
+    axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match gateway.authenticate(request.headers()) {
+        Ok(_) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The API: OpenAI's endpoints, tensorgrid's `/v1/channels`, and the Files and Batch APIs.
 fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
@@ -488,5 +527,6 @@ fn router(gateway: Arc<Gateway>) -> Router {
             ApiError::not_found("Unknown request URL. Please check the URL and method.".into())
         })
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), key_first))
         .with_state(gateway)
 }

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tensorgrid_client::RpcClient;
-use tensorgrid_gateway::{ApiKey, Ceiling, GatewayConfig};
+use tensorgrid_gateway::{ApiKey, Ceiling, FileLimits, GatewayConfig};
 use tensorgrid_tokenizer::{Parts, TextCodec};
 use tensorgrid_types::channel::{ChannelId, Voucher};
 use tensorgrid_types::inference::{
@@ -86,7 +86,12 @@ fn lines(events: &[InferenceEvent]) -> Body {
 async fn generate(State(d): State<Shared>, body: Bytes) -> Body {
     let request: GenerateRequest = serde_json::from_slice(&body).unwrap();
     let ids = |text: &str| d.lock().codec.encode(text).unwrap();
+    let hang = serde_json::to_string(&request.prompt).unwrap().contains("hang");
     d.lock().generations.push(request);
+    if hang {
+        // A request that is still in flight when its gateway stops.
+        std::future::pending::<()>().await;
+    }
     let huge = Amount::tgr(1_000);
     lines(&[
         InferenceEvent::Started { prompt_tokens: 9_999 },
@@ -187,6 +192,33 @@ struct Client {
 }
 
 impl Client {
+    async fn get(&self, path: &str) -> Value {
+        let response =
+            self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
+    /// `POST /v1/files` as multipart, the way OpenAI's client sends it.
+    async fn upload(&self, name: &str, data: &str) -> (u16, Value) {
+        let boundary = "tensorgrid-test-boundary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\n\
+             Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/jsonl\r\n\r\n\
+             {data}\r\n--{boundary}--\r\n"
+        );
+        let response = self
+            .http
+            .post(format!("{}/files", self.url))
+            .bearer_auth(&self.token)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .http
@@ -217,14 +249,19 @@ impl Client {
 }
 
 async fn gateway(node: &str, key: ApiKey) -> Client {
+    gateway_with(node, key, None).await
+}
+
+async fn gateway_with(node: &str, key: ApiKey, data_dir: Option<&std::path::Path>) -> Client {
     let token = key.token.clone();
     let running = tensorgrid_gateway::start(GatewayConfig {
         node: node.into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         keys: vec![key],
         refresh: Duration::from_millis(200),
-        data_dir: None,
+        data_dir: data_dir.map(std::path::Path::to_path_buf),
         models: Vec::new(),
+        limits: FileLimits { files_per_key: 2, bytes_per_key: 4_096, batches_per_key: 1 },
     })
     .await
     .unwrap();
@@ -382,4 +419,89 @@ async fn a_lying_provider_is_paid_exactly_the_gateways_own_count_at_the_price_in
     let best = double.lock().vouchers.iter().map(|v| v.cumulative).max().unwrap();
     assert_eq!(best, four, "every voucher the double holds adds up to the gateway's own count");
     assert!(four < Amount::tgr(1), "a few hundred tokens, not the thousand TGR claimed");
+
+    // 7. A request without a valid key is answered before its body is read: a body that never comes does not
+    // hold the gateway.
+    let stalled =
+        reqwest::Body::wrap_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>());
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        again
+            .http
+            .post(format!("{}/chat/completions", again.url))
+            .bearer_auth("tg-not-a-key-not-a-key-not-a-key-000")
+            .header("content-length", "15000000")
+            .body(stalled)
+            .send(),
+    )
+    .await
+    .expect("answered without waiting for the body")
+    .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+
+    // 8. Files and batches: per-key quotas, and a request in flight when the gateway stops is not sent (or
+    // paid) again by the gateway that resumes the batch.
+    let data = tempfile::tempdir().unwrap();
+    let first = gateway_with(&node, no_ceiling_key(&key), Some(data.path())).await;
+    let line = |id: &str, content: &str| {
+        json!({ "custom_id": id, "method": "POST", "url": "/v1/chat/completions",
+                "body": { "model": MODEL, "max_tokens": 16, "messages": [{ "role": "user", "content": content }] } })
+        .to_string()
+    };
+    let input = format!("{}\n{}\n", line("answer", "what is the answer"), line("stuck", "hang"));
+    let (status, file) = first.upload("requests.jsonl", &input).await;
+    assert_eq!(status, 200, "{file}");
+    let create = json!({ "input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h" });
+    let (status, batch) = first.post("/batches", create.clone()).await;
+    assert_eq!(status, 200, "{batch}");
+    let (status, body) = first.post("/batches", create).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("batch_quota_exceeded")), "{body}");
+    let (status, body) = first.upload("big.jsonl", &"x".repeat(5_000)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("file_quota_exceeded")), "{body}");
+    assert_eq!(first.upload("second.jsonl", &line("a", "b")).await.0, 200);
+    let (status, body) = first.upload("third.jsonl", &line("a", "b")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("file_quota_exceeded")), "{body}");
+    let batch_path = format!("/batches/{}", batch["id"].as_str().unwrap());
+    let waited = Instant::now();
+    while first.get(&batch_path).await["request_counts"]["completed"] != 1 {
+        assert!(waited.elapsed() < Duration::from_secs(30), "the batch's first request did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stuck = || {
+        double
+            .lock()
+            .generations
+            .iter()
+            .filter(|g| serde_json::to_string(&g.prompt).unwrap().contains("hang"))
+            .count()
+    };
+    assert_eq!(stuck(), 1, "the stuck request is in flight");
+    // The gateway "crashes" (it is abandoned with the request in flight) and a new one resumes its data.
+    let resumed = gateway_with(&node, no_ceiling_key(&key), Some(data.path())).await;
+    let waited = Instant::now();
+    let done = loop {
+        let b = resumed.get(&batch_path).await;
+        if b["status"] == "completed" {
+            break b;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(30), "the resumed batch did not complete: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["request_counts"], json!({ "total": 2, "completed": 1, "failed": 1 }));
+    assert_eq!(stuck(), 1, "the request in flight at the crash was not sent again");
+    let errors = resumed
+        .http
+        .get(format!("{}/files/{}/content", resumed.url, done["error_file_id"].as_str().unwrap()))
+        .bearer_auth(&resumed.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(errors.contains("\"stuck\"") && errors.contains("may already have been paid"), "{errors}");
+}
+
+fn no_ceiling_key(key: &ApiKey) -> ApiKey {
+    ApiKey { ceiling: Ceiling::default(), ..key.clone() }
 }
