@@ -78,6 +78,7 @@ pub fn prepare_devnet(
         certification_timeout_ms: 2_000,
         block_interval_ms: 200,
         state_history: crate::node::DEFAULT_STATE_HISTORY,
+        rpc_requests_per_sec: tensorgrid_node::rpc::ApiLimits::default().requests_per_sec,
     };
     Home::create(dir, &spec, &config, seed)?;
     Ok(true)
@@ -131,6 +132,7 @@ pub fn prepare_testnet(
             certification_timeout_ms: 2_000,
             block_interval_ms: 200,
             state_history: crate::node::DEFAULT_STATE_HISTORY,
+            rpc_requests_per_sec: tensorgrid_node::rpc::ApiLimits::default().requests_per_sec,
         };
         Home::create(&home, &spec, &config, *seed)?;
         nodes.push(TestnetNode { home, p2p: config.p2p_listen, rpc: config.rpc_listen });

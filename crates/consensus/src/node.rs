@@ -95,6 +95,13 @@ pub struct NodeConfig {
     /// and transaction index are never pruned.
     #[serde(default = "default_state_history")]
     pub state_history: u64,
+    /// Requests per second the API takes from one IP address (bursts of twice that); 0 is no limit.
+    #[serde(default = "default_rpc_requests_per_sec")]
+    pub rpc_requests_per_sec: u32,
+}
+
+fn default_rpc_requests_per_sec() -> u32 {
+    tensorgrid_node::rpc::ApiLimits::default().requests_per_sec
 }
 
 fn default_state_history() -> u64 {
@@ -255,6 +262,8 @@ pub fn public_key_of_seed(seed: [u8; 32]) -> String {
 /// The API of a running validator.
 pub struct ValidatorApi {
     chain: Arc<Chain>,
+    /// The committed height, for `wait`ing submitters.
+    committed: tokio::sync::watch::Receiver<u64>,
     gossip: Gossip,
     name: String,
     validators: Vec<String>,
@@ -269,7 +278,10 @@ impl std::fmt::Debug for ValidatorApi {
 
 impl NodeApi for ValidatorApi {
     fn submit(&self, raw: Vec<u8>) -> Result<Hash, SubmitError> {
-        let hash = self.chain.core().lock().submit(raw.clone(), tensorgrid_node::wall_clock())?;
+        // The signature is checked before the lock block execution takes, so a flood of submissions does not
+        // hold up blocks.
+        tensorgrid_node::mempool::verify_signature(&raw)?;
+        let hash = self.chain.core().lock().submit_verified(raw.clone(), tensorgrid_node::wall_clock())?;
         self.gossip.send(raw);
         Ok(hash)
     }
@@ -309,6 +321,10 @@ impl NodeApi for ValidatorApi {
 
     fn block(&self, height: Option<u64>) -> Result<Option<BlockRecord>, ReadError> {
         self.chain.block(height.unwrap_or_else(|| self.chain.committed_height()))
+    }
+
+    fn committed(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.committed.clone())
     }
 
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<BlockEvents>> {
@@ -456,20 +472,33 @@ async fn serve(context: commonware_runtime::tokio::Context, home: Home) -> Resul
     let validator = start_validator(&context, &home, "tensorgrid").await?;
     let chain = validator.chain.clone();
     let metrics_context = context.child("metrics");
+    let (height_tx, committed) = tokio::sync::watch::channel(chain.committed_height());
+    let mut commits = chain.subscribe();
+    tokio::spawn(async move {
+        while let Some(c) = commits.recv().await {
+            if height_tx.send(c.height).is_err() {
+                return;
+            }
+        }
+    });
     let api = Arc::new(ValidatorApi {
         chain: chain.clone(),
+        committed,
         gossip: validator.gossip.clone(),
         name: home.config.name.clone(),
         validators: home.spec.validators.iter().map(|v| v.name.clone()).collect(),
         metrics: Box::new(move || metrics_context.encode()),
     });
     let address = home.config.rpc_listen;
+    let rpc_requests_per_sec = home.config.rpc_requests_per_sec;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| NodeError::Listen { address, reason: e.to_string() })?;
     info!(%address, "API listening");
     let server = context.child("rpc").spawn(move |_| async move {
-        if let Err(e) = axum::serve(listener, rpc::router(api)).await {
+        let limits = rpc::ApiLimits { requests_per_sec: rpc_requests_per_sec, ..rpc::ApiLimits::default() };
+        let app = rpc::router_with(api, limits).into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
             warn!(error = %e, "API server stopped");
         }
     });

@@ -624,7 +624,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, key: Arc<KeyState>, id: String, l
                 return None;
             }
             let started = json!({ "custom_id": line.custom_id, "started": true });
-            journal(store, &journal_path_ref, &started).await;
+            journal(store, journal_path_ref, &started).await;
             let body = serde_json::to_vec(&line.body).unwrap_or_default();
             let result = match line.url.as_str() {
                 "/v1/chat/completions" => match chat_call(&body) {

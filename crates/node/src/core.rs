@@ -59,6 +59,13 @@ impl<S: Store> NodeCore<S> {
         Ok(self.mempool.insert(raw, &chain.chain_id, &params, &Accounts(&self.ledger), now)?)
     }
 
+    /// Admits a transaction whose signature [`crate::mempool::verify_signature`] already checked.
+    pub fn submit_verified(&mut self, raw: Vec<u8>, now: Timestamp) -> Result<Hash, SubmitError> {
+        let chain = self.ledger.chain_info()?;
+        let params = self.ledger.params()?;
+        Ok(self.mempool.insert_verified(raw, &chain.chain_id, &params, &Accounts(&self.ledger), now)?)
+    }
+
     /// Admits transactions received from a peer, verifying their signatures as one batch.
     pub fn submit_batch(&mut self, raws: Vec<Vec<u8>>, now: Timestamp) -> Vec<Result<Hash, SubmitError>> {
         let (chain, params) = match (self.ledger.chain_info(), self.ledger.params()) {

@@ -94,6 +94,17 @@ fn cost_of(signed: &SignedTx, size: usize, params: &Params) -> Option<u128> {
     fee.0.checked_add(signed.tx.msg.max_spend(params).0)
 }
 
+/// Checks a transaction's signature on its own, needing neither the pool nor the state: the expensive part
+/// of admission, done by the API before it takes the lock that block execution also takes.
+pub fn verify_signature(raw: &[u8]) -> Result<(), MempoolError> {
+    let signed = SignedTx::decode(raw).map_err(|e| TxError::Undecodable { reason: e.reason })?;
+    let signer = signed.tx.signer;
+    let message = signing_bytes_of_raw(raw).ok_or(TxError::BadSignature { signer })?;
+    tensorgrid_types::crypto::verify(&signer, &message, &signed.signature)
+        .map_err(|_: SignatureError| TxError::BadSignature { signer })?;
+    Ok(())
+}
+
 /// The pool.
 #[derive(Debug, Default)]
 pub struct Mempool {
@@ -140,6 +151,20 @@ impl Mempool {
         let message = signing_bytes_of_raw(&raw).ok_or(TxError::BadSignature { signer: tx.signer })?;
         tensorgrid_types::crypto::verify(&tx.signer, &message, &signed.signature)
             .map_err(|_: SignatureError| TxError::BadSignature { signer: tx.signer })?;
+        self.admit(raw, hash, &signed, params, accounts, now)
+    }
+
+    /// [`Mempool::insert`] for a transaction whose signature [`verify_signature`] already checked: what the API
+    /// does, so the check runs before the node's lock is taken.
+    pub fn insert_verified(
+        &mut self,
+        raw: Vec<u8>,
+        chain_id: &str,
+        params: &Params,
+        accounts: &impl AccountView,
+        now: Timestamp,
+    ) -> Result<Hash, MempoolError> {
+        let (hash, signed) = self.precheck(&raw, chain_id, params)?;
         self.admit(raw, hash, &signed, params, accounts, now)
     }
 

@@ -42,8 +42,89 @@ use crate::core::{NodeCore, SubmitError};
 use crate::mempool::MempoolError;
 use crate::ReadError;
 
-/// Blocks an event subscriber may fall behind before it is dropped.
-pub const EVENT_BUFFER: usize = 1024;
+/// Blocks an event subscriber may fall behind before it is dropped (it reconnects with `from=` and misses
+/// nothing).
+pub const EVENT_BUFFER: usize = 128;
+
+/// What the API lets one client do: requests per second per IP address (bursts of twice that; 0 is no
+/// limit), and event streams open at once over all clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    pub requests_per_sec: u32,
+    pub max_subscribers: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits { requests_per_sec: 1_000, max_subscribers: 1_024 }
+    }
+}
+
+type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
+/// The API's shared guards: the per-address rate limiter and the count of open event streams.
+struct Guards {
+    limiter: Option<IpLimiter>,
+    rate: u32,
+    subscribers: std::sync::atomic::AtomicUsize,
+    max_subscribers: usize,
+}
+
+/// An open event stream's place among the subscribers, given back when the stream is dropped.
+struct Slot(Arc<Guards>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Guards {
+    fn limiter_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn take_slot(self: &Arc<Self>) -> Option<Slot> {
+        let taken = self.subscribers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let slot = Slot(self.clone());
+        (taken < self.max_subscribers).then_some(slot)
+    }
+}
+
+/// Refuses a client past its rate before anything else is done for it (429 with `retry-after`).
+async fn rate_limit(
+    axum::extract::Extension(guards): axum::extract::Extension<Arc<Guards>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer =
+        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if let (Some(limiter), Some(ip)) = (&guards.limiter, peer) {
+        if limiter.len() > 100_000 {
+            // Addresses that have been quiet for a while are forgotten, so the table stays bounded.
+            limiter.retain_recent();
+        }
+        if let Err(not_until) = limiter.check_key(&ip) {
+            let wait = not_until
+                .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let mut error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "more than this node's {} requests per second from {ip}; slow down",
+                    guards.limiter_rate()
+                ),
+            );
+            error.details = json!({ "retry_after_ms": wait.as_millis() as u64 });
+            let mut response = error.into_response();
+            if let Ok(value) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    }
+    next.run(request).await
+}
 
 /// How long `POST /v1/tx` with `"wait": true` waits for the commit.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
@@ -88,6 +169,10 @@ pub trait NodeApi: Send + Sync + 'static {
     fn subscribe(&self) -> Option<mpsc::Receiver<BlockEvents>> {
         None
     }
+    /// The committed height as it changes, or `None` if this node cannot say (then `wait` polls).
+    fn committed(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// Prometheus text exposition.
     fn metrics(&self) -> String {
         String::new()
@@ -96,7 +181,8 @@ pub trait NodeApi: Send + Sync + 'static {
 
 impl<S: Store + Send + 'static> NodeApi for Mutex<NodeCore<S>> {
     fn submit(&self, raw: Vec<u8>) -> Result<Hash, SubmitError> {
-        self.lock().map_err(|_| SubmitError::Poisoned)?.submit(raw, crate::wall_clock())
+        crate::mempool::verify_signature(&raw)?;
+        self.lock().map_err(|_| SubmitError::Poisoned)?.submit_verified(raw, crate::wall_clock())
     }
 
     fn query(&self, query: &Query) -> Result<QueryResponse, QueryError> {
@@ -219,6 +305,8 @@ async fn submit<A: NodeApi>(State(node): State<Arc<A>>, body: Body) -> Result<Re
         return Ok(Json(json!({ "hash": hash })).into_response());
     }
     let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    // Woken by each commit rather than polling, where the node can say when one happens.
+    let mut commits = node.committed();
     loop {
         if let Some(record) = node.tx(&hash).map_err(internal)? {
             return Ok(Json(json!({ "hash": hash, "committed": record })).into_response());
@@ -236,7 +324,14 @@ async fn submit<A: NodeApi>(State(node): State<Arc<A>>, body: Body) -> Result<Re
             error.details = json!({ "hash": hash });
             return Err(error);
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        match commits.as_mut() {
+            Some(rx) => {
+                if let Ok(Err(_)) = tokio::time::timeout_at(deadline, rx.changed()).await {
+                    commits = None;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
     }
 }
 
@@ -368,8 +463,16 @@ fn mentions(value: &Value, needle: &str) -> bool {
 
 async fn events<A: NodeApi>(
     State(node): State<Arc<A>>,
+    axum::extract::Extension(guards): axum::extract::Extension<Arc<Guards>>,
     UrlQuery(filter): UrlQuery<EventFilter>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let slot = guards.take_slot().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscribers",
+            format!("this node serves {} event streams at once; try again later", guards.max_subscribers),
+        )
+    })?;
     let kinds: Option<Vec<String>> =
         filter.kind.map(|k| k.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
     if let Some(account) = &filter.account {
@@ -423,11 +526,11 @@ async fn events<A: NodeApi>(
         Ok(SseEvent::default().event("block").data(data.to_string()))
     };
     let live_frame = frame.clone();
-    let live = stream::unfold(rx, move |mut rx| async move {
+    let live = stream::unfold((rx, slot), move |(mut rx, slot)| async move {
         loop {
             let block = rx.recv().await?;
             if block.height > replayed_to {
-                return Some((block, rx));
+                return Some((block, (rx, slot)));
             }
         }
     })
@@ -445,8 +548,24 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// The API over a node.
+/// The API over a node, with the default [`ApiLimits`].
 pub fn router<A: NodeApi>(node: Arc<A>) -> Router {
+    router_with(node, ApiLimits::default())
+}
+
+/// The API over a node. The rate limit needs the peer's address: serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (without, no client is rate limited).
+pub fn router_with<A: NodeApi>(node: Arc<A>, limits: ApiLimits) -> Router {
+    let limiter = std::num::NonZeroU32::new(limits.requests_per_sec).map(|rate| {
+        let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+        governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+    });
+    let guards = Arc::new(Guards {
+        limiter,
+        rate: limits.requests_per_sec,
+        subscribers: std::sync::atomic::AtomicUsize::new(0),
+        max_subscribers: limits.max_subscribers,
+    });
     Router::new()
         .route("/v1/tx", post(submit::<A>))
         .route("/v1/tx/{hash}", get(get_tx::<A>))
@@ -457,5 +576,7 @@ pub fn router<A: NodeApi>(node: Arc<A>) -> Router {
         .route("/v1/events", get(events::<A>))
         .route("/metrics", get(metrics::<A>))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(rate_limit))
+        .layer(axum::Extension(guards))
         .with_state(node)
 }

@@ -137,3 +137,90 @@ async fn bad_input_gets_a_typed_json_error_and_no_crash() {
     let (_, status_body) = call(&node, "GET", "/v1/status", None).await;
     assert_eq!(status_body["mempool_txs"], 1);
 }
+
+/// A node whose event stream stays open: the in-process core with a stream per subscriber.
+struct Streaming {
+    core: Shared<MemStore>,
+    senders: Mutex<Vec<tokio::sync::mpsc::Sender<tensorgrid_node::rpc::BlockEvents>>>,
+}
+
+impl tensorgrid_node::rpc::NodeApi for Streaming {
+    fn submit(&self, raw: Vec<u8>) -> Result<Hash, tensorgrid_node::core::SubmitError> {
+        self.core.submit(raw)
+    }
+    fn query(
+        &self,
+        query: &tensorgrid_types::query::Query,
+    ) -> Result<tensorgrid_types::query::QueryResponse, tensorgrid_ledger::QueryError> {
+        self.core.query(query)
+    }
+    fn status(&self) -> Result<Value, tensorgrid_node::ReadError> {
+        self.core.status()
+    }
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<tensorgrid_node::rpc::BlockEvents>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        self.senders.lock().unwrap().push(tx);
+        Some(rx)
+    }
+}
+
+/// A client that floods the API from one address is slowed to its rate with 429 and `retry-after`, while a
+/// client from another address is served as usual; event streams past the cap get 503, and a closed stream
+/// gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_slowed_alone_and_event_streams_are_capped() {
+    use tensorgrid_node::rpc::{router_with, ApiLimits};
+    let (core, _, _) = node(MempoolConfig::default());
+    let api = Arc::new(Streaming { core, senders: Mutex::new(Vec::new()) });
+    let app = router_with(api, ApiLimits { requests_per_sec: 5, max_subscribers: 1 });
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
+            .unwrap()
+    });
+    let from =
+        |ip: [u8; 4]| reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).build().unwrap();
+    let (flooder, other) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let response = flooder.get(url("/v1/status")).send().await.unwrap();
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!((5..=15).contains(&served), "a burst of about twice the rate is served, then 429: {statuses:?}");
+    assert_eq!(
+        other.get(url("/v1/status")).send().await.unwrap().status(),
+        200,
+        "another address is not slowed"
+    );
+
+    // One event stream at a time; the second waits for the first to close.
+    let streams = from([127, 0, 0, 3]);
+    let first = streams.get(url("/v1/events")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = streams.get(url("/v1/events")).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_subscribers", "{body}");
+    drop(first);
+    let mut reopened = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let again = streams.get(url("/v1/events")).send().await.unwrap();
+        if again.status() == 200 {
+            reopened += 1;
+            break;
+        }
+    }
+    assert_eq!(reopened, 1, "a closed stream gives its place back");
+}
