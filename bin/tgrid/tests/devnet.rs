@@ -185,6 +185,7 @@ fn status_balances_and_a_transfer_against_a_devnet() {
         serde_json::json!({
             "model_hash": blake3::hash(b"model file").to_hex().as_str(), "name": "SmolLM2-135M-Instruct",
             "source_hash": blake3::hash(b"source file").to_hex().as_str(), "quantization": "Q8_0",
+            "tokenizer_hash": blake3::hash(b"tokenizer file").to_hex().as_str(),
             "context_length": 8192, "price_input_per_m": "100000", "price_output_per_m": "400000", "throughput_tps": 100,
         })
         .to_string(),
@@ -1115,7 +1116,7 @@ fn a_provider_killed_mid_answer_is_paid_only_for_what_arrived_and_the_next_reque
     std::fs::write(
         &gateway_config,
         format!(
-            "node = \"{node}\"\nlisten = \"127.0.0.1:{gateway_port}\"\nrefresh = \"1s\"\n[[keys]]\ntoken = \"{token}\"\n\
+            "node = \"{node}\"\nlisten = \"127.0.0.1:{gateway_port}\"\nrefresh = \"1s\"\nallow_private_providers = true\n[[keys]]\ntoken = \"{token}\"\n\
              account = \"carol\"\nchannels = [{first_channel}, {bob_channel}]\n"
         ),
     )

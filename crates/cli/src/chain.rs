@@ -261,6 +261,8 @@ pub(crate) fn start_inference(
             data_dir: Some(dir.join("gateway")),
             models: Vec::new(),
             limits: Default::default(),
+            // The devnet's providers listen on this machine.
+            allow_private_providers: true,
         })
         .await?;
         let model = provider

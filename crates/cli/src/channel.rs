@@ -44,7 +44,8 @@ pub(crate) enum Model {
         model_hash: Option<Hash>,
     },
     /// Offer a model as the provider --from (the offer as JSON: model_hash, name, source_hash, quantization,
-    /// context_length, price_input_per_m, price_output_per_m, throughput_tps).
+    /// tokenizer_hash, context_length, price_input_per_m, price_output_per_m, throughput_tps). A price rise
+    /// takes effect after the chain's notice period.
     Announce { offer: PathBuf },
     /// Stop offering a model.
     Withdraw { model_hash: Hash },

@@ -25,6 +25,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Path) -> anyhow::Result<()> {
         data_dir: file.data_dir,
         models: file.models,
         limits: file.limits,
+        allow_private_providers: file.allow_private_providers,
     };
     ctx.block_on(async move {
         let running = tensorgrid_gateway::start(config).await?;

@@ -4,6 +4,7 @@
 
 pub mod jobs;
 pub mod keystore;
+pub mod net;
 pub mod provider;
 pub mod rpc;
 

@@ -60,6 +60,19 @@ impl ProviderClient {
         ProviderClient { base, key, http }
     }
 
+    /// A client that connects only to public addresses ([`crate::net::PublicOnly`]): for callers that take
+    /// the address from someone else, as a gateway takes a provider's from the chain.
+    pub fn public_only(base: impl Into<String>, key: SecretKey) -> ProviderClient {
+        let base = base.into().trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .read_timeout(READ_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .dns_resolver(crate::net::PublicOnly)
+            .build()
+            .unwrap_or_default();
+        ProviderClient { base, key, http }
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -73,7 +86,7 @@ impl ProviderClient {
     ) -> Result<reqwest::Response, RpcError> {
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);
-        let auth = RequestAuth::sign(&self.key, method.as_str(), path, now_ms(), nonce, &body);
+        let auth = RequestAuth::sign(&self.key, &self.base, method.as_str(), path, now_ms(), nonce, &body);
         let mut request = self.http.request(method, format!("{}{path}", self.base)).body(body);
         for (name, value) in auth.headers() {
             request = request.header(name, value);

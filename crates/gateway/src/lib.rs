@@ -125,6 +125,10 @@ pub struct GatewayConfig {
     pub models: Vec<ModelPolicy>,
     /// What each key may keep in the Files and Batch APIs.
     pub limits: FileLimits,
+    /// Whether providers may be reached at loopback, private and link-local addresses (a local devnet).
+    /// Off, an offer whose provider registered such an address is not used, and names are resolved to
+    /// public addresses only, so no provider can point the gateway at its own network.
+    pub allow_private_providers: bool,
 }
 
 /// What one API key may keep in the Files and Batch APIs, so one key cannot fill the gateway's disk or
@@ -181,6 +185,9 @@ pub struct GatewayFile {
     pub models: Vec<ModelPolicy>,
     #[serde(default)]
     pub limits: FileLimits,
+    /// See [`GatewayConfig::allow_private_providers`].
+    #[serde(default)]
+    pub allow_private_providers: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -288,6 +295,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     clients: Mutex<HashMap<(String, Address), ProviderClient>>,
     chain_id: String,
+    allow_private_providers: bool,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -355,6 +363,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         clock,
         clients: Default::default(),
         chain_id,
+        allow_private_providers: config.allow_private_providers,
     });
     gateway.refresh_offers().await?;
     gateway.recover_vouchers().await;
@@ -417,8 +426,15 @@ impl Gateway {
                         h
                     }
                 };
-                if let Some(host) = host {
-                    offers.push(Listed { host, listed: l });
+                match host {
+                    Some(host)
+                        if !self.allow_private_providers
+                            && tensorgrid_client::net::names_internal_address(&host) =>
+                    {
+                        warn!(provider = %l.provider, %host, "not using a provider registered at an internal address");
+                    }
+                    Some(host) => offers.push(Listed { host, listed: l }),
+                    None => {}
                 }
             }
             match listed.next {
@@ -462,7 +478,13 @@ impl Gateway {
         self.clients
             .lock()
             .entry((host.to_string(), account.address()))
-            .or_insert_with(|| ProviderClient::new(host, account.clone()))
+            .or_insert_with(|| {
+                if self.allow_private_providers {
+                    ProviderClient::new(host, account.clone())
+                } else {
+                    ProviderClient::public_only(host, account.clone())
+                }
+            })
             .clone()
     }
 

@@ -253,6 +253,10 @@ async fn gateway(node: &str, key: ApiKey) -> Client {
 }
 
 async fn gateway_with(node: &str, key: ApiKey, data_dir: Option<&std::path::Path>) -> Client {
+    start_gateway(node, key, data_dir, true).await
+}
+
+async fn start_gateway(node: &str, key: ApiKey, data_dir: Option<&std::path::Path>, private: bool) -> Client {
     let token = key.token.clone();
     let running = tensorgrid_gateway::start(GatewayConfig {
         node: node.into(),
@@ -262,6 +266,7 @@ async fn gateway_with(node: &str, key: ApiKey, data_dir: Option<&std::path::Path
         data_dir: data_dir.map(std::path::Path::to_path_buf),
         models: Vec::new(),
         limits: FileLimits { files_per_key: 2, bytes_per_key: 4_096, batches_per_key: 1 },
+        allow_private_providers: private,
     })
     .await
     .unwrap();
@@ -500,6 +505,85 @@ async fn a_lying_provider_is_paid_exactly_the_gateways_own_count_at_the_price_in
         .await
         .unwrap();
     assert!(errors.contains("\"stuck\"") && errors.contains("may already have been paid"), "{errors}");
+}
+
+/// A provider registered at an address inside the gateway's network (here the loopback, as a cloud metadata
+/// service's would be) is never called by a gateway that does not allow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_never_calls_a_provider_registered_at_an_internal_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, carol) = (SecretKey::from_label("inside"), SecretKey::from_label("carol"));
+    let rpc_port = free_port();
+    let funded = [&provider, &carol]
+        .iter()
+        .map(|k| GenesisAccount { address: k.address(), balance: Amount::tgr(1_000_000) })
+        .collect();
+    tensorgrid_consensus::launch::prepare_devnet(
+        dir.path(),
+        funded,
+        Params::default(),
+        free_port(),
+        rpc_port,
+    )
+    .unwrap();
+    let home = dir.path().to_path_buf();
+    std::thread::spawn(move || tensorgrid_consensus::node::run(&home));
+    let node = format!("http://127.0.0.1:{rpc_port}");
+    let rpc = RpcClient::new(&node);
+    let started = Instant::now();
+    let chain_id = loop {
+        if let Ok(info) = rpc.chain_info().await {
+            break info.chain_id;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the validator did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let real = codec(None);
+    let double = Arc::new(Mutex::new(Double {
+        codec: codec(None),
+        wrong_tokenizer: None,
+        tally: Tally::Honest,
+        own_key: provider.clone(),
+        chain_id,
+        generations: Vec::new(),
+        vouchers: Vec::new(),
+    }));
+    let addr = serve(double.clone()).await;
+    send(
+        &rpc,
+        &provider,
+        Msg::RegisterProvider {
+            host_uri: format!("http://{addr}"),
+            attributes: vec![Attribute::new("region", "test")],
+            info: ProviderInfo { email: String::new(), website: String::new() },
+            stake: Params::default().min_provider_stake,
+        },
+    )
+    .await;
+    let offer = ModelOffer {
+        model_hash: Hash::of(b"inside weights"),
+        name: MODEL.into(),
+        source_hash: Hash::of(b"inside source"),
+        quantization: "f32".into(),
+        tokenizer_hash: real.hash(),
+        context_length: 4_096,
+        price_input_per_m: Amount::tgr(1),
+        price_output_per_m: Amount::tgr(4),
+        throughput_tps: 100,
+    };
+    send(&rpc, &provider, Msg::AnnounceModel { offer }).await;
+    let opened =
+        send(&rpc, &carol, Msg::OpenChannel { provider: provider.address(), deposit: Amount::tgr(10) }).await;
+    let key = ApiKey {
+        token: "tg-0123456789abcdef0123456789abcdef".into(),
+        account: carol,
+        channels: vec![opened.opened_channel().unwrap()],
+        ceiling: Ceiling::default(),
+    };
+    let client = start_gateway(&node, key, None, false).await;
+    let (status, body) = client.post("/chat/completions", chat(16)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(double.lock().generations.is_empty() && double.lock().vouchers.is_empty());
 }
 
 fn no_ceiling_key(key: &ApiKey) -> ApiKey {

@@ -86,7 +86,8 @@ fn authenticate(
         .map_err(unauthorized)?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let now = crate::now().millis();
-    auth.verify_headers(method.as_str(), path, now).map_err(unauthorized)?;
+    // Bound to this provider's registered address: a request signed for another provider is refused here.
+    auth.verify_headers(&shared.config.host_uri, method.as_str(), path, now).map_err(unauthorized)?;
     shared.guard.lock().admit(auth.signer, auth.nonce, auth.timestamp_ms, now).map_err(|refusal| {
         match refusal {
             Refusal::Replayed => unauthorized(AuthError::Replayed),

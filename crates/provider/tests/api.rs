@@ -16,13 +16,16 @@ use tensorgrid_types::resources::ResourceUnits;
 use tensorgrid_types::{Address, Amount, Hash, SecretKey, Timestamp};
 use tower::ServiceExt as _;
 
+/// The provider's registered API address, which every request here is signed for.
+const AUDIENCE: &str = "http://127.0.0.1:0";
+
 fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared> {
     let config = ProviderConfig {
         key: "provider".into(),
         // No node is needed: the job is already known to the provider, so nothing asks the chain.
         node: "http://127.0.0.1:9".into(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        host_uri: "http://127.0.0.1:0".into(),
+        host_uri: AUDIENCE.into(),
         stake: Amount::tgr(100),
         work_dir: dir.to_path_buf(),
         attributes: Default::default(),
@@ -103,7 +106,7 @@ fn now_ms() -> u64 {
 }
 
 fn signed(key: &SecretKey, method: &str, path: &str, body: &[u8], at: u64, nonce: u8) -> Request<Body> {
-    let auth = RequestAuth::sign(key, method, path, at, [nonce; 16], body);
+    let auth = RequestAuth::sign(key, AUDIENCE, method, path, at, [nonce; 16], body);
     let mut request = Request::builder().method(method).uri(path);
     for (name, value) in auth.headers() {
         request = request.header(name, value);
@@ -142,6 +145,24 @@ async fn only_the_jobs_client_may_upload_and_never_twice_with_one_signature() {
     let mut tampered = signed(&tenant, "PUT", &path, &module, now_ms(), 2);
     *tampered.body_mut() = Body::from(b"(module $evil)".to_vec());
     assert_eq!(status_of(&shared, tampered).await.0, StatusCode::UNAUTHORIZED);
+
+    // A request the tenant signed for another provider (which that one could replay here) is refused.
+    let auth = RequestAuth::sign(
+        &tenant,
+        "https://another-provider.example.org",
+        "PUT",
+        &path,
+        now_ms(),
+        [30; 16],
+        &module,
+    );
+    let mut elsewhere = Request::builder().method("PUT").uri(&path);
+    for (name, value) in auth.headers() {
+        elsewhere = elsewhere.header(name, value);
+    }
+    let (status, body) = status_of(&shared, elsewhere.body(Body::from(module.clone())).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(!shared.content.has(&hash));
 
     let stale = signed(&tenant, "PUT", &path, &module, now_ms() - 120_000, 3);
     let (status, body) = status_of(&shared, stale).await;
@@ -203,7 +224,7 @@ async fn a_huge_body_without_a_valid_signature_is_refused_before_a_byte_is_read(
     let mallory = SecretKey::from_label("mallory");
     let forged = RequestAuth {
         signer: tenant.address(),
-        ..RequestAuth::sign(&mallory, "PUT", &path, now_ms(), [9; 16], b"")
+        ..RequestAuth::sign(&mallory, AUDIENCE, "PUT", &path, now_ms(), [9; 16], b"")
     };
     let mut request = Request::builder().method("PUT").uri(&path);
     for (name, value) in forged.headers() {
@@ -227,7 +248,7 @@ async fn each_signer_keeps_to_its_request_rate_and_others_are_unaffected() {
     for n in 0u32..(4 * burst as u32) {
         let mut nonce = [0u8; 16];
         nonce[..4].copy_from_slice(&n.to_le_bytes());
-        let auth = RequestAuth::sign(&flooder, "GET", "/v1/jobs/7/status", now_ms(), nonce, b"");
+        let auth = RequestAuth::sign(&flooder, AUDIENCE, "GET", "/v1/jobs/7/status", now_ms(), nonce, b"");
         let mut request = Request::builder().method("GET").uri("/v1/jobs/7/status");
         for (name, value) in auth.headers() {
             request = request.header(name, value);

@@ -2,8 +2,9 @@
 //! endpoints take and return. The provider daemon serves it; the SDK's provider client calls it.
 //!
 //! Every request carries five headers: the signer's address, a timestamp (ms since the Unix epoch), a random
-//! 16-byte nonce, the blake3 of the body and an ed25519 signature over [`signing_bytes`] (method, path with
-//! query, timestamp, nonce and that body hash). The address *is* the public key, so the provider verifies the
+//! 16-byte nonce, the blake3 of the body and an ed25519 signature over [`signing_bytes`] (the provider's API
+//! address as registered on chain, method, path with query, timestamp, nonce and that body hash). Naming
+//! the provider's address binds a request to the one provider it was sent to: no other provider accepts it. The address *is* the public key, so the provider verifies the
 //! headers without a lookup and before it reads a byte of the body (which must then hash to what was signed),
 //! then checks on chain that the signer owns the lease or job the path names. A provider refuses timestamps
 //! more than [`MAX_SKEW_MS`] from its clock and remembers nonces for that long, so a captured request cannot
@@ -25,8 +26,16 @@ pub const HEADER_BODY_HASH: &str = "x-tgrid-body-hash";
 /// How far a request's timestamp may stray from the provider's clock, either way.
 pub const MAX_SKEW_MS: u64 = 60_000;
 
-/// What is signed: every part that gives a request its meaning, length-prefixed and hashed.
+/// The form of a provider's API address that requests are bound to: as registered (`host_uri`), without a
+/// trailing slash, in lowercase.
+pub fn audience_of(host_uri: &str) -> String {
+    host_uri.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// What is signed: every part that gives a request its meaning, length-prefixed and hashed. `audience` is the
+/// provider's [`audience_of`] its registered address.
 pub fn signing_bytes(
+    audience: &str,
     method: &str,
     path_and_query: &str,
     timestamp_ms: u64,
@@ -34,7 +43,8 @@ pub fn signing_bytes(
     body_hash: &Hash,
 ) -> Hash {
     Hash::of_parts(&[
-        b"tensorgrid/provider-api/v2",
+        b"tensorgrid/provider-api/v3",
+        audience_of(audience).as_bytes(),
         method.as_bytes(),
         path_and_query.as_bytes(),
         &timestamp_ms.to_le_bytes(),
@@ -79,6 +89,7 @@ impl RequestAuth {
     /// Signs a request. The caller supplies the time and the nonce (this crate has no clock or randomness).
     pub fn sign(
         key: &SecretKey,
+        audience: &str,
         method: &str,
         path_and_query: &str,
         timestamp_ms: u64,
@@ -86,7 +97,7 @@ impl RequestAuth {
         body: &[u8],
     ) -> RequestAuth {
         let body_hash = Hash::of(body);
-        let message = signing_bytes(method, path_and_query, timestamp_ms, &nonce, &body_hash);
+        let message = signing_bytes(audience, method, path_and_query, timestamp_ms, &nonce, &body_hash);
         RequestAuth {
             signer: key.address(),
             timestamp_ms,
@@ -99,12 +110,19 @@ impl RequestAuth {
     /// Checks the signature over the headers (the body by its signed hash) and the timestamp against
     /// `now_ms`, without the body: what a server does before reading one. Replay protection (nonces seen
     /// before) is the server's, since it needs memory.
-    pub fn verify_headers(&self, method: &str, path_and_query: &str, now_ms: u64) -> Result<(), AuthError> {
+    pub fn verify_headers(
+        &self,
+        audience: &str,
+        method: &str,
+        path_and_query: &str,
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
         let skew_ms = now_ms.abs_diff(self.timestamp_ms);
         if skew_ms > MAX_SKEW_MS {
             return Err(AuthError::Skewed { skew_ms });
         }
-        let message = signing_bytes(method, path_and_query, self.timestamp_ms, &self.nonce, &self.body_hash);
+        let message =
+            signing_bytes(audience, method, path_and_query, self.timestamp_ms, &self.nonce, &self.body_hash);
         Ok(verify(&self.signer, message.as_bytes(), &self.signature)?)
     }
 
@@ -120,12 +138,13 @@ impl RequestAuth {
     /// The headers and the body together.
     pub fn verify(
         &self,
+        audience: &str,
         method: &str,
         path_and_query: &str,
         body: &[u8],
         now_ms: u64,
     ) -> Result<(), AuthError> {
-        self.verify_headers(method, path_and_query, now_ms)?;
+        self.verify_headers(audience, method, path_and_query, now_ms)?;
         self.check_body(body)
     }
 
@@ -251,44 +270,61 @@ pub struct JobOutputs {
 mod tests {
     use super::*;
 
+    const P: &str = "https://provider.example.org:8443";
+
     #[test]
     fn a_signed_request_verifies_once_and_only_as_sent() {
         let key = SecretKey::from_label("tenant");
-        let auth = RequestAuth::sign(&key, "PUT", "/v1/leases/7/1/x/manifest", 1_000_000, [7; 16], b"{}");
+        let auth = RequestAuth::sign(&key, P, "PUT", "/v1/leases/7/1/x/manifest", 1_000_000, [7; 16], b"{}");
         let headers = auth.headers();
         let back = RequestAuth::from_headers(|name| {
             headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
         })
         .unwrap();
         assert_eq!(back, auth);
-        assert_eq!(back.verify("PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_030_000), Ok(()));
+        assert_eq!(back.verify(P, "PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_030_000), Ok(()));
         // Anything changed breaks it: the body, the path, the method, the signed body hash.
         assert_eq!(
-            back.verify("PUT", "/v1/leases/7/1/x/manifest", b"{ }", 1_000_000),
+            back.verify(P, "PUT", "/v1/leases/7/1/x/manifest", b"{ }", 1_000_000),
             Err(AuthError::BodyMismatch)
         );
         let rehashed = RequestAuth { body_hash: Hash::of(b"{ }"), ..back };
         assert!(matches!(
-            rehashed.verify("PUT", "/v1/leases/7/1/x/manifest", b"{ }", 1_000_000),
+            rehashed.verify(P, "PUT", "/v1/leases/7/1/x/manifest", b"{ }", 1_000_000),
             Err(AuthError::Signature(_))
         ));
-        // The headers alone are checked without the body.
-        assert_eq!(back.verify_headers("PUT", "/v1/leases/7/1/x/manifest", 1_000_000), Ok(()));
+        // Sent to another provider, it is refused there.
         assert!(matches!(
-            back.verify("PUT", "/v1/leases/8/1/x/manifest", b"{}", 1_000_000),
-            Err(AuthError::Signature(_))
-        ));
-        assert!(matches!(
-            back.verify("GET", "/v1/leases/7/1/x/manifest", b"{}", 1_000_000),
+            back.verify("https://other.example.org", "PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_000_000),
             Err(AuthError::Signature(_))
         ));
         assert_eq!(
-            back.verify("PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_000_000 + MAX_SKEW_MS + 1),
+            back.verify(
+                "HTTPS://provider.example.org:8443/",
+                "PUT",
+                "/v1/leases/7/1/x/manifest",
+                b"{}",
+                1_000_000
+            ),
+            Ok(())
+        );
+        // The headers alone are checked without the body.
+        assert_eq!(back.verify_headers(P, "PUT", "/v1/leases/7/1/x/manifest", 1_000_000), Ok(()));
+        assert!(matches!(
+            back.verify(P, "PUT", "/v1/leases/8/1/x/manifest", b"{}", 1_000_000),
+            Err(AuthError::Signature(_))
+        ));
+        assert!(matches!(
+            back.verify(P, "GET", "/v1/leases/7/1/x/manifest", b"{}", 1_000_000),
+            Err(AuthError::Signature(_))
+        ));
+        assert_eq!(
+            back.verify(P, "PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_000_000 + MAX_SKEW_MS + 1),
             Err(AuthError::Skewed { skew_ms: MAX_SKEW_MS + 1 })
         );
         // Someone else's address with this signature fails too.
         let forged = RequestAuth { signer: SecretKey::from_label("mallory").address(), ..auth };
-        assert!(forged.verify("PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_000_000).is_err());
+        assert!(forged.verify(P, "PUT", "/v1/leases/7/1/x/manifest", b"{}", 1_000_000).is_err());
         assert_eq!(RequestAuth::from_headers(|_| None), Err(AuthError::Missing(HEADER_SIGNER)));
     }
 }
