@@ -38,6 +38,8 @@ enum Failure {
     Payment(String),
     /// The provider failed; it goes to the back of the line for a while.
     Failed(String),
+    /// The provider's price changed on chain since the offers were read: they are read again now.
+    Stale(String),
 }
 
 fn failure(e: RpcError) -> Failure {
@@ -47,6 +49,7 @@ fn failure(e: RpcError) -> Failure {
             Failure::Refused(ApiError::invalid(message.clone(), param, Some(code)))
         }
         RpcError::Node { status: 402, .. } => Failure::Payment(e.to_string()),
+        RpcError::Node { status: 409, code, .. } if code == "price_changed" => Failure::Stale(e.to_string()),
         _ => Failure::Failed(e.to_string()),
     }
 }
@@ -85,6 +88,10 @@ where
             Err(Failure::Refused(error)) => return Err(error),
             Err(Failure::Payment(reason)) => {
                 payment = true;
+                last = reason;
+            }
+            Err(Failure::Stale(reason)) => {
+                gateway.refresh_now.notify_one();
                 last = reason;
             }
             Err(Failure::Failed(reason)) => {

@@ -296,6 +296,8 @@ pub struct Gateway {
     clients: Mutex<HashMap<(String, Address), ProviderClient>>,
     chain_id: String,
     allow_private_providers: bool,
+    /// Wakes the offer refresher before its interval (a provider said its price changed).
+    refresh_now: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -364,6 +366,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         clients: Default::default(),
         chain_id,
         allow_private_providers: config.allow_private_providers,
+        refresh_now: tokio::sync::Notify::new(),
     });
     gateway.refresh_offers().await?;
     gateway.recover_vouchers().await;
@@ -392,7 +395,10 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     let refresher = gateway.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(config.refresh).await;
+            tokio::select! {
+                _ = tokio::time::sleep(config.refresh) => {}
+                _ = refresher.refresh_now.notified() => {}
+            }
             if let Err(e) = refresher.refresh_offers().await {
                 warn!(error = %e, "reading model offers failed");
             }
