@@ -26,6 +26,7 @@
 //! manifest_timeout = "5m"
 //! content_timeout = "2m"
 //! requests_per_sec = 100                # signed API requests a second per signer (bursts of twice that)
+//! read_only_root = false                # lease containers with a read-only root (in-memory /tmp, /run)
 //! ```
 
 use std::collections::BTreeMap;
@@ -176,6 +177,9 @@ pub struct Limits {
     pub publish_ip: String,
     /// Signed requests a second each signer may send the provider API (bursts of twice that).
     pub requests_per_sec: u32,
+    /// Run lease containers with a read-only root file system (writable in-memory `/tmp`, `/run`,
+    /// `/var/tmp`). Safer, but images that write elsewhere fail; off by default.
+    pub read_only_root: bool,
 }
 
 impl Default for Limits {
@@ -191,6 +195,7 @@ impl Default for Limits {
             withdraw_interval: Duration::from_secs(3600),
             publish_ip: "0.0.0.0".into(),
             requests_per_sec: 100,
+            read_only_root: false,
         }
     }
 }

@@ -45,14 +45,14 @@ fn runners() -> Result<Vec<Arc<dyn JobRunner>>, ProviderError> {
 /// The container runtime, if this build has one and the host's Docker Engine answers.
 async fn lease_runner(
     me: &tensorgrid_types::Address,
-    publish_ip: &str,
+    limits: &crate::config::Limits,
 ) -> Option<Arc<dyn tensorgrid_runner::LeaseRunner>> {
     #[cfg(feature = "docker")]
-    match tensorgrid_runner_docker::DockerRunner::connect(me.to_string(), publish_ip).await {
-        Ok(runner) => return Some(Arc::new(runner)),
+    match tensorgrid_runner_docker::DockerRunner::connect(me.to_string(), &limits.publish_ip).await {
+        Ok(runner) => return Some(Arc::new(runner.with_read_only_root(limits.read_only_root))),
         Err(e) => info!(error = %e, "no Docker Engine: this provider runs jobs only and bids on no leases"),
     }
-    let _ = (me, publish_ip);
+    let _ = (me, limits);
     None
 }
 
@@ -63,7 +63,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     let capacity = crate::inventory::detect(&config.work_dir);
     let runners = runners()?;
     let client = RpcClient::new(&config.node);
-    let lease_runner = lease_runner(&key.address(), &config.limits.publish_ip).await;
+    let lease_runner = lease_runner(&key.address(), &config.limits).await;
     #[cfg(feature = "llm")]
     let inference = load_models(&config, &client).await?;
     #[cfg(not(feature = "llm"))]
@@ -108,6 +108,7 @@ pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, P
     info!(address = %shared.address(), %api, host_uri = %shared.config.host_uri, "provider API listening");
     tokio::spawn(ticks(shared.clone()));
     tokio::spawn(inventory(shared.clone()));
+    tokio::spawn(disk_guard(shared.clone()));
     #[cfg(feature = "llm")]
     {
         crate::inference::announce(&shared).await?;
@@ -198,6 +199,27 @@ async fn ticks(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         dispatch(&shared, Input::Tick);
+    }
+}
+
+/// How often lease containers' disk use is measured against the storage they pay for.
+const DISK_CHECK: Duration = Duration::from_secs(15);
+
+/// Stops lease instances that write more than their service's storage, so one tenant cannot fill the host's
+/// disk (the storage driver may have no quotas).
+async fn disk_guard(shared: Arc<Shared>) {
+    let Some(runner) = shared.lease_runner.clone() else { return };
+    loop {
+        tokio::time::sleep(DISK_CHECK).await;
+        match runner.enforce_disk().await {
+            Ok(evicted) => {
+                for e in evicted {
+                    warn!(lease = %e.lease, instance = %e.instance, used = e.used_bytes, limit = e.limit_bytes,
+                        "stopped an instance that outgrew its storage");
+                }
+            }
+            Err(e) => warn!(error = %e, "measuring lease containers' disk use failed"),
+        }
     }
 }
 

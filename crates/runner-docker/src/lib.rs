@@ -6,7 +6,9 @@
 //! at all. CPU and memory limits come from the manifest's resources; exposed ports are published on the
 //! host at ports Docker picks and reported back; GPUs are passed through only when the host has NVIDIA's
 //! runtime. Containers restart with the Docker daemon and are left alone when the provider daemon restarts,
-//! which finds them again by label.
+//! which finds them again by label. Disk is bounded by watching, since not every storage driver takes a
+//! quota (vfs does not): each container is labelled with its service's storage (all its volumes together),
+//! and [`LeaseRunner::enforce_disk`] stops a running one whose writable layer has grown past it.
 
 use std::collections::HashMap;
 
@@ -16,17 +18,19 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt as _;
-use tensorgrid_runner::{BoxFuture, LeaseRunner, RunnerError};
+use tensorgrid_runner::{BoxFuture, Eviction, LeaseRunner, RunnerError};
 use tensorgrid_types::manifest::{ManifestGroup, Protocol, ServiceSpec};
 use tensorgrid_types::provider_api::ServiceStatus;
 
 const LABEL_PROVIDER: &str = "tensorgrid.provider";
 const LABEL_LEASE: &str = "tensorgrid.lease";
 const LABEL_SERVICE: &str = "tensorgrid.service";
+/// The bytes of storage a container's service pays for (its volumes together); no label, no limit.
+const LABEL_DISK: &str = "tensorgrid.disk_bytes";
 
 fn engine(e: bollard::errors::Error) -> RunnerError {
     RunnerError::Engine(e.to_string())
@@ -42,7 +46,13 @@ pub struct DockerRunner {
     publish_ip: String,
     /// Whether the host has NVIDIA's container runtime, so GPU requests can be passed through.
     nvidia: bool,
+    /// Whether containers get a read-only root file system (with small in-memory `/tmp` and `/run`).
+    read_only_root: bool,
 }
+
+/// The in-memory scratch directories a read-only container keeps writable; their pages count against the
+/// container's memory limit.
+const SCRATCH: [&str; 3] = ["/tmp", "/run", "/var/tmp"];
 
 /// The capabilities a lease's containers keep (Docker's default set less NET_RAW, MKNOD, SYS_CHROOT,
 /// SETFCAP, SETPCAP and AUDIT_WRITE): enough for servers that bind low ports and drop to their own user.
@@ -62,7 +72,20 @@ impl DockerRunner {
             .map_err(engine)?;
         let info = docker.info().await.map_err(engine)?;
         let nvidia = info.runtimes.is_some_and(|r| r.contains_key("nvidia"));
-        Ok(DockerRunner { docker, owner: owner.into(), publish_ip: publish_ip.into(), nvidia })
+        Ok(DockerRunner {
+            docker,
+            owner: owner.into(),
+            publish_ip: publish_ip.into(),
+            nvidia,
+            read_only_root: false,
+        })
+    }
+
+    /// Runs every lease's containers with a read-only root file system: an operator's choice for hosts whose
+    /// tenants' images write only to scratch directories and volumes (many do not, so it is off by default).
+    pub fn with_read_only_root(mut self, read_only_root: bool) -> DockerRunner {
+        self.read_only_root = read_only_root;
+        self
     }
 
     fn network_name(lease: &str) -> String {
@@ -169,6 +192,11 @@ impl DockerRunner {
                 maximum_retry_count: None,
             }),
             device_requests,
+            readonly_rootfs: Some(self.read_only_root),
+            tmpfs: self.read_only_root.then(|| {
+                let size = (resources.memory_bytes / 4).max(1 << 20);
+                SCRATCH.iter().map(|d| (d.to_string(), format!("rw,nosuid,nodev,size={size}"))).collect()
+            }),
             ..Default::default()
         };
         let networking_config = network.map(|n| NetworkingConfig {
@@ -183,12 +211,17 @@ impl DockerRunner {
             (true, false) => (None, Some(service.args.clone())),
             (false, _) => (Some(service.command.clone()), Some(service.args.clone())),
         };
+        let mut labels = self.labels(lease, Some(&service.name));
+        let disk: u64 = resources.storage.iter().map(|s| s.bytes).fold(0, u64::saturating_add);
+        if disk > 0 {
+            labels.insert(LABEL_DISK.to_string(), disk.to_string());
+        }
         let body = ContainerCreateBody {
             image: Some(service.image.clone()),
             entrypoint,
             cmd,
             env: Some(service.env.clone()),
-            labels: Some(self.labels(lease, Some(&service.name))),
+            labels: Some(labels),
             exposed_ports: Some(exposed),
             host_config: Some(host_config),
             networking_config,
@@ -329,6 +362,40 @@ impl DockerRunner {
         self.status_of(lease).await
     }
 
+    async fn evict_over_disk(&self) -> Result<Vec<Eviction>, RunnerError> {
+        let options = ListContainersOptions {
+            all: false,
+            size: true,
+            filters: Some(self.filters(None)),
+            ..Default::default()
+        };
+        let mut evicted = Vec::new();
+        for summary in self.docker.list_containers(Some(options)).await.map_err(engine)? {
+            let labels = summary.labels.clone().unwrap_or_default();
+            let Some(limit) = labels.get(LABEL_DISK).and_then(|v| v.parse::<u64>().ok()) else { continue };
+            let used = summary.size_rw.and_then(|b| u64::try_from(b).ok()).unwrap_or(0);
+            if used <= limit {
+                continue;
+            }
+            let Some(id) = summary.id else { continue };
+            // Stopped by hand, a container with the unless-stopped policy stays stopped.
+            self.docker.stop_container(&id, None::<StopContainerOptions>).await.map_err(engine)?;
+            let instance = summary
+                .names
+                .and_then(|n| n.first().cloned())
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string();
+            evicted.push(Eviction {
+                lease: labels.get(LABEL_LEASE).cloned().unwrap_or_default(),
+                instance,
+                used_bytes: used,
+                limit_bytes: limit,
+            });
+        }
+        Ok(evicted)
+    }
+
     async fn logs_of(&self, lease: &str, tail: usize) -> Result<String, RunnerError> {
         let mut out = String::new();
         let mut containers = self.containers(Some(lease)).await?;
@@ -374,6 +441,10 @@ impl LeaseRunner for DockerRunner {
 
     fn stop<'a>(&'a self, lease: &'a str) -> BoxFuture<'a, Result<(), RunnerError>> {
         Box::pin(self.stop_lease(lease))
+    }
+
+    fn enforce_disk(&self) -> BoxFuture<'_, Result<Vec<Eviction>, RunnerError>> {
+        Box::pin(self.evict_over_disk())
     }
 
     fn leases(&self) -> BoxFuture<'_, Result<Vec<String>, RunnerError>> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tensorgrid_runner::LeaseRunner;
 use tensorgrid_runner_docker::DockerRunner;
 use tensorgrid_types::manifest::{Expose, HttpOptions, ManifestGroup, Protocol, ServiceSpec};
-use tensorgrid_types::resources::ResourceUnits;
+use tensorgrid_types::resources::{ResourceUnits, Storage};
 
 const IMAGE: &str = "tgrid-test/busybox:1";
 
@@ -161,6 +161,80 @@ async fn a_lease_runs_answers_is_limited_logs_is_isolated_and_is_removed() {
         Command::new("docker").args(["network", "ls", "-q", "-f", &format!("name=tg-{a}")]).output().unwrap();
     assert!(String::from_utf8_lossy(&networks.stdout).trim().is_empty(), "the lease's network is gone");
     assert!(http_get(&endpoint).is_none_or(|p| !p.contains("hello-lease")), "the port no longer answers");
+}
+
+/// A tenant that writes more than the storage it pays for (the test host's storage driver has no quotas) is
+/// stopped at the next check; one within its storage is left running.
+#[tokio::test]
+async fn an_instance_that_outgrows_its_storage_is_stopped_and_others_keep_running() {
+    if !docker_available() {
+        return;
+    }
+    build_image();
+    let runner =
+        DockerRunner::connect("tg1testprovider", "127.0.0.1").await.expect("Docker Engine is reachable");
+    let lease = format!("t{}-disk", std::process::id());
+    let with_storage = |name: &str, script: &str| {
+        let mut s = service(name, script, None);
+        s.resources.storage =
+            vec![Storage { name: "default".into(), bytes: 4 << 20, persistent: false, class: None }];
+        s
+    };
+    let group = ManifestGroup {
+        name: "disk".into(),
+        services: vec![
+            with_storage(
+                "filler",
+                "/bin/busybox dd if=/dev/zero of=/fill bs=1048576 count=16 && echo filled && exec /bin/busybox sleep 600",
+            ),
+            with_storage("modest", "/bin/busybox dd if=/dev/zero of=/small bs=1024 count=64 && exec /bin/busybox sleep 600"),
+        ],
+    };
+    runner.start(&lease, &group).await.expect("the lease starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !runner.logs(&lease, 40).await.unwrap().contains("filled") {
+        assert!(Instant::now() < deadline, "the filler never wrote its file");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let evicted = runner.enforce_disk().await.unwrap();
+    let mine: Vec<_> = evicted.iter().filter(|e| e.lease == lease).collect();
+    assert_eq!(mine.len(), 1, "{evicted:?}");
+    assert_eq!(mine[0].instance, format!("tg-{lease}-filler-0"));
+    assert!(mine[0].used_bytes >= 16 << 20 && mine[0].limit_bytes == 4 << 20, "{:?}", mine[0]);
+    let status = runner.status(&lease).await.unwrap();
+    let ready = |name: &str| status.iter().find(|s| s.name == name).map(|s| s.ready);
+    assert_eq!((ready("filler"), ready("modest")), (Some(0), Some(1)));
+    assert!(runner.enforce_disk().await.unwrap().iter().all(|e| e.lease != lease), "nothing more to stop");
+    runner.stop(&lease).await.unwrap();
+}
+
+/// An operator who chooses read-only roots gets them: the service writes to `/tmp` but not to `/`.
+#[tokio::test]
+async fn a_read_only_root_lets_a_service_write_scratch_only() {
+    if !docker_available() {
+        return;
+    }
+    build_image();
+    let runner = DockerRunner::connect("tg1testprovider", "127.0.0.1")
+        .await
+        .expect("Docker Engine is reachable")
+        .with_read_only_root(true);
+    let lease = format!("t{}-ro", std::process::id());
+    let script = "/bin/busybox touch /tmp/ok && echo tmp-writable; /bin/busybox touch /root-file || echo root-read-only; exec /bin/busybox sleep 600";
+    let group = ManifestGroup { name: "ro".into(), services: vec![service("ro", script, None)] };
+    runner.start(&lease, &group).await.expect("the lease starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let logs = runner.logs(&lease, 20).await.unwrap();
+        if logs.contains("root-read-only") {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "no output: {logs}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(logs.contains("tmp-writable") && logs.contains("root-read-only"), "{logs}");
+    assert_eq!(inspect(&format!("tg-{lease}-ro-0"), "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    runner.stop(&lease).await.unwrap();
 }
 
 #[tokio::test]

@@ -110,6 +110,18 @@ pub trait LeaseRunner: Send + Sync {
     fn stop<'a>(&'a self, lease: &'a str) -> BoxFuture<'a, Result<(), RunnerError>>;
     /// The leases that have something running or stopped on this host.
     fn leases(&self) -> BoxFuture<'_, Result<Vec<String>, RunnerError>>;
+    /// Stops every running instance whose disk use has outgrown the storage its service pays for, and says
+    /// which. A stopped instance stays stopped (its lease's status shows it not ready) until the lease ends.
+    fn enforce_disk(&self) -> BoxFuture<'_, Result<Vec<Eviction>, RunnerError>>;
+}
+
+/// An instance stopped for using more disk than its service's storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Eviction {
+    pub lease: String,
+    pub instance: String,
+    pub used_bytes: u64,
+    pub limit_bytes: u64,
 }
 
 /// Creates `dir/in` (with `inputs` copied in as `0`, `1`, …) and an empty `dir/out`.
