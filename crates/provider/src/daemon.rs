@@ -49,7 +49,12 @@ async fn lease_runner(
 ) -> Option<Arc<dyn tensorgrid_runner::LeaseRunner>> {
     #[cfg(feature = "docker")]
     match tensorgrid_runner_docker::DockerRunner::connect(me.to_string(), &limits.publish_ip).await {
-        Ok(runner) => return Some(Arc::new(runner.with_read_only_root(limits.read_only_root))),
+        Ok(runner) => {
+            if let Some(why) = runner.firewall_unavailable() {
+                warn!(reason = %why, "lease networks can reach this host and link-local (metadata) addresses");
+            }
+            return Some(Arc::new(runner.with_read_only_root(limits.read_only_root)));
+        }
         Err(e) => info!(error = %e, "no Docker Engine: this provider runs jobs only and bids on no leases"),
     }
     let _ = (me, limits);
@@ -209,17 +214,18 @@ const DISK_CHECK: Duration = Duration::from_secs(15);
 /// disk (the storage driver may have no quotas).
 async fn disk_guard(shared: Arc<Shared>) {
     let Some(runner) = shared.lease_runner.clone() else { return };
+    // The first round runs at once: it puts back the network isolation of leases adopted at start.
     loop {
-        tokio::time::sleep(DISK_CHECK).await;
-        match runner.enforce_disk().await {
+        match runner.enforce().await {
             Ok(evicted) => {
                 for e in evicted {
                     warn!(lease = %e.lease, instance = %e.instance, used = e.used_bytes, limit = e.limit_bytes,
                         "stopped an instance that outgrew its storage");
                 }
             }
-            Err(e) => warn!(error = %e, "measuring lease containers' disk use failed"),
+            Err(e) => warn!(error = %e, "holding leases to their limits failed"),
         }
+        tokio::time::sleep(DISK_CHECK).await;
     }
 }
 

@@ -5,10 +5,13 @@
 //! reach each other by name and never see another lease. A lease that exposes nothing runs with no network
 //! at all. CPU and memory limits come from the manifest's resources; exposed ports are published on the
 //! host at ports Docker picks and reported back; GPUs are passed through only when the host has NVIDIA's
-//! runtime. Containers restart with the Docker daemon and are left alone when the provider daemon restarts,
+//! runtime. A lease's network cannot reach the host's own addresses or link-local ones (cloud metadata):
+//! see `firewall`, on wherever the runner may manage iptables rules. Containers restart with the Docker daemon and are left alone when the provider daemon restarts,
 //! which finds them again by label. Disk is bounded by watching, since not every storage driver takes a
 //! quota (vfs does not): each container is labelled with its service's storage (all its volumes together),
-//! and [`LeaseRunner::enforce_disk`] stops a running one whose writable layer has grown past it.
+//! and [`LeaseRunner::enforce`] stops a running one whose writable layer has grown past it.
+
+mod firewall;
 
 use std::collections::HashMap;
 
@@ -48,6 +51,8 @@ pub struct DockerRunner {
     nvidia: bool,
     /// Whether containers get a read-only root file system (with small in-memory `/tmp` and `/run`).
     read_only_root: bool,
+    /// Why lease networks cannot be firewalled on this host, if they cannot.
+    no_firewall: Option<String>,
 }
 
 /// The in-memory scratch directories a read-only container keeps writable; their pages count against the
@@ -72,13 +77,43 @@ impl DockerRunner {
             .map_err(engine)?;
         let info = docker.info().await.map_err(engine)?;
         let nvidia = info.runtimes.is_some_and(|r| r.contains_key("nvidia"));
+        let no_firewall = firewall::available().await.err();
         Ok(DockerRunner {
             docker,
             owner: owner.into(),
             publish_ip: publish_ip.into(),
             nvidia,
             read_only_root: false,
+            no_firewall,
         })
+    }
+
+    /// Why lease networks are not kept away from the host and metadata addresses here, if they are not.
+    pub fn firewall_unavailable(&self) -> Option<&str> {
+        self.no_firewall.as_deref()
+    }
+
+    /// The interface of a lease's bridge network, as Docker names it (`br-` and the network id's start).
+    async fn bridge_of(&self, network: &str) -> Option<String> {
+        let inspect = self.docker.inspect_network(network, None).await.ok()?;
+        if let Some(name) = inspect.options.as_ref().and_then(|o| o.get("com.docker.network.bridge.name")) {
+            return Some(name.clone());
+        }
+        inspect.id.map(|id| format!("br-{}", &id[..id.len().min(12)]))
+    }
+
+    /// Puts a lease network's isolation rules in place, where the host allows.
+    async fn isolate(&self, network: &str) -> Result<(), RunnerError> {
+        if self.no_firewall.is_some() {
+            return Ok(());
+        }
+        let bridge = self
+            .bridge_of(network)
+            .await
+            .ok_or_else(|| RunnerError::Engine(format!("network {network} has no bridge")))?;
+        firewall::isolate(&bridge)
+            .await
+            .map_err(|e| RunnerError::Engine(format!("cannot keep {network} away from the host: {e}")))
     }
 
     /// Runs every lease's containers with a read-only root file system: an operator's choice for hosts whose
@@ -297,12 +332,16 @@ impl DockerRunner {
                 }
             }
         }
-        match self.docker.remove_network(&Self::network_name(lease)).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                Ok(())
-            }
-            Err(e) => Err(engine(e)),
+        let network = Self::network_name(lease);
+        let bridge = self.bridge_of(&network).await;
+        match self.docker.remove_network(&network).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(engine(e)),
         }
+        if let (Some(bridge), None) = (bridge, &self.no_firewall) {
+            firewall::release(&bridge).await.map_err(RunnerError::Engine)?;
+        }
+        Ok(())
     }
 
     async fn start_lease(
@@ -346,6 +385,11 @@ impl DockerRunner {
                     Err(e) => return Err(engine(e)),
                 }
             }
+            // Before any container joins it.
+            if let Err(e) = self.isolate(&name).await {
+                let _ = self.stop_lease(lease).await;
+                return Err(e);
+            }
             Some(name)
         } else {
             None
@@ -362,7 +406,22 @@ impl DockerRunner {
         self.status_of(lease).await
     }
 
+    /// Puts back the isolation rules of every lease network (a reboot or a firewall reload drops them).
+    async fn isolate_all(&self) -> Result<(), RunnerError> {
+        if self.no_firewall.is_some() {
+            return Ok(());
+        }
+        let options = ListNetworksOptions { filters: Some(self.filters(None)) };
+        for network in self.docker.list_networks(Some(options)).await.map_err(engine)? {
+            if let Some(id) = network.id {
+                self.isolate(&id).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn evict_over_disk(&self) -> Result<Vec<Eviction>, RunnerError> {
+        self.isolate_all().await?;
         let options = ListContainersOptions {
             all: false,
             size: true,
@@ -443,7 +502,7 @@ impl LeaseRunner for DockerRunner {
         Box::pin(self.stop_lease(lease))
     }
 
-    fn enforce_disk(&self) -> BoxFuture<'_, Result<Vec<Eviction>, RunnerError>> {
+    fn enforce(&self) -> BoxFuture<'_, Result<Vec<Eviction>, RunnerError>> {
         Box::pin(self.evict_over_disk())
     }
 

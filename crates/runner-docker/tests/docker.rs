@@ -196,7 +196,7 @@ async fn an_instance_that_outgrows_its_storage_is_stopped_and_others_keep_runnin
         assert!(Instant::now() < deadline, "the filler never wrote its file");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let evicted = runner.enforce_disk().await.unwrap();
+    let evicted = runner.enforce().await.unwrap();
     let mine: Vec<_> = evicted.iter().filter(|e| e.lease == lease).collect();
     assert_eq!(mine.len(), 1, "{evicted:?}");
     assert_eq!(mine[0].instance, format!("tg-{lease}-filler-0"));
@@ -204,8 +204,73 @@ async fn an_instance_that_outgrows_its_storage_is_stopped_and_others_keep_runnin
     let status = runner.status(&lease).await.unwrap();
     let ready = |name: &str| status.iter().find(|s| s.name == name).map(|s| s.ready);
     assert_eq!((ready("filler"), ready("modest")), (Some(0), Some(1)));
-    assert!(runner.enforce_disk().await.unwrap().iter().all(|e| e.lease != lease), "nothing more to stop");
+    assert!(runner.enforce().await.unwrap().iter().all(|e| e.lease != lease), "nothing more to stop");
     runner.stop(&lease).await.unwrap();
+}
+
+/// A tenant's container tries the host it runs on (a server on all of the host's addresses, reached through
+/// the lease's gateway) and gets nothing; link-local (cloud metadata) addresses are dropped on the way out;
+/// the rules leave with the lease.
+#[tokio::test]
+async fn a_lease_cannot_reach_the_host_or_metadata_addresses() {
+    if !docker_available() {
+        return;
+    }
+    build_image();
+    let runner =
+        DockerRunner::connect("tg1testprovider", "127.0.0.1").await.expect("Docker Engine is reachable");
+    assert_eq!(runner.firewall_unavailable(), None, "the test host lets the runner manage iptables");
+    let host = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in host.incoming().flatten() {
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nhost-secret\n");
+        }
+    });
+    let lease = format!("t{}-fw", std::process::id());
+    // The metadata address as clouds serve it, here on the host itself (as a metadata proxy would be).
+    let metadata = Command::new("ip").args(["addr", "add", "169.254.169.254/32", "dev", "lo"]).status();
+    let metadata = metadata.is_ok_and(|s| s.success());
+    let script = format!(
+        "GW=$(/bin/busybox ip route | /bin/busybox awk '/default/ {{print $3}}'); \
+         printf 'GET / HTTP/1.0\r\n\r\n' | /bin/busybox nc -w 3 169.254.169.254 {port}; echo metadata-rc=$?; \
+         printf 'GET / HTTP/1.0\r\n\r\n' | /bin/busybox nc -w 3 $GW {port}; echo reached-rc=$?; \
+         exec /bin/busybox sleep 600"
+    );
+    let group = ManifestGroup { name: "fw".into(), services: vec![service("fw", &script, Some(8080))] };
+    runner.start(&lease, &group).await.expect("the lease starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let logs = loop {
+        let logs = runner.logs(&lease, 20).await.unwrap();
+        if logs.contains("reached-rc=") {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "the probe never finished: {logs}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    if metadata {
+        let _ = Command::new("ip").args(["addr", "del", "169.254.169.254/32", "dev", "lo"]).status();
+    }
+    assert!(!logs.contains("host-secret"), "the lease reached the host or 169.254.169.254: {logs}");
+    assert!(logs.contains("metadata-rc=1") && logs.contains("reached-rc=1"), "{logs}");
+    let bridge = {
+        let id = inspect(&format!("tg-{lease}"), "{{.Id}}");
+        format!("br-{}", &id[..12])
+    };
+    let rule = |verb: &str| {
+        Command::new("iptables")
+            .args(["-w", verb, "FORWARD", "-i", &bridge, "-d", "169.254.0.0/16", "-j", "DROP"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(rule("-C"), "link-local addresses are dropped from {bridge}");
+    // Lost rules (a firewall reload) come back at the next round of enforcement.
+    assert!(rule("-D"));
+    runner.enforce().await.unwrap();
+    assert!(rule("-C"), "the rule is back");
+    runner.stop(&lease).await.unwrap();
+    assert!(!rule("-C"), "the rules leave with the lease");
 }
 
 /// An operator who chooses read-only roots gets them: the service writes to `/tmp` but not to `/`.

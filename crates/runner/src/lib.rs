@@ -110,9 +110,10 @@ pub trait LeaseRunner: Send + Sync {
     fn stop<'a>(&'a self, lease: &'a str) -> BoxFuture<'a, Result<(), RunnerError>>;
     /// The leases that have something running or stopped on this host.
     fn leases(&self) -> BoxFuture<'_, Result<Vec<String>, RunnerError>>;
-    /// Stops every running instance whose disk use has outgrown the storage its service pays for, and says
+    /// Holds every lease to its limits, run periodically: puts back network isolation a host may have lost,
+    /// and stops every running instance whose disk use has outgrown the storage its service pays for, saying
     /// which. A stopped instance stays stopped (its lease's status shows it not ready) until the lease ends.
-    fn enforce_disk(&self) -> BoxFuture<'_, Result<Vec<Eviction>, RunnerError>>;
+    fn enforce(&self) -> BoxFuture<'_, Result<Vec<Eviction>, RunnerError>>;
 }
 
 /// An instance stopped for using more disk than its service's storage.
