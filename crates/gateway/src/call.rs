@@ -6,12 +6,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
-use std::sync::Arc;
-
 use tensorgrid_client::{ProviderClient, RpcError};
 use tensorgrid_tokenizer::{StreamDecoder, TextCodec, TokenizerError};
 use tensorgrid_types::inference::{EmbeddingsRequest, FinishReason, GenerateRequest, InferenceEvent};
