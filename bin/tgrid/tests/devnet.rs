@@ -72,9 +72,10 @@ fn start_devnet_with(home: &std::path::Path, base: u16, extra: &[&str]) -> (Devn
     }
 }
 
-/// A port range for this test process (tests in one binary share a pid, so each passes its own `slot`).
+/// A port range for this test process (tests in one binary share a pid, so each passes its own `slot`),
+/// below the kernel's ephemeral range (32768 and up), where outgoing connections could already hold it.
 fn ports(slot: u16) -> u16 {
-    33_000 + (std::process::id() % 1_000) as u16 * 16 + slot * 4
+    12_000 + (std::process::id() % 250) as u16 * 32 + slot * 4
 }
 
 fn json(out: &Output) -> Value {
