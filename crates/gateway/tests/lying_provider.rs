@@ -174,6 +174,44 @@ async fn serve(double: Shared) -> SocketAddr {
     addr
 }
 
+/// A validator of its own in this process, funding `accounts`: its API address, a client of it, its chain id.
+async fn chain(
+    dir: &std::path::Path,
+    accounts: &[&SecretKey],
+    params: Params,
+) -> (String, RpcClient, String) {
+    let rpc_port = free_port();
+    let funded = accounts
+        .iter()
+        .map(|k| GenesisAccount { address: k.address(), balance: Amount::tgr(1_000_000) })
+        .collect();
+    tensorgrid_consensus::launch::prepare_devnet(dir, funded, params, free_port(), rpc_port).unwrap();
+    let home = dir.to_path_buf();
+    std::thread::spawn(move || tensorgrid_consensus::node::run(&home));
+    let node = format!("http://127.0.0.1:{rpc_port}");
+    let rpc = RpcClient::new(&node);
+    let started = Instant::now();
+    let chain_id = loop {
+        if let Ok(info) = rpc.chain_info().await {
+            break info.chain_id;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the validator did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    (node, rpc, chain_id)
+}
+
+/// Registers `key` as a provider whose API is the double at `addr`.
+async fn register(rpc: &RpcClient, key: &SecretKey, addr: SocketAddr) {
+    let msg = Msg::RegisterProvider {
+        host_uri: format!("http://{addr}"),
+        attributes: vec![Attribute::new("region", "test")],
+        info: ProviderInfo { email: String::new(), website: String::new() },
+        stake: Params::default().min_provider_stake,
+    };
+    send(rpc, key, msg).await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -282,25 +320,8 @@ async fn a_lying_provider_is_paid_exactly_the_gateways_own_count_at_the_price_in
     let dir = tempfile::tempdir().unwrap();
     let liar = SecretKey::from_label("liar");
     let carol = SecretKey::from_label("carol");
-    let rpc_port = free_port();
-    let funded = [&liar, &carol]
-        .iter()
-        .map(|k| GenesisAccount { address: k.address(), balance: Amount::tgr(1_000_000) })
-        .collect();
     let params = Params { model_price_notice_ms: NOTICE_MS, ..Params::default() };
-    tensorgrid_consensus::launch::prepare_devnet(dir.path(), funded, params, free_port(), rpc_port).unwrap();
-    let home = dir.path().to_path_buf();
-    std::thread::spawn(move || tensorgrid_consensus::node::run(&home));
-    let node = format!("http://127.0.0.1:{rpc_port}");
-    let rpc = RpcClient::new(&node);
-    let started = Instant::now();
-    let chain_id = loop {
-        if let Ok(info) = rpc.chain_info().await {
-            break info.chain_id;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the validator did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (node, rpc, chain_id) = chain(dir.path(), &[&liar, &carol], params).await;
 
     // The double registers, offers a model with its tokenizer, and carol opens a channel to it.
     let real = codec(None);
@@ -314,17 +335,7 @@ async fn a_lying_provider_is_paid_exactly_the_gateways_own_count_at_the_price_in
         vouchers: Vec::new(),
     }));
     let addr = serve(double.clone()).await;
-    send(
-        &rpc,
-        &liar,
-        Msg::RegisterProvider {
-            host_uri: format!("http://{addr}"),
-            attributes: vec![Attribute::new("region", "test")],
-            info: ProviderInfo { email: String::new(), website: String::new() },
-            stake: Params::default().min_provider_stake,
-        },
-    )
-    .await;
+    register(&rpc, &liar, addr).await;
     let offer = ModelOffer {
         model_hash: Hash::of(b"tiny-chat weights"),
         name: MODEL.into(),
@@ -513,31 +524,7 @@ async fn a_lying_provider_is_paid_exactly_the_gateways_own_count_at_the_price_in
 async fn a_gateway_never_calls_a_provider_registered_at_an_internal_address() {
     let dir = tempfile::tempdir().unwrap();
     let (provider, carol) = (SecretKey::from_label("inside"), SecretKey::from_label("carol"));
-    let rpc_port = free_port();
-    let funded = [&provider, &carol]
-        .iter()
-        .map(|k| GenesisAccount { address: k.address(), balance: Amount::tgr(1_000_000) })
-        .collect();
-    tensorgrid_consensus::launch::prepare_devnet(
-        dir.path(),
-        funded,
-        Params::default(),
-        free_port(),
-        rpc_port,
-    )
-    .unwrap();
-    let home = dir.path().to_path_buf();
-    std::thread::spawn(move || tensorgrid_consensus::node::run(&home));
-    let node = format!("http://127.0.0.1:{rpc_port}");
-    let rpc = RpcClient::new(&node);
-    let started = Instant::now();
-    let chain_id = loop {
-        if let Ok(info) = rpc.chain_info().await {
-            break info.chain_id;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the validator did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (node, rpc, chain_id) = chain(dir.path(), &[&provider, &carol], Params::default()).await;
     let real = codec(None);
     let double = Arc::new(Mutex::new(Double {
         codec: codec(None),
@@ -549,17 +536,7 @@ async fn a_gateway_never_calls_a_provider_registered_at_an_internal_address() {
         vouchers: Vec::new(),
     }));
     let addr = serve(double.clone()).await;
-    send(
-        &rpc,
-        &provider,
-        Msg::RegisterProvider {
-            host_uri: format!("http://{addr}"),
-            attributes: vec![Attribute::new("region", "test")],
-            info: ProviderInfo { email: String::new(), website: String::new() },
-            stake: Params::default().min_provider_stake,
-        },
-    )
-    .await;
+    register(&rpc, &provider, addr).await;
     let offer = ModelOffer {
         model_hash: Hash::of(b"inside weights"),
         name: MODEL.into(),

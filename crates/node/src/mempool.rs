@@ -98,6 +98,11 @@ fn cost_of(signed: &SignedTx, size: usize, params: &Params) -> Option<u128> {
 /// of admission, done by the API before it takes the lock that block execution also takes.
 pub fn verify_signature(raw: &[u8]) -> Result<(), MempoolError> {
     let signed = SignedTx::decode(raw).map_err(|e| TxError::Undecodable { reason: e.reason })?;
+    check_signature(raw, &signed)
+}
+
+/// Whether `signed` (decoded from `raw`) carries its signer's signature over the bytes as received.
+fn check_signature(raw: &[u8], signed: &SignedTx) -> Result<(), MempoolError> {
     let signer = signed.tx.signer;
     let message = signing_bytes_of_raw(raw).ok_or(TxError::BadSignature { signer })?;
     tensorgrid_types::crypto::verify(&signer, &message, &signed.signature)
@@ -147,10 +152,7 @@ impl Mempool {
         now: Timestamp,
     ) -> Result<Hash, MempoolError> {
         let (hash, signed) = self.precheck(&raw, chain_id, params)?;
-        let tx = &signed.tx;
-        let message = signing_bytes_of_raw(&raw).ok_or(TxError::BadSignature { signer: tx.signer })?;
-        tensorgrid_types::crypto::verify(&tx.signer, &message, &signed.signature)
-            .map_err(|_: SignatureError| TxError::BadSignature { signer: tx.signer })?;
+        check_signature(&raw, &signed)?;
         self.admit(raw, hash, &signed, params, accounts, now)
     }
 

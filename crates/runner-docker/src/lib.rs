@@ -35,6 +35,12 @@ const LABEL_SERVICE: &str = "tensorgrid.service";
 /// The bytes of storage a container's service pays for (its volumes together); no label, no limit.
 const LABEL_DISK: &str = "tensorgrid.disk_bytes";
 
+/// A container's name as the lease's instances are named (`tg-<lease>-<service>-<i>`), without Docker's `/`.
+fn instance_name(summary: &bollard::models::ContainerSummary) -> String {
+    let name = summary.names.as_ref().and_then(|n| n.first()).map(String::as_str).unwrap_or_default();
+    name.trim_start_matches('/').to_string()
+}
+
 fn engine(e: bollard::errors::Error) -> RunnerError {
     RunnerError::Engine(e.to_string())
 }
@@ -436,15 +442,10 @@ impl DockerRunner {
             if used <= limit {
                 continue;
             }
+            let instance = instance_name(&summary);
             let Some(id) = summary.id else { continue };
             // Stopped by hand, a container with the unless-stopped policy stays stopped.
             self.docker.stop_container(&id, None::<StopContainerOptions>).await.map_err(engine)?;
-            let instance = summary
-                .names
-                .and_then(|n| n.first().cloned())
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string();
             evicted.push(Eviction {
                 lease: labels.get(LABEL_LEASE).cloned().unwrap_or_default(),
                 instance,
@@ -460,13 +461,8 @@ impl DockerRunner {
         let mut containers = self.containers(Some(lease)).await?;
         containers.sort_by(|a, b| a.names.cmp(&b.names));
         for summary in containers {
+            let name = instance_name(&summary);
             let Some(id) = summary.id else { continue };
-            let name = summary
-                .names
-                .and_then(|n| n.first().cloned())
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string();
             let options =
                 LogsOptions { stdout: true, stderr: true, tail: tail.to_string(), ..Default::default() };
             let mut stream = self.docker.logs(&id, Some(options));
