@@ -6,7 +6,7 @@
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use tensorgrid_ledger::testing::TestChain;
-use tensorgrid_types::job::{result_commitment, JobSpec, Workload, WorkloadKind};
+use tensorgrid_types::job::{JobRequirements, result_commitment, JobSpec, Workload, WorkloadKind};
 use tensorgrid_types::market::{GroupSpec, OrderId};
 use tensorgrid_types::provider::ProviderInfo;
 use tensorgrid_types::resources::{Attribute, PlacementRequirements, ResourceUnit, ResourceUnits};
@@ -90,8 +90,16 @@ fn msg(u: &mut Unstructured<'_>, keys: &[SecretKey], signer: usize) -> Result<Ms
             attributes: vec![Attribute::new("region", if u.arbitrary()? { "eu" } else { "us" })],
             info: ProviderInfo::default(),
             stake: amount(u)?,
+            runtimes: vec!["wasi-p1".into()],
+            referee: u.arbitrary()?,
         },
-        2 => Msg::UpdateProvider { host_uri: Some(text(u)?), attributes: None, info: None },
+        2 => Msg::UpdateProvider {
+            host_uri: Some(text(u)?),
+            attributes: None,
+            info: None,
+            runtimes: None,
+            referee: u.arbitrary()?,
+        },
         3 => Msg::DeregisterProvider,
         4 => Msg::Bond { amount: amount(u)? },
         5 => Msg::Unbond { amount: amount(u)? },
@@ -124,6 +132,10 @@ fn msg(u: &mut Unstructured<'_>, keys: &[SecretKey], signer: usize) -> Result<Ms
                 bid_window_ms: u.int_in_range(0..=60_000)?,
                 run_timeout_ms: u.int_in_range(0..=60_000)?,
                 reveal_window_ms: u.int_in_range(0..=60_000)?,
+                requirements: JobRequirements {
+                    min_completed: u.int_in_range(0..=2)?,
+                    max_slashes: u.arbitrary()?,
+                },
             },
         },
         18 => Msg::BidJob { job: job(u)?, price: amount(u)? },
@@ -133,7 +145,7 @@ fn msg(u: &mut Unstructured<'_>, keys: &[SecretKey], signer: usize) -> Result<Ms
         }
         _ => match u.int_in_range(0..=3u8)? {
             0 => Msg::CancelJob { job: job(u)? },
-            1 => Msg::DisputeJob { job: job(u)? },
+            1 => Msg::DisputeJob { job: job(u)?, deposit: amount(u)? },
             2 => Msg::ConfirmJobContent { job: job(u)? },
             _ => Msg::RevealResult { job: job(u)?, result_hash: Hash::of(&[u.int_in_range(0..=1u8)?]), salt: [1; 32] },
         },

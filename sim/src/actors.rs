@@ -98,10 +98,12 @@ impl Provider {
             address: key.address(),
             host_uri: format!("https://{name}.example.org:8443"),
             info: ProviderInfo { email: format!("ops@{name}.example.org"), website: String::new() },
-            stake: Params::default().min_provider_stake,
+            // Referee seats lock a deposit out of stake, which must stay above the minimum.
+            stake: Params::default().min_provider_stake.saturating_add(Amount::tgr(10)),
             attributes: vec![Attribute::new("region", region)],
             runtimes: vec![(WorkloadKind::Wasm, "wasi-p1".into())],
             runs_leases: true,
+            referee: true,
         };
         let policy = Policy { price_script: true, ..Policy::default() };
         Provider {

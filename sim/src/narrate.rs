@@ -86,8 +86,43 @@ pub fn describe(world: &World, event: &Event) -> Option<String> {
             format!("job {job} completes: {} paid out, {} refunded", tgr(paid), tgr(refunded))
         }
         Event::JobDisputed { job } => {
-            format!("job {job} is disputed: results differ, the budget is held for a referee")
+            format!("job {job} is disputed: the budget is held for a referee committee")
         }
+        Event::JobAudited { job, committee } => {
+            format!("job {job} is drawn for a random audit (committee {committee})")
+        }
+        Event::CommitteeDrawn { committee, round, members, .. } => format!(
+            "committee {committee} draws {} for round {round}",
+            members.iter().map(n).collect::<Vec<_>>().join(", ")
+        ),
+        Event::RefereeRevealed { committee, provider, vote } => {
+            format!("{} votes {}… on committee {committee}", n(provider), &vote.to_hex()[..12])
+        }
+        Event::RefereeForfeited { committee, provider, deposit } => format!(
+            "{} loses its {} referee deposit on committee {committee} (silent or outvoted)",
+            n(provider),
+            tgr(deposit)
+        ),
+        Event::RefereePaid { committee, provider, fee, reward } => format!(
+            "{} is paid {} (and {} of forfeited deposits) for committee {committee}",
+            n(provider),
+            tgr(fee),
+            tgr(reward)
+        ),
+        Event::CommitteeConcluded { committee, verdict, .. } => match verdict {
+            Some(v) => format!("committee {committee} concludes: verdict {}…", &v.to_hex()[..12]),
+            None => format!("committee {committee} concludes with no verdict"),
+        },
+        Event::ProviderSlashed { provider, job, stake, deposit } => format!(
+            "{} is slashed {} of stake and {} of deposit for a wrong result on job {job}",
+            n(provider),
+            tgr(stake),
+            tgr(deposit)
+        ),
+        Event::ProviderJailed { provider } => {
+            format!("{} is jailed: its stake is below the minimum", n(provider))
+        }
+        Event::ProviderUnjailed { provider } => format!("{} bonds enough to leave jail", n(provider)),
         Event::JobChallengeStarted { job, .. } => format!("job {job}: one result, open to challenge"),
         Event::JobFailed { job, reason, refunded } => {
             format!("job {job} fails ({reason}); {} refunded", tgr(refunded))
@@ -125,6 +160,9 @@ pub fn describe(world: &World, event: &Event) -> Option<String> {
         | Event::OrderClosed { .. }
         | Event::ProviderUpdated { .. }
         | Event::StakeBonded { .. }
-        | Event::JobBidReturned { .. } => return None,
+        | Event::JobBidReturned { .. }
+        | Event::CommitteeRevealStarted { .. }
+        | Event::RefereeCommitted { .. }
+        | Event::JobVerdict { .. } => return None,
     })
 }

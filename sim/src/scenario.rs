@@ -49,6 +49,7 @@ fn wasm_job(budget: Amount, redundancy: u8, name: &str) -> JobSpec {
         bid_window_ms: 20_000,
         run_timeout_ms: 2 * MINUTE,
         reveal_window_ms: MINUTE,
+        requirements: Default::default(),
     }
 }
 

@@ -43,19 +43,28 @@ fn the_tour_ends_as_each_actor_deserves() {
     );
 
     // Job 2: the lazy provider misses its commit and forfeits; the cheater's result differs from the honest
-    // replacement's, so the job is disputed with its budget held.
+    // replacement's, so a referee committee of the other providers re-runs it: the honest result stands, the
+    // cheater is slashed and unpaid, the honest provider is paid.
     let j2 = job(&world, 2);
-    assert_eq!(j2.state, JobState::Disputed);
-    assert_eq!(j2.held, Amount::tgr(1));
+    assert_eq!(j2.state, JobState::Completed);
+    assert_eq!(
+        j2.verdict,
+        Some(tensorgrid_sim::actors::honest_result(&j2.spec.workload.hash, &j2.spec.inputs))
+    );
     let slots: Vec<_> = j2.slots.iter().map(|s| (name(&s.provider), s.state)).collect();
     assert_eq!(
         slots,
         vec![
             ("ember".into(), SlotState::MissedCommit),
-            ("cirrus".into(), SlotState::Revealed),
-            ("atlas".into(), SlotState::Revealed)
+            ("cirrus".into(), SlotState::Slashed),
+            ("atlas".into(), SlotState::Paid)
         ]
     );
+    let cirrus = world.address_of("cirrus").unwrap();
+    assert!(world
+        .log
+        .iter()
+        .any(|l| matches!(l.event, Event::ProviderSlashed { provider, job: 2, .. } if provider == cirrus)));
     let QueryResponse::JobBids(bids) = world.chain.query(Query::JobBids { job: 2 }) else { panic!() };
     let ember = world.address_of("ember").unwrap();
     assert_eq!(bids.iter().find(|b| b.provider == ember).unwrap().state, JobBidState::Forfeited);
@@ -86,6 +95,7 @@ fn the_tour_ends_as_each_actor_deserves() {
     assert!(world.refused.is_empty(), "{:?}", world.refused);
     let report = Report::from_world(&world, 1);
     assert!(report.to_text().contains("job 2 is disputed"));
+    assert!(report.to_text().contains("cirrus is slashed"));
     assert_eq!(report.total_supply, Amount::tgr(10_000));
     assert!(report.story.iter().any(|(_, line)| line.contains("missed its deadline")));
     assert!(world.log.iter().any(|l| matches!(l.event, Event::LeaseCreated { lease, .. } if lease.order() == OrderId { dseq: 3, gseq: 1 })));
@@ -106,6 +116,7 @@ fn the_same_seed_gives_the_same_history_and_other_seeds_the_same_outcomes() {
     );
     for world in [&a, &c] {
         assert_eq!(job(world, 1).state, JobState::Completed);
-        assert_eq!(job(world, 2).state, JobState::Disputed);
+        assert_eq!(job(world, 2).state, JobState::Completed);
+        assert!(job(world, 2).slots.iter().any(|s| s.state == SlotState::Slashed));
     }
 }

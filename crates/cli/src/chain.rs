@@ -169,7 +169,8 @@ fn provider_config(dir: &Path, api: &str, port: u16, key_name: &str) -> tensorgr
         node: api.to_string(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         host_uri: format!("http://127.0.0.1:{port}"),
-        stake: Amount::tgr(100),
+        // Above the minimum by enough for a few referee deposits, so built-in providers can sit on committees.
+        stake: Amount::tgr(110),
         work_dir: dir.join(format!("provider-{key_name}")),
         attributes: [("region".to_string(), "devnet".to_string())].into_iter().collect(),
         email: String::new(),
@@ -179,6 +180,7 @@ fn provider_config(dir: &Path, api: &str, port: u16, key_name: &str) -> tensorgr
         limits: tensorgrid_provider::config::Limits { publish_ip: "127.0.0.1".into(), ..Default::default() },
         models: Vec::new(),
         inference: Default::default(),
+        referee: true,
     }
 }
 

@@ -222,6 +222,7 @@ async fn run_job(
         bid_window_ms: 2_000,
         run_timeout_ms: 60_000,
         reveal_window_ms: 30_000,
+        requirements: Default::default(),
     };
     let submitted = client.execute(alice, Msg::SubmitJob { spec }, Amount::tgr(1)).await?;
     let id = submitted.receipt.created_job().context("the receipt names no job")?;
@@ -241,7 +242,7 @@ async fn run_job(
                 uploaded.push(slot.provider);
             }
         }
-        if job.state.is_final() || job.state == JobState::Disputed {
+        if job.state.is_final() {
             break job;
         }
         anyhow::ensure!(

@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tensorgrid_types::job::{Job as OnChain, JobId, JobSpec, JobState, SlotState, Workload, WorkloadKind};
+use tensorgrid_types::committee::{Committee, CommitteePhase, SeatState};
+use tensorgrid_types::job::{
+    Job as OnChain, JobId, JobRequirements, JobSpec, JobState, SlotState, Workload, WorkloadKind,
+};
 use tensorgrid_types::resources::ResourceUnits;
 use tensorgrid_types::{Amount, Hash, Msg, Timestamp};
 
@@ -76,6 +79,12 @@ pub(crate) enum Job {
         /// With --wait: give up waiting after this long (the job goes on).
         #[arg(long)]
         timeout: Option<humantime::Duration>,
+        /// Take bids only from providers that completed at least this many jobs.
+        #[arg(long, default_value_t = 0)]
+        min_completed: u64,
+        /// Take bids only from providers slashed at most this many times.
+        #[arg(long)]
+        max_slashes: Option<u64>,
     },
     /// A job's state, deadlines, bids and assigned providers.
     Status {
@@ -96,8 +105,20 @@ pub(crate) enum Job {
     },
     /// Cancel a job still taking bids; the budget comes back.
     Cancel { id: JobId },
-    /// Dispute a single provider's result during its challenge period; the funds are held for a referee.
-    Dispute { id: JobId },
+    /// Dispute a single provider's result during its challenge period: a referee committee re-runs the job.
+    /// The deposit pays the referees; the rest of it comes back if the result was wrong (with the provider's
+    /// slash), and goes to the provider if it was right.
+    Dispute {
+        id: JobId,
+        /// The dispute deposit; by default the least the chain takes (every referee's fee in every round).
+        #[arg(long)]
+        deposit: Option<Amount>,
+        /// Follow the job to its verdict, uploading the module and inputs to the referees.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        timeout: Option<humantime::Duration>,
+    },
 }
 
 /// What this machine remembers about a job it submitted.
@@ -140,6 +161,8 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
             reveal_window,
             wait,
             timeout,
+            min_completed,
+            max_slashes,
         } => {
             let module_hash = hash_file(&module)?;
             let mut input_hashes = Vec::with_capacity(inputs.len());
@@ -171,6 +194,7 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
                 bid_window_ms: millis("bid-window", bid_window)?,
                 run_timeout_ms: millis("run-timeout", run_timeout)?,
                 reveal_window_ms: millis("reveal-window", reveal_window)?,
+                requirements: JobRequirements { min_completed, max_slashes },
             };
             let record = ctx.execute(Msg::SubmitJob { spec })?;
             let id = record.receipt.created_job().context("the receipt names no new job")?;
@@ -219,19 +243,22 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
                 );
             }
             let agreed = results.windows(2).all(|w| w[0].1 == w[1].1);
+            // A committee's verdict settles which result stands; without one, the results must agree.
+            let accepted = job.verdict.or_else(|| agreed.then(|| results[0].1));
             let outputs = match &target {
                 Some(dir) => {
-                    anyhow::ensure!(
-                        agreed,
-                        "the providers' results disagree; nothing is downloaded until a referee decides"
-                    );
-                    Some(download(ctx, &job, results[0].1, dir)?)
+                    let Some(result) = accepted else {
+                        anyhow::bail!(
+                            "the providers' results disagree; nothing is downloaded until the referees decide"
+                        );
+                    };
+                    Some(download(ctx, &job, result, dir)?)
                 }
                 None => None,
             };
             match ctx.output {
                 Output::Json => print_json(&serde_json::json!({
-                    "job": id, "state": job.state, "agreed": agreed,
+                    "job": id, "state": job.state, "agreed": agreed, "verdict": job.verdict,
                     "results": results.iter().map(|(p, h, s)| serde_json::json!({ "provider": p, "result_hash": h, "slot": s })).collect::<Vec<_>>(),
                     "outputs": outputs,
                 })),
@@ -239,8 +266,15 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
                     emit_line(&format!(
                         "job {id}: {} ({})",
                         state_name(&job.state),
-                        if agreed { "all results agree" } else { "RESULTS DISAGREE" }
+                        match (job.verdict, agreed) {
+                            (Some(_), _) => "the referees' verdict stands",
+                            (None, true) => "all results agree",
+                            (None, false) => "RESULTS DISAGREE",
+                        }
                     ))?;
+                    if let Some(verdict) = job.verdict {
+                        emit_line(&format!("  verdict {verdict}"))?;
+                    }
                     for (provider, hash, state) in &results {
                         emit_line(&format!("  {hash}  from {provider} ({state:?})"))?;
                     }
@@ -262,9 +296,23 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
             let record = ctx.execute(Msg::CancelJob { job: id })?;
             ctx.show_tx(&format!("cancelled job {id}"), &record)
         }
-        Job::Dispute { id } => {
-            let record = ctx.execute(Msg::DisputeJob { job: id })?;
-            ctx.show_tx(&format!("disputed job {id}"), &record)
+        Job::Dispute { id, deposit, wait, timeout } => {
+            let deposit = match deposit {
+                Some(deposit) => deposit,
+                None => {
+                    let job = fetch(ctx, id)?;
+                    ctx.block_on(ctx.client().params())?.dispute_deposit_for(job.work_price())
+                }
+            };
+            let record = ctx.execute(Msg::DisputeJob { job: id, deposit })?;
+            if !wait {
+                ctx.show_tx(&format!("disputed job {id} with a deposit of {}", tgr(deposit)), &record)?;
+                return emit_line(&format!(
+                    "follow it with `tgrid job status {id} --wait` (it uploads the module and inputs to the referees)"
+                ));
+            }
+            let job = follow(ctx, id, timeout)?;
+            print_job(ctx, &job)
         }
     }
 }
@@ -287,9 +335,10 @@ fn state_name(state: &JobState) -> String {
     }
 }
 
-/// Whether a job has got as far as a client waits for: a result to look at, or an end.
+/// Whether a job has got as far as a client waits for: a result to look at, or an end. A job being
+/// refereed is followed to its verdict, since its referees need the module and inputs from the client.
 fn settled(state: &JobState) -> bool {
-    state.is_final() || matches!(state, JobState::Challenge | JobState::Disputed)
+    state.is_final() || matches!(state, JobState::Challenge)
 }
 
 /// One line about where a job is, with the time left in its phase by the chain's clock.
@@ -315,6 +364,9 @@ fn progress_line(job: &OnChain, now: Timestamp) -> String {
             let revealed = job.slots.iter().filter(|s| s.result.is_some()).count();
             let deadline = job.reveal_deadline.map(left).unwrap_or_default();
             format!("revealing: {revealed}/{k} results, {deadline}")
+        }
+        JobState::Refereeing => {
+            format!("refereeing: committee {} re-runs it", job.checks.last().copied().unwrap_or(0))
         }
         other => state_name(other),
     }
@@ -343,19 +395,37 @@ fn follow(ctx: &Ctx, id: JobId, timeout: Option<humantime::Duration>) -> anyhow:
         let now = ctx.block_on(client.chain_info())?.time;
         bar.set_message(progress_line(&job, now));
         if let Some(local) = &local {
-            for slot in job.slots.iter().filter(|s| s.state == SlotState::AwaitingContent) {
-                if uploaded.contains(&slot.provider) {
+            // Workers waiting for the content, and referees drawn to re-run the job, get it from the client.
+            let mut waiting: Vec<tensorgrid_types::Address> = job
+                .slots
+                .iter()
+                .filter(|s| s.state == SlotState::AwaitingContent)
+                .map(|s| s.provider)
+                .collect();
+            if let (JobState::Refereeing, Some(committee)) = (&job.state, job.checks.last()) {
+                if let Some(committee) = ctx.block_on(client.committee(*committee))? {
+                    waiting.extend(
+                        committee
+                            .seats
+                            .iter()
+                            .filter(|s| s.state == SeatState::Committing)
+                            .map(|s| s.provider),
+                    );
+                }
+            }
+            for provider in waiting {
+                if uploaded.contains(&provider) {
                     continue;
                 }
                 if signer.is_none() {
                     signer = Some(ctx.signer()?);
                 }
                 let key = signer.as_ref().context("no signing key")?;
-                bar.set_message(format!("uploading the module and inputs to {}", slot.provider));
-                match upload(ctx, key, local, slot.provider) {
-                    Ok(()) => uploaded.push(slot.provider),
+                bar.set_message(format!("uploading the module and inputs to {provider}"));
+                match upload(ctx, key, local, provider) {
+                    Ok(()) => uploaded.push(provider),
                     // The provider may not have read the assignment yet; the next round tries again.
-                    Err(e) => bar.set_message(format!("upload to {} failed, retrying: {e:#}", slot.provider)),
+                    Err(e) => bar.set_message(format!("upload to {provider} failed, retrying: {e:#}")),
                 }
             }
         }
@@ -430,8 +500,17 @@ fn download(
     Ok(done.outputs)
 }
 
+/// The job with its referee committees: JSON is the job's own object with `checks_detail` added.
 fn print_job(ctx: &Ctx, job: &OnChain) -> anyhow::Result<()> {
-    ctx.show(job, |job| {
+    let mut committees = Vec::new();
+    for id in &job.checks {
+        if let Some(committee) = ctx.block_on(ctx.client().committee(*id))? {
+            committees.push(committee);
+        }
+    }
+    let mut value = serde_json::to_value(job)?;
+    value["checks_detail"] = serde_json::to_value(&committees)?;
+    ctx.show(&value, |_| {
         let mut text = format!("job {}  {}\n", job.id, state_name(&job.state));
         text.push_str(&format!("client    {}\n", job.client));
         text.push_str(&format!(
@@ -456,6 +535,40 @@ fn print_job(ctx: &Ctx, job: &OnChain) -> anyhow::Result<()> {
                 slot.result.map(|r| format!("  result {r}")).unwrap_or_default()
             ));
         }
+        for committee in &committees {
+            text.push_str(&committee_text(committee));
+        }
+        if let Some(verdict) = job.verdict {
+            text.push_str(&format!("verdict   {verdict}\n"));
+        }
         text
     })
+}
+
+/// A committee in a few lines: why it sat, who, how each voted, what it decided.
+fn committee_text(c: &Committee) -> String {
+    let phase = match c.phase {
+        CommitteePhase::Committing => "members running the job and committing".to_string(),
+        CommitteePhase::Revealing => "members revealing".to_string(),
+        CommitteePhase::Concluded { verdict: Some(v) } => format!("verdict {v}"),
+        CommitteePhase::Concluded { verdict: None } => "no verdict".to_string(),
+    };
+    let mut text = format!(
+        "check     committee {} ({:?}, round {}/{}, fee {} each): {phase}\n",
+        c.id,
+        c.kind,
+        c.round,
+        c.max_rounds,
+        tgr(c.fee)
+    );
+    for seat in &c.seats {
+        text.push_str(&format!(
+            "  member  {} (round {})  {:?}{}\n",
+            seat.provider,
+            seat.round,
+            seat.state,
+            seat.vote.map(|v| format!("  vote {v}")).unwrap_or_default()
+        ));
+    }
+    text
 }

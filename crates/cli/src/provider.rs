@@ -58,6 +58,12 @@ pub(crate) struct Details {
     attributes: Vec<Attribute>,
     #[arg(long)]
     email: Option<String>,
+    /// A job runtime this provider runs, e.g. `wasi-p1` (repeat for more): what it may be drawn to referee.
+    #[arg(long = "runtime", value_name = "RUNTIME")]
+    runtimes: Vec<String>,
+    /// Accept referee committee seats (`true`) or not (`false`) for those runtimes.
+    #[arg(long)]
+    referee: Option<bool>,
     #[arg(long)]
     website: Option<String>,
 }
@@ -95,7 +101,14 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
                 email: details.email.unwrap_or_default(),
                 website: details.website.unwrap_or_default(),
             };
-            let msg = Msg::RegisterProvider { host_uri, attributes: details.attributes, info, stake };
+            let msg = Msg::RegisterProvider {
+                host_uri,
+                attributes: details.attributes,
+                info,
+                stake,
+                runtimes: details.runtimes,
+                referee: details.referee.unwrap_or(false),
+            };
             let record = ctx.execute(msg)?;
             ctx.show_tx(
                 &format!("registered provider {} with {} bonded", ctx.signer_address()?, tgr(stake)),
@@ -117,10 +130,20 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
                 }
             };
             let attributes = (!details.attributes.is_empty()).then_some(details.attributes);
-            if host_uri.is_none() && attributes.is_none() && info.is_none() {
-                anyhow::bail!("nothing to change: pass --host-uri, --attribute, --email or --website");
+            let runtimes = (!details.runtimes.is_empty()).then_some(details.runtimes);
+            let referee = details.referee;
+            if host_uri.is_none()
+                && attributes.is_none()
+                && info.is_none()
+                && runtimes.is_none()
+                && referee.is_none()
+            {
+                anyhow::bail!(
+                    "nothing to change: pass --host-uri, --attribute, --email, --website, --runtime or --referee"
+                );
             }
-            let record = ctx.execute(Msg::UpdateProvider { host_uri, attributes, info })?;
+            let record =
+                ctx.execute(Msg::UpdateProvider { host_uri, attributes, info, runtimes, referee })?;
             ctx.show_tx("updated the provider registration", &record)
         }
         Provider::Status { who } => {
@@ -175,6 +198,25 @@ pub(crate) fn run(ctx: &Ctx, command: Provider) -> anyhow::Result<()> {
                     "jobs       {} running, {} completed, {} missed\n",
                     p.active_job_slots, p.jobs_completed, p.jobs_missed
                 ));
+                let r = &p.record;
+                text.push_str(&format!(
+                    "record     {} audits passed, {} disputes won, {} lost; slashed {} times, {} in all\n",
+                    r.audits_passed,
+                    r.disputes_won,
+                    r.disputes_lost,
+                    r.slashes,
+                    tgr(r.slashed_total)
+                ));
+                text.push_str(&format!(
+                    "referee    {} for {}; {} seats, {} deposits forfeited\n",
+                    if p.referee { "opted in" } else { "opted out" },
+                    if p.runtimes.is_empty() { "no runtime".to_string() } else { p.runtimes.join(", ") },
+                    r.referee_seats,
+                    r.referee_forfeits
+                ));
+                if p.jailed {
+                    text.push_str("JAILED     slashed below the minimum stake: `tgrid provider bond` to take work again\n");
+                }
                 for a in &p.attributes {
                     text.push_str(&format!("attribute  {}={}\n", a.key, a.value));
                 }

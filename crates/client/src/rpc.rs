@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tensorgrid_types::committee::{Committee, CommitteeId};
 use tensorgrid_types::job::{Job, JobBid, JobId};
 use tensorgrid_types::market::{Bid, Dseq, Lease, LeaseId, Order, OrderId};
 use tensorgrid_types::provider::Provider;
@@ -291,6 +292,14 @@ impl RpcClient {
         match self.query(&Query::Job { job }).await? {
             QueryResponse::Job(job) => Ok(job),
             other => Err(unexpected("job", &other)),
+        }
+    }
+
+    /// A referee committee (a job's `checks` name them).
+    pub async fn committee(&self, committee: CommitteeId) -> Result<Option<Committee>, RpcError> {
+        match self.query(&Query::Committee { committee }).await? {
+            QueryResponse::Committee(committee) => Ok(committee),
+            other => Err(unexpected("committee", &other)),
         }
     }
 

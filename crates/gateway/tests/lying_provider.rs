@@ -208,6 +208,8 @@ async fn register(rpc: &RpcClient, key: &SecretKey, addr: SocketAddr) {
         attributes: vec![Attribute::new("region", "test")],
         info: ProviderInfo { email: String::new(), website: String::new() },
         stake: Params::default().min_provider_stake,
+        runtimes: Vec::new(),
+        referee: false,
     };
     send(rpc, key, msg).await;
 }

@@ -77,6 +77,8 @@ fn prepare(blocks: usize, per_block: usize) -> Prepared {
                     attributes: vec![],
                     info: ProviderInfo::default(),
                     stake: Params::default().min_provider_stake,
+                    runtimes: vec!["wasi-p1".into()],
+                    referee: false,
                 },
             )
         })

@@ -68,6 +68,8 @@ impl Grid {
                             attributes: vec![],
                             info: ProviderInfo::default(),
                             stake: Params::default().min_provider_stake,
+                            runtimes: vec!["wasi-p1".into()],
+                            referee: false,
                         },
                     )
                 })

@@ -25,10 +25,15 @@ pub enum Module {
     Channels,
     /// Storage deposits of the deployments, jobs and channels still stored.
     Storage,
+    /// The audit pool: every job's audit fee, and reimbursements from slashes; pays committees that the
+    /// protocol opens (audits and disagreements).
+    Audits,
+    /// What open referee committees hold: prepaid fees, dispute deposits, members' deposits.
+    Committees,
 }
 
 impl Module {
-    pub const ALL: [Module; 7] = [
+    pub const ALL: [Module; 9] = [
         Module::Escrow,
         Module::Bonds,
         Module::BidDeposits,
@@ -36,6 +41,8 @@ impl Module {
         Module::Fees,
         Module::Channels,
         Module::Storage,
+        Module::Audits,
+        Module::Committees,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +54,8 @@ impl Module {
             Module::Fees => "fee-collector",
             Module::Channels => "channels",
             Module::Storage => "storage-deposits",
+            Module::Audits => "audit-pool",
+            Module::Committees => "committees",
         }
     }
 
@@ -113,6 +122,11 @@ impl<S: Store + ?Sized> State<'_, S> {
     /// A user locks funds into a module (escrow deposit, stake, bid deposit, budget).
     pub(crate) fn lock(&mut self, from: &Address, module: Module, amount: Amount) -> ExecResult<()> {
         self.transfer(from, &module.address(), amount)
+    }
+
+    /// Moves funds a module holds into another module (a slash into a committee's pot, a fee into the pool).
+    pub(crate) fn move_between(&mut self, from: Module, to: Module, amount: Amount) -> ExecResult<()> {
+        self.release_from(from, &to.address(), amount)
     }
 
     /// A module releases funds it holds. The module always holds enough unless the ledger has a bug, so a

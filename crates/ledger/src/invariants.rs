@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use tensorgrid_types::committee::{Committee, CommitteePhase, SeatState};
 use tensorgrid_types::job::{Job, JobBid, JobBidState};
 use tensorgrid_types::market::{
     Bid, BidState, Deployment, DeploymentState, Lease, LeaseState, Order, OrderState,
@@ -96,13 +97,53 @@ impl<S: Store> Ledger<S> {
         })?;
 
         let jobs: Vec<Job> = st.scan_values(keys::JOB)?;
-        let held = sum(jobs.iter().map(|j| j.held));
+        let held = sum(jobs.iter().flat_map(|j| [j.held, j.audit_fee]));
         ensure(module(Module::Jobs) == held, || {
             format!("jobs module holds {} but jobs hold {held}", module(Module::Jobs))
         })?;
         for job in jobs.iter().filter(|j| j.state.is_final()) {
-            ensure(job.held.is_zero() && job.live_bids.is_empty(), || {
+            ensure(job.held.is_zero() && job.audit_fee.is_zero() && job.live_bids.is_empty(), || {
                 format!("finished job {} still holds funds", job.id)
+            })?;
+        }
+
+        // An open committee holds its reserve, the forfeited deposits it has not shared yet and the deposits
+        // of its members still sitting; a concluded one holds nothing, and no job waits on a concluded one.
+        let committees: Vec<Committee> = st.scan_values(keys::COMMITTEE)?;
+        let mut in_committees = Amount::ZERO;
+        for c in &committees {
+            let open = !matches!(c.phase, CommitteePhase::Concluded { .. });
+            let seated = sum(c
+                .seats
+                .iter()
+                .filter(|s| {
+                    matches!(s.state, SeatState::Committing | SeatState::Committed | SeatState::Revealed)
+                })
+                .map(|s| s.deposit));
+            if open {
+                in_committees = in_committees
+                    .saturating_add(c.reserve)
+                    .saturating_add(c.forfeited)
+                    .saturating_add(seated);
+            }
+        }
+        ensure(module(Module::Committees) == in_committees, || {
+            format!(
+                "committees module holds {} but open committees hold {in_committees}",
+                module(Module::Committees)
+            )
+        })?;
+        for job in &jobs {
+            let waiting = job.checks.last().and_then(|id| committees.iter().find(|c| c.id == *id));
+            let refereeing = job.state == tensorgrid_types::job::JobState::Refereeing;
+            let open = waiting.is_some_and(|c| !matches!(c.phase, CommitteePhase::Concluded { .. }));
+            ensure(refereeing == open, || {
+                format!(
+                    "job {} is {:?} and its last committee is {:?}",
+                    job.id,
+                    job.state,
+                    waiting.map(|c| c.phase)
+                )
             })?;
         }
 

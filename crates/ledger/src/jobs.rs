@@ -4,14 +4,24 @@
 //! confirms on chain that it received the module and inputs (which the client must upload), or is replaced
 //! by the next-cheapest bid at no cost to it → from its confirmation each winner commits
 //! `blake3(result ‖ provider ‖ salt)` within the run timeout, or is replaced and forfeits its deposit to the
-//! client → once every winner committed, all reveal → equal results are paid (each winner its own bid),
-//! different results are a dispute with the funds held. A single result waits out a challenge period in which
-//! the client may dispute it.
+//! client → once every winner committed, all reveal by the reveal deadline → at that deadline, with the
+//! randomness of the first block past it (which no revealer could see), a job is audited with probability
+//! `audit_rate`: one referee re-runs it before it is paid. Different results go to a referee committee at
+//! once. Agreeing results that were not audited are paid (each winner its own bid); a single result waits out
+//! a challenge period in which the client may dispute it, with a deposit that pays the committee. Every check
+//! ends in a verdict or, after the last round, in "no verdict" (see `committees`): a job never stays held.
+//!
+//! A verdict pays the results that match it and slashes the ones that differ (`slash_fraction` of the
+//! provider's stake plus its bid deposit); the slash first reimburses whoever prepaid the members' fees, and
+//! the rest compensates the client. A client whose dispute of a correct result failed loses what is left of its
+//! deposit to the provider it accused. "No verdict" returns the budget to the client and every deposit to its
+//! owner. A majority of members who could not get the content decides against the client, who had to serve it.
 //!
 //! A deposit is forfeited only by a provider that verifiably had the work (its own confirmation is on
 //! chain) and a run timeout the chain checked is long enough for the job's fuel: a client can neither
 //! withhold its content nor set an impossible limit to take deposits.
 
+use tensorgrid_types::committee::{unavailable_vote, CheckKind, CheckSubject, Committee, Funder, SeatState};
 use tensorgrid_types::event::StoredRecord;
 use tensorgrid_types::job::{
     result_commitment, Job, JobBid, JobBidState, JobFailure, JobId, JobSlot, JobSpec, JobState, SlotState,
@@ -20,6 +30,7 @@ use tensorgrid_types::market::LiveBid;
 use tensorgrid_types::{Address, Amount, Event, Hash, TxError};
 
 use crate::bank::Module;
+use crate::committees::CheckSpec;
 use crate::error::{invariant, overflow, ExecResult};
 use crate::keys;
 use crate::state::State;
@@ -95,7 +106,9 @@ impl<S: Store + ?Sized> State<'_, S> {
             }
             .into());
         }
-        self.lock(&client, Module::Jobs, spec.budget)?;
+        let audit_fee = self.params.audit_fee_for(spec.budget);
+        let locked = spec.budget.checked_add(audit_fee).ok_or_else(|| overflow("budget"))?;
+        self.lock(&client, Module::Jobs, locked)?;
         let storage_deposit = self.lock_storage_deposit(&client)?;
         let id = self.next_seq(keys::SEQ_JOB)?;
         let now = self.now;
@@ -116,6 +129,9 @@ impl<S: Store + ?Sized> State<'_, S> {
             paid: Amount::ZERO,
             finished_at: None,
             storage_deposit,
+            audit_fee,
+            checks: Vec::new(),
+            verdict: None,
         };
         self.put_job(&job);
         self.put_raw(keys::ix_open_job(id), Vec::new());
@@ -125,8 +141,25 @@ impl<S: Store + ?Sized> State<'_, S> {
     }
 
     pub(crate) fn bid_job(&mut self, signer: Address, job_id: JobId, price: Amount) -> ExecResult<()> {
-        self.live_provider(&signer)?;
+        let provider = self.live_provider(&signer)?;
         let mut job = self.must_job(job_id)?;
+        let wanted = job.spec.requirements;
+        if provider.jobs_completed < wanted.min_completed {
+            return Err(TxError::RequirementNotMet {
+                job: job_id,
+                requirement: format!("at least {} completed jobs", wanted.min_completed),
+                actual: provider.jobs_completed,
+            }
+            .into());
+        }
+        if let Some(max) = wanted.max_slashes.filter(|max| provider.record.slashes > *max) {
+            return Err(TxError::RequirementNotMet {
+                job: job_id,
+                requirement: format!("at most {max} slashes"),
+                actual: provider.record.slashes,
+            }
+            .into());
+        }
         Self::expect_state(&job, JobState::Bidding, "bidding")?;
         let max = job.spec.max_bid();
         if price > max {
@@ -139,7 +172,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         if let Some(evicted) = room.map_err(|worst| TxError::BidNotCompetitive { price, worst })? {
             self.return_job_bid(job_id, &evicted.provider)?;
         }
-        let deposit = self.params.job_bid_deposit;
+        let deposit = self.params.job_bid_deposit_for(price);
         self.lock(&signer, Module::BidDeposits, deposit)?;
         let bid = JobBid {
             job: job_id,
@@ -185,6 +218,11 @@ impl<S: Store + ?Sized> State<'_, S> {
         commitment: Hash,
     ) -> ExecResult<()> {
         let mut job = self.must_job(job_id)?;
+        if let Some(committee) = job.checks.last().filter(|_| job.state == JobState::Refereeing) {
+            if self.commit_vote(*committee, signer, commitment)? {
+                return Ok(());
+            }
+        }
         Self::expect_state(&job, JobState::Running, "running")?;
         let index = Self::live_slot_of(&job, &signer)?;
         let slot = Self::slot_mut(&mut job, index)?;
@@ -212,6 +250,11 @@ impl<S: Store + ?Sized> State<'_, S> {
         salt: [u8; 32],
     ) -> ExecResult<()> {
         let mut job = self.must_job(job_id)?;
+        if let Some(committee) = job.checks.last().filter(|_| job.state == JobState::Refereeing) {
+            if self.reveal_vote(*committee, signer, result_hash, salt, job_id)? {
+                return Ok(());
+            }
+        }
         Self::expect_state(&job, JobState::Revealing, "revealing")?;
         let index = Self::live_slot_of(&job, &signer)?;
         let slot = Self::slot_mut(&mut job, index)?;
@@ -224,13 +267,9 @@ impl<S: Store + ?Sized> State<'_, S> {
         slot.result = Some(result_hash);
         slot.state = SlotState::Revealed;
         self.slot_done(&signer, false)?;
+        // What happens next waits for the reveal deadline even when everyone revealed: the audit draw uses
+        // the randomness of the first block past it, which no revealer can know when it reveals.
         self.emit(Event::JobRevealed { job: job_id, provider: signer, result_hash });
-        if job.slots.iter().filter(|s| s.state.is_live()).all(|s| s.state == SlotState::Revealed) {
-            if let Some(deadline) = job.reveal_deadline {
-                self.clear_timer(deadline, Timer::JobReveal(job_id));
-            }
-            self.finish_reveals(&mut job)?;
-        }
         self.put_job(&job);
         Ok(())
     }
@@ -244,7 +283,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         self.clear_timer(job.bid_deadline, Timer::JobBidWindow(job_id));
         self.delete(keys::ix_open_job(job_id));
         self.return_live_bids(&mut job)?;
-        let refunded = self.refund_held(&mut job)?;
+        let refunded = self.refund_held(&mut job)?.saturating_add(self.refund_audit_fee(&mut job)?);
         job.state = JobState::Cancelled;
         job.finished_at = Some(self.now);
         self.schedule_removal(StoredRecord::Job(job_id));
@@ -253,16 +292,23 @@ impl<S: Store + ?Sized> State<'_, S> {
         Ok(())
     }
 
-    pub(crate) fn dispute_job(&mut self, signer: Address, job_id: JobId) -> ExecResult<()> {
+    /// The client disputes a single result: its deposit pays a referee committee, which re-runs the job.
+    pub(crate) fn dispute_job(&mut self, signer: Address, job_id: JobId, deposit: Amount) -> ExecResult<()> {
         let mut job = self.must_job(job_id)?;
         if signer != job.client {
             return Err(TxError::NotOwner { signer, owner: job.client, what: format!("job {job_id}") }.into());
         }
         Self::expect_state(&job, JobState::Challenge, "in its challenge period")?;
+        let required = self.params.dispute_deposit_for(job.work_price());
+        if deposit < required {
+            return Err(TxError::DisputeDepositTooLow { deposit, required }.into());
+        }
+        self.lock(&signer, Module::Committees, deposit)?;
         if let Some(deadline) = job.challenge_deadline {
             self.clear_timer(deadline, Timer::JobChallenge(job_id));
         }
-        self.hold_for_dispute(&mut job)?;
+        self.emit(Event::JobDisputed { job: job_id });
+        self.open_job_check(&mut job, CheckKind::Dispute, Funder::Party(signer), deposit, None)?;
         self.put_job(&job);
         Ok(())
     }
@@ -340,7 +386,8 @@ impl<S: Store + ?Sized> State<'_, S> {
         Ok(())
     }
 
-    /// The reveal window closed: whoever committed but did not reveal forfeits its deposit; the rest decide.
+    /// The reveal window closed: whoever committed but did not reveal forfeits its deposit; the rest are
+    /// checked (a disagreement, or an audit if this block's randomness draws one) or accepted.
     pub(crate) fn on_job_reveal_due(&mut self, job_id: JobId) -> ExecResult<()> {
         let Some(mut job) = self.job(job_id)? else { return Ok(()) };
         if job.state != JobState::Revealing || job.reveal_deadline.is_none_or(|t| t > self.now) {
@@ -488,28 +535,246 @@ impl<S: Store + ?Sized> State<'_, S> {
     fn finish_reveals(&mut self, job: &mut Job) -> ExecResult<()> {
         let results: Vec<Hash> =
             job.slots.iter().filter(|s| s.state == SlotState::Revealed).filter_map(|s| s.result).collect();
-        match results.as_slice() {
-            [] => self.fail_job(job, JobFailure::NoResults),
-            [_] => {
-                let deadline = self.now.plus(self.params.challenge_period_ms);
-                job.state = JobState::Challenge;
-                job.challenge_deadline = Some(deadline);
-                self.set_timer(deadline, Timer::JobChallenge(job.id));
-                self.emit(Event::JobChallengeStarted { job: job.id, deadline });
-                Ok(())
+        let Some(first) = results.first().copied() else {
+            return self.fail_job(job, JobFailure::NoResults);
+        };
+        // There are results, so this job could be audited: its audit fee joins the pool that pays audits.
+        let fee = std::mem::take(&mut job.audit_fee);
+        self.move_between(Module::Jobs, Module::Audits, fee)?;
+        if results.iter().any(|r| *r != first) {
+            self.emit(Event::JobDisputed { job: job.id });
+            let reserve = self.reserve_from_pool(job, false)?;
+            self.open_job_check(job, CheckKind::Disagreement, Funder::AuditPool, reserve, None)?;
+            return Ok(());
+        }
+        if self.audit_drawn(job.id) {
+            let reserve = self.reserve_from_pool(job, true)?;
+            let committee =
+                self.open_job_check(job, CheckKind::Audit, Funder::AuditPool, reserve, Some(first))?;
+            if job.state == JobState::Refereeing {
+                self.emit(Event::JobAudited { job: job.id, committee: committee.id });
+                return Ok(());
             }
-            [first, rest @ ..] if rest.iter().all(|r| r == first) => self.pay_job(job),
-            _ => self.hold_for_dispute(job),
+        }
+        if results.len() == 1 {
+            let deadline = self.now.plus(self.params.challenge_period_ms);
+            job.state = JobState::Challenge;
+            job.challenge_deadline = Some(deadline);
+            self.set_timer(deadline, Timer::JobChallenge(job.id));
+            self.emit(Event::JobChallengeStarted { job: job.id, deadline });
+            Ok(())
+        } else {
+            self.pay_job(job)
         }
     }
 
-    /// Results disagree (or the client disputed): budget and the revealers' deposits stay held for a referee.
-    fn hold_for_dispute(&mut self, job: &mut Job) -> ExecResult<()> {
-        for slot in job.slots.iter().filter(|s| s.state == SlotState::Revealed) {
-            self.set_job_bid_state(job.id, &slot.provider, JobBidState::Held)?;
+    /// Whether this block's randomness draws the job for an audit (probability `audit_rate_bps / 10⁴`). It
+    /// runs in the first block past the reveal deadline, whose randomness no revealer could know.
+    fn audit_drawn(&self, job: JobId) -> bool {
+        let rate = u64::from(self.params.audit_rate_bps);
+        let draw = Hash::of_parts(&[b"tensorgrid/audit", self.randomness.as_bytes(), &job.to_be_bytes()]);
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&draw.as_bytes()[..8]);
+        u64::from_be_bytes(head) % 10_000 < rate
+    }
+
+    /// Moves from the audit pool what a protocol-opened check may pay its members (every seat of every
+    /// round, an audit's one member included), or all the pool holds if that is less.
+    fn reserve_from_pool(&mut self, job: &Job, audit: bool) -> ExecResult<Amount> {
+        let fee = self.params.referee_fee_for(job.work_price());
+        let seats = u128::from(self.params.referee_count) * u128::from(self.params.max_referee_rounds)
+            + u128::from(audit);
+        let wanted = Amount(fee.0.saturating_mul(seats));
+        let reserve = wanted.min(self.balance(&Module::Audits.address())?);
+        self.move_between(Module::Audits, Module::Committees, reserve)?;
+        Ok(reserve)
+    }
+
+    /// Opens a referee committee on the job's revealed results, with `reserve` already in the committees
+    /// module. When nobody is eligible, an audit is skipped (its reserve goes back to the pool and the job
+    /// goes on as if not drawn) and any other check is settled at once with no verdict.
+    fn open_job_check(
+        &mut self,
+        job: &mut Job,
+        kind: CheckKind,
+        funder: Funder,
+        reserve: Amount,
+        confirms: Option<Hash>,
+    ) -> ExecResult<Committee> {
+        let mut excluded = vec![job.client];
+        excluded.extend(job.slots.iter().map(|s| s.provider));
+        excluded.sort();
+        excluded.dedup();
+        let committee = self.open_committee(CheckSpec {
+            subject: CheckSubject::Job { job: job.id },
+            kind,
+            runtime: job.spec.workload.runtime.clone(),
+            excluded,
+            funder,
+            fee: self.params.referee_fee_for(job.work_price()),
+            reserve,
+            confirms,
+            commit_window_ms: self.params.job_content_window_ms.saturating_add(job.spec.run_timeout_ms),
+            reveal_window_ms: job.spec.reveal_window_ms,
+        })?;
+        job.checks.push(committee.id);
+        let concluded =
+            matches!(committee.phase, tensorgrid_types::committee::CommitteePhase::Concluded { .. });
+        if !concluded {
+            for slot in job.slots.iter().filter(|s| s.state == SlotState::Revealed) {
+                self.set_job_bid_state(job.id, &slot.provider, JobBidState::Held)?;
+            }
+            job.state = JobState::Refereeing;
+        } else if kind == CheckKind::Audit {
+            self.pay_funder(committee.funder, committee.reserve)?;
+        } else {
+            self.settle_job_check(job, &committee)?;
         }
-        job.state = JobState::Disputed;
-        self.emit(Event::JobDisputed { job: job.id });
+        Ok(committee)
+    }
+
+    /// A committee on this job concluded in a later block (a reveal or a deadline): settle the job.
+    pub(crate) fn on_job_check_concluded(&mut self, job_id: JobId, committee: Committee) -> ExecResult<()> {
+        let mut job = self.job(job_id)?.ok_or_else(|| invariant(format!("checked job {job_id} vanished")))?;
+        if job.state != JobState::Refereeing || job.checks.last() != Some(&committee.id) {
+            return Err(invariant(format!(
+                "committee {} concluded on job {job_id} not waiting for it",
+                committee.id
+            ))
+            .into());
+        }
+        self.settle_job_check(&mut job, &committee)?;
+        self.put_job(&job);
+        Ok(())
+    }
+
+    /// The job's rule for a concluded check (see the module's documentation). The committee already paid its
+    /// members; its `reserve` (what the funder prepaid and was not spent) still sits in the committees module.
+    fn settle_job_check(&mut self, job: &mut Job, committee: &Committee) -> ExecResult<()> {
+        let verdict = committee.verdict();
+        self.emit(Event::JobVerdict { job: job.id, verdict });
+        let revealed: Vec<(usize, Address, Hash)> = job
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == SlotState::Revealed)
+            .filter_map(|(i, s)| s.result.map(|r| (i, s.provider, r)))
+            .collect();
+        let accused: Vec<Address> = revealed.iter().map(|(_, p, _)| *p).collect();
+        let Some(verdict) = verdict else {
+            self.pay_funder(committee.funder, committee.reserve)?;
+            for provider in &accused {
+                self.return_job_bid(job.id, provider)?;
+            }
+            return self.fail_job(job, JobFailure::NoVerdict);
+        };
+        if verdict == unavailable_vote(&job.client) {
+            // The client did not serve the content it had to: decided against it as if it had lied.
+            self.pay_job(job)?;
+            match committee.funder {
+                Funder::Party(_) => self.share_out(Module::Committees, &accused, committee.reserve)?,
+                Funder::AuditPool => {
+                    self.pay_funder(Funder::AuditPool, committee.reserve)?;
+                    let owed = committee.fees_paid.min(self.balance(&job.client)?);
+                    self.transfer(&job.client, &Module::Audits.address(), owed)?;
+                }
+            }
+            return Ok(());
+        }
+        let mut pot = Amount::ZERO;
+        let mut slashed = Vec::new();
+        for (index, provider, result) in revealed {
+            let mut record = self.provider(&provider)?.ok_or_else(|| invariant("job provider vanished"))?;
+            if result == verdict {
+                if committee.kind == CheckKind::Audit && committee.round == 1 {
+                    record.record.audits_passed = record.record.audits_passed.saturating_add(1);
+                } else {
+                    record.record.disputes_won = record.record.disputes_won.saturating_add(1);
+                }
+                self.put_provider(&record);
+                continue;
+            }
+            record.record.disputes_lost = record.record.disputes_lost.saturating_add(1);
+            self.put_provider(&record);
+            Self::slot_mut(job, index)?.state = SlotState::Slashed;
+            let bid = self.set_job_bid_state(job.id, &provider, JobBidState::Slashed)?;
+            self.move_between(Module::BidDeposits, Module::Committees, bid.deposit)?;
+            let stake = self.slash(&provider, self.params.slash_fraction_bps, Module::Committees)?;
+            let mut record = self.provider(&provider)?.ok_or_else(|| invariant("job provider vanished"))?;
+            record.record.slashed_total = record.record.slashed_total.saturating_add(bid.deposit);
+            self.put_provider(&record);
+            pot = pot
+                .checked_add(stake)
+                .and_then(|p| p.checked_add(bid.deposit))
+                .ok_or_else(|| overflow("pot"))?;
+            slashed.push(provider);
+            self.emit(Event::ProviderSlashed { provider, job: job.id, stake, deposit: bid.deposit });
+        }
+        if !slashed.is_empty() {
+            pot = self.top_up_member_fees(committee, verdict, pot)?;
+        }
+        if slashed.is_empty() {
+            match committee.funder {
+                // The client disputed a correct result: what is left of its deposit goes to the accused.
+                Funder::Party(_) => self.share_out(Module::Committees, &accused, committee.reserve)?,
+                Funder::AuditPool => self.pay_funder(Funder::AuditPool, committee.reserve)?,
+            }
+        } else {
+            // The losers reimburse whoever paid the members; the rest of the slash compensates the client.
+            let reimburse = committee.fees_paid.min(pot);
+            self.pay_funder(committee.funder, reimburse.saturating_add(committee.reserve))?;
+            self.release_from(Module::Committees, &job.client, pot.saturating_sub(reimburse))?;
+        }
+        job.verdict = Some(verdict);
+        self.pay_job(job)
+    }
+
+    /// A pool short of funds paid members less than their fee: the losers' slash makes up the difference
+    /// before anything else. Returns what is left of `pot`.
+    fn top_up_member_fees(
+        &mut self,
+        committee: &Committee,
+        verdict: Hash,
+        mut pot: Amount,
+    ) -> ExecResult<Amount> {
+        let mut record = committee.clone();
+        let mut changed = false;
+        for seat in record.seats.iter_mut() {
+            if seat.state != SeatState::Revealed || seat.vote != Some(verdict) || seat.paid >= record.fee {
+                continue;
+            }
+            let top = record.fee.saturating_sub(seat.paid).min(pot);
+            if top.is_zero() {
+                continue;
+            }
+            pot = pot.saturating_sub(top);
+            seat.paid = seat.paid.saturating_add(top);
+            self.release_from(Module::Committees, &seat.provider, top)?;
+            self.emit(Event::RefereePaid {
+                committee: record.id,
+                provider: seat.provider,
+                fee: top,
+                reward: Amount::ZERO,
+            });
+            changed = true;
+        }
+        if changed {
+            self.put_committee(&record);
+        }
+        Ok(pot)
+    }
+
+    /// Splits `amount` held by `module` equally among `to`, the remainder of the division to the first.
+    fn share_out(&mut self, module: Module, to: &[Address], amount: Amount) -> ExecResult<()> {
+        let Some(first) = to.first() else {
+            return Err(invariant("a share-out with nobody to share with").into());
+        };
+        let n = to.len() as u128;
+        let (share, remainder) = (Amount(amount.0 / n), Amount(amount.0 % n));
+        self.release_from(module, first, share.saturating_add(remainder))?;
+        for address in to.iter().skip(1) {
+            self.release_from(module, address, share)?;
+        }
         Ok(())
     }
 
@@ -539,9 +804,15 @@ impl<S: Store + ?Sized> State<'_, S> {
         Ok(())
     }
 
+    fn refund_audit_fee(&mut self, job: &mut Job) -> ExecResult<Amount> {
+        let fee = std::mem::take(&mut job.audit_fee);
+        self.release_from(Module::Jobs, &job.client, fee)?;
+        Ok(fee)
+    }
+
     fn fail_job(&mut self, job: &mut Job, reason: JobFailure) -> ExecResult<()> {
         self.return_live_bids(job)?;
-        let refunded = self.refund_held(job)?;
+        let refunded = self.refund_held(job)?.saturating_add(self.refund_audit_fee(job)?);
         job.state = JobState::Failed { reason };
         job.finished_at = Some(self.now);
         self.schedule_removal(StoredRecord::Job(job.id));

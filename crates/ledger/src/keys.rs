@@ -22,6 +22,8 @@ pub(crate) const IX_OPEN_ORDER: &[u8] = b"x/oo/";
 pub(crate) const IX_DEPLOYMENT_BY_OWNER: &[u8] = b"x/do/";
 pub(crate) const IX_LEASE_BY_PROVIDER: &[u8] = b"x/lp/";
 pub(crate) const IX_OPEN_JOB: &[u8] = b"x/oj/";
+pub(crate) const COMMITTEE: &[u8] = b"k/";
+pub(crate) const IX_REFEREE: &[u8] = b"x/rf/";
 
 pub(crate) const CHAIN: &[u8] = b"m/chain";
 pub(crate) const PARAMS: &[u8] = b"m/params";
@@ -29,6 +31,7 @@ pub(crate) const SUPPLY: &[u8] = b"m/supply";
 pub(crate) const SEQ_DSEQ: &[u8] = b"m/seq/dseq";
 pub(crate) const SEQ_JOB: &[u8] = b"m/seq/job";
 pub(crate) const SEQ_CHANNEL: &[u8] = b"m/seq/channel";
+pub(crate) const SEQ_COMMITTEE: &[u8] = b"m/seq/committee";
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -36,6 +39,20 @@ fn join(parts: &[&[u8]]) -> Vec<u8> {
         key.extend_from_slice(part);
     }
     key
+}
+
+pub(crate) fn committee(id: tensorgrid_types::committee::CommitteeId) -> Vec<u8> {
+    join(&[COMMITTEE, &id.to_be_bytes()])
+}
+
+/// Providers that accept committee seats for `runtime`, by address. The runtime enters as its hash, so every
+/// runtime's entries share one fixed-length prefix.
+pub(crate) fn referees_for(runtime: &str) -> Vec<u8> {
+    join(&[IX_REFEREE, tensorgrid_types::Hash::of(runtime.as_bytes()).as_bytes()])
+}
+
+pub(crate) fn ix_referee(runtime: &str, provider: &Address) -> Vec<u8> {
+    join(&[&referees_for(runtime), provider.as_bytes()])
 }
 
 pub(crate) fn account(a: &Address) -> Vec<u8> {

@@ -13,6 +13,7 @@ use tensorgrid_types::{
 use crate::bank::Module;
 use crate::error::{invariant, ExecError, ExecResult, LedgerError};
 use crate::keys;
+use crate::providers::Referee;
 use crate::state::State;
 use crate::store::{Store, WriteBatch};
 use crate::timers::Timer;
@@ -266,6 +267,8 @@ fn run_deadline<S: Store + ?Sized>(st: &mut State<'_, S>, timer: Timer) -> ExecR
         Timer::JobChallenge(job) => st.on_job_challenge_due(job),
         Timer::ChannelClose(channel) => st.channel_challenge_ended(channel),
         Timer::RemoveRecord(record) => st.on_removal_due(record),
+        Timer::CommitteeSeat(committee, seat) => st.on_seat_due(committee, seat),
+        Timer::CommitteeReveal(committee) => st.on_committee_reveal_due(committee),
         Timer::ForgetModelPrice(model_hash, provider) => {
             st.forget_model_price(&model_hash, &provider);
             Ok(())
@@ -366,11 +369,17 @@ fn admit<S: Store + ?Sized>(
 fn dispatch<S: Store + ?Sized>(st: &mut State<'_, S>, signer: Address, msg: Msg) -> ExecResult<()> {
     match msg {
         Msg::Send { to, amount } => st.send(&signer, &to, amount),
-        Msg::RegisterProvider { host_uri, attributes, info, stake } => {
-            st.register_provider(signer, host_uri, attributes, info, stake)
-        }
-        Msg::UpdateProvider { host_uri, attributes, info } => {
-            st.update_provider(signer, host_uri, attributes, info)
+        Msg::RegisterProvider { host_uri, attributes, info, stake, runtimes, referee } => st
+            .register_provider(
+                signer,
+                host_uri,
+                attributes,
+                info,
+                stake,
+                Referee { runtimes, opt_in: referee },
+            ),
+        Msg::UpdateProvider { host_uri, attributes, info, runtimes, referee } => {
+            st.update_provider(signer, host_uri, attributes, info, (runtimes, referee))
         }
         Msg::DeregisterProvider => st.deregister_provider(signer),
         Msg::Bond { amount } => st.bond(signer, amount),
@@ -391,7 +400,7 @@ fn dispatch<S: Store + ?Sized>(st: &mut State<'_, S>, signer: Address, msg: Msg)
         Msg::CommitResult { job, commitment } => st.commit_result(signer, job, commitment),
         Msg::RevealResult { job, result_hash, salt } => st.reveal_result(signer, job, result_hash, salt),
         Msg::CancelJob { job } => st.cancel_job(signer, job),
-        Msg::DisputeJob { job } => st.dispute_job(signer, job),
+        Msg::DisputeJob { job, deposit } => st.dispute_job(signer, job, deposit),
         Msg::ConfirmJobContent { job } => st.confirm_job_content(signer, job),
         Msg::OpenChannel { provider, deposit } => st.open_channel(signer, provider, deposit),
         Msg::TopUpChannel { channel, amount } => st.top_up_channel(signer, channel, amount),

@@ -17,6 +17,7 @@
 
 mod bank;
 mod channels;
+mod committees;
 mod error;
 mod escrow;
 mod invariants;

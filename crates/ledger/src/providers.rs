@@ -1,15 +1,22 @@
-//! Provider registration, stake with an unbonding period, and liveness through heartbeats.
+//! Provider registration, stake with an unbonding period, liveness through heartbeats, and the one slashing
+//! function.
 
-use tensorgrid_types::provider::{Provider, ProviderInfo, ProviderStatus, Unbonding};
+use tensorgrid_types::provider::{Provider, ProviderInfo, ProviderRecord, ProviderStatus, Unbonding};
 use tensorgrid_types::resources::Attribute;
 use tensorgrid_types::{Address, Amount, Event, TxError};
 
 use crate::bank::Module;
-use crate::error::{overflow, ExecResult};
+use crate::error::{invariant, overflow, ExecResult};
 use crate::keys;
 use crate::state::State;
 use crate::store::Store;
 use crate::timers::Timer;
+
+/// The runtimes a provider registers and whether it accepts committee seats for them.
+pub(crate) struct Referee {
+    pub runtimes: Vec<String>,
+    pub opt_in: bool,
+}
 
 impl<S: Store + ?Sized> State<'_, S> {
     pub(crate) fn provider(&self, address: &Address) -> ExecResult<Option<Provider>> {
@@ -37,6 +44,9 @@ impl<S: Store + ?Sized> State<'_, S> {
     /// An active provider that has sent a heartbeat within the grace period: the only kind that may win work.
     pub(crate) fn live_provider(&self, address: &Address) -> ExecResult<Provider> {
         let provider = self.active_provider(address)?;
+        if provider.jailed {
+            return Err(TxError::ProviderJailed { address: *address }.into());
+        }
         if self.now > self.live_until(&provider) {
             return Err(TxError::ProviderOffline {
                 address: *address,
@@ -61,6 +71,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         attributes: Vec<Attribute>,
         info: ProviderInfo,
         stake: Amount,
+        referee: Referee,
     ) -> ExecResult<()> {
         let previous = self.provider(&signer)?;
         if previous.as_ref().is_some_and(|p| p.status == ProviderStatus::Active) {
@@ -71,7 +82,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         }
         self.lock(&signer, Module::Bonds, stake)?;
         let now = self.now;
-        // Re-registration keeps the record's history (unbonding entries, job counters).
+        // Re-registration keeps the record's history (unbonding entries, job counters, slashes).
         let provider = match previous {
             Some(mut p) => {
                 p.host_uri = host_uri;
@@ -81,6 +92,9 @@ impl<S: Store + ?Sized> State<'_, S> {
                 p.stake = stake;
                 p.registered_at = now;
                 p.last_heartbeat = now;
+                p.runtimes = referee.runtimes;
+                p.referee = referee.opt_in;
+                p.jailed = false;
                 p
             }
             None => Provider {
@@ -97,8 +111,13 @@ impl<S: Store + ?Sized> State<'_, S> {
                 active_job_slots: 0,
                 jobs_completed: 0,
                 jobs_missed: 0,
+                runtimes: referee.runtimes,
+                referee: referee.opt_in,
+                jailed: false,
+                record: ProviderRecord::default(),
             },
         };
+        self.index_referee(&provider, true);
         self.set_timer(self.live_until(&provider), Timer::ProviderLiveness(signer));
         self.put_provider(&provider);
         self.emit(Event::ProviderRegistered { provider: signer, stake });
@@ -111,8 +130,17 @@ impl<S: Store + ?Sized> State<'_, S> {
         host_uri: Option<String>,
         attributes: Option<Vec<Attribute>>,
         info: Option<ProviderInfo>,
+        (runtimes, referee): (Option<Vec<String>>, Option<bool>),
     ) -> ExecResult<()> {
         let mut provider = self.active_provider(&signer)?;
+        self.index_referee(&provider, false);
+        if let Some(runtimes) = runtimes {
+            provider.runtimes = runtimes;
+        }
+        if let Some(referee) = referee {
+            provider.referee = referee;
+        }
+        self.index_referee(&provider, true);
         if let Some(uri) = host_uri {
             provider.host_uri = uri;
         }
@@ -142,6 +170,7 @@ impl<S: Store + ?Sized> State<'_, S> {
         }
         self.clear_timer(self.live_until(&provider), Timer::ProviderLiveness(signer));
         self.withdraw_all_models(&signer)?;
+        self.index_referee(&provider, false);
         provider.status = ProviderStatus::Deregistered;
         self.put_provider(&provider);
         self.emit(Event::ProviderDeregistered { provider: signer });
@@ -152,8 +181,12 @@ impl<S: Store + ?Sized> State<'_, S> {
         let mut provider = self.active_provider(&signer)?;
         self.lock(&signer, Module::Bonds, amount)?;
         provider.stake = provider.stake.checked_add(amount).ok_or_else(|| overflow("stake"))?;
-        self.put_provider(&provider);
         self.emit(Event::StakeBonded { provider: signer, amount });
+        if provider.jailed && provider.stake >= self.params.min_provider_stake {
+            provider.jailed = false;
+            self.emit(Event::ProviderUnjailed { provider: signer });
+        }
+        self.put_provider(&provider);
         Ok(())
     }
 
@@ -187,6 +220,56 @@ impl<S: Store + ?Sized> State<'_, S> {
         self.set_timer(matures_at, Timer::Unbonding(provider.address));
         self.emit(Event::UnbondingStarted { provider: provider.address, amount, matures_at });
         Ok(())
+    }
+
+    /// Adds or removes the provider's entries in the referee index (one per runtime, when it opted in).
+    fn index_referee(&mut self, provider: &Provider, present: bool) {
+        if !provider.referee {
+            return;
+        }
+        for runtime in &provider.runtimes {
+            let key = keys::ix_referee(runtime, &provider.address);
+            if present {
+                self.put_raw(key, Vec::new());
+            } else {
+                self.delete(key);
+            }
+        }
+    }
+
+    /// DESIGN's one slashing function: takes `fraction_bps` of the provider's stake, bonded first and then
+    /// unbonding entries not yet matured (oldest first), into the `to` module, and jails a provider left
+    /// below the minimum stake. Returns what was taken; the caller decides where it goes from `to`.
+    pub(crate) fn slash(&mut self, address: &Address, fraction_bps: u32, to: Module) -> ExecResult<Amount> {
+        let mut provider = self.provider(address)?.ok_or_else(|| invariant("slashed provider vanished"))?;
+        let total = provider
+            .unbonding
+            .iter()
+            .try_fold(provider.stake, |sum, u| sum.checked_add(u.amount))
+            .ok_or_else(|| overflow("stake"))?;
+        let due = Amount(total.0.saturating_mul(u128::from(fraction_bps)) / 10_000);
+        let from_stake = due.min(provider.stake);
+        provider.stake = provider.stake.saturating_sub(from_stake);
+        let mut rest = due.saturating_sub(from_stake);
+        for entry in provider.unbonding.iter_mut() {
+            let take = rest.min(entry.amount);
+            entry.amount = entry.amount.saturating_sub(take);
+            rest = rest.saturating_sub(take);
+        }
+        provider.unbonding.retain(|u| !u.amount.is_zero());
+        let taken = due.saturating_sub(rest);
+        self.move_between(Module::Bonds, to, taken)?;
+        provider.record.slashes = provider.record.slashes.saturating_add(1);
+        provider.record.slashed_total = provider.record.slashed_total.saturating_add(taken);
+        if provider.status == ProviderStatus::Active
+            && !provider.jailed
+            && provider.stake < self.params.min_provider_stake
+        {
+            provider.jailed = true;
+            self.emit(Event::ProviderJailed { provider: *address });
+        }
+        self.put_provider(&provider);
+        Ok(taken)
     }
 
     pub(crate) fn heartbeat(&mut self, signer: Address) -> ExecResult<()> {

@@ -122,6 +122,9 @@ impl<S: Store> Ledger<S> {
             )?),
             Query::Job { job } => QueryResponse::Job(st.job(*job).map_err(lift)?),
             Query::Channel { channel } => QueryResponse::Channel(st.channel(*channel).map_err(lift)?),
+            Query::Committee { committee } => {
+                QueryResponse::Committee(st.committee(*committee).map_err(lift)?)
+            }
             Query::ModelOffers { model_hash, page } => {
                 let prefix = match model_hash {
                     Some(hash) => keys::model_offers_of(hash),

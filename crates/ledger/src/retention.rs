@@ -4,7 +4,7 @@
 //! Whoever creates a deployment, a job or a channel locks `storage_deposit` with it. When the record closes,
 //! a removal is scheduled `record_retention_ms` later (long enough for providers, clients and explorers to
 //! read the outcome); at that deadline the record and everything filed under it (a deployment's orders,
-//! bids and leases; a job's bids) are deleted and the deposit goes back to its owner. The events that
+//! bids and leases; a job's bids and referee committees) are deleted and the deposit goes back to its owner. The events that
 //! described the record stay in the node's block index, which is not part of the state. Records that still
 //! hold funds (an active deployment, a disputed job, an open channel) are never scheduled.
 
@@ -58,6 +58,9 @@ impl<S: Store + ?Sized> State<'_, S> {
                     return Err(invariant(format!("unfinished job {id} was due for removal")).into());
                 }
                 self.delete_all(&keys::job_bids_of(id))?;
+                for committee in &job.checks {
+                    self.delete(keys::committee(*committee));
+                }
                 self.delete(keys::job(id));
                 (job.client, job.storage_deposit)
             }

@@ -31,6 +31,10 @@ pub(crate) enum Timer {
     RemoveRecord(StoredRecord),
     /// The notice period after an offer was withdrawn has run: its remembered price is forgotten.
     ForgetModelPrice(tensorgrid_types::Hash, Address),
+    /// A committee seat's commit deadline.
+    CommitteeSeat(tensorgrid_types::committee::CommitteeId, u32),
+    /// A committee round's reveal deadline.
+    CommitteeReveal(tensorgrid_types::committee::CommitteeId),
 }
 
 impl<S: Store + ?Sized> State<'_, S> {

@@ -71,6 +71,12 @@ fn index_of(w: &World, address: tensorgrid_types::Address) -> usize {
     w.providers.iter().position(|k| k.address() == address).expect("a provider of the world")
 }
 
+/// The first block at the reveal deadline: where revealed results are checked or accepted.
+fn end_reveals(w: &mut World, job: u64) -> tensorgrid_types::BlockOutcome {
+    let deadline = w.job(job).reveal_deadline.expect("reveals started");
+    w.chain.block_at(deadline, &[])
+}
+
 fn close_bidding(w: &mut World, job: u64) {
     let deadline = w.job(job).bid_deadline;
     w.chain.block_at(deadline, &[]);
@@ -117,6 +123,8 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
         ok(&r);
         *fee = Amount(fee.0 + r.fee_paid.0);
     }
+    assert_eq!(w.job(job).state, JobState::Revealing, "results wait for the reveal deadline's audit draw");
+    end_reveals(&mut w, job);
     let j = w.job(job);
     assert_eq!(j.state, JobState::Completed);
     assert_eq!((j.paid, j.held), (Amount(700_000), Amount::ZERO));
@@ -124,30 +132,40 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
     assert_eq!(w.chain.balance(&w.providers[1].address()), Amount(starts[1].0 + 400_000 - fees[1].0));
     assert_eq!(
         w.chain.balance(&w.tenant.address()),
-        Amount(client_start.0 - submit_receipt.fee_paid.0 - 700_000 - w.chain.params().storage_deposit.0),
-        "the client paid exactly the two winning bids"
+        Amount(
+            client_start.0
+                - submit_receipt.fee_paid.0
+                - 700_000
+                - w.chain.params().storage_deposit.0
+                - w.chain.params().audit_fee_for(Amount::tgr(1)).0
+        ),
+        "the client paid exactly the two winning bids and the audit fee"
     );
     w.check();
 }
 
 #[test]
-fn different_results_open_a_dispute_and_hold_the_funds() {
+fn different_results_with_nobody_to_referee_end_with_no_verdict_and_return_everything() {
     let mut w = world(2, params());
     w.register_all();
+    let client_start = w.chain.balance(&w.tenant.address());
     let job = assigned(&mut w, job_spec(2, Amount::tgr(1)), &[(0, Amount(100)), (1, Amount(100))]);
     commit(&mut w, 0, job, Hash::of(b"honest"));
     commit(&mut w, 1, job, Hash::of(b"cheat"));
     ok(&reveal(&mut w, 0, job, Hash::of(b"honest")));
-    let r = reveal(&mut w, 1, job, Hash::of(b"cheat"));
-    ok(&r);
-    assert!(r.events.iter().any(|e| matches!(e, Event::JobDisputed { .. })));
+    ok(&reveal(&mut w, 1, job, Hash::of(b"cheat")));
+    assert_eq!(w.job(job).state, JobState::Revealing, "nothing is decided before the reveal deadline");
+    let out = end_reveals(&mut w, job);
+    assert!(out.events.iter().any(|e| matches!(e, Event::JobDisputed { .. })));
     let j = w.job(job);
-    assert_eq!((j.state, j.held, j.paid), (JobState::Disputed, Amount::tgr(1), Amount::ZERO));
+    assert_eq!(j.state, JobState::Failed { reason: JobFailure::NoVerdict });
+    assert_eq!((j.held, j.paid, j.audit_fee), (Amount::ZERO, Amount::ZERO, Amount::ZERO));
     let QueryResponse::JobBids(bids) = w.chain.query(Query::JobBids { job }) else { panic!() };
-    assert!(bids.iter().all(|b| b.state == JobBidState::Held));
-    // Nothing more happens on its own.
-    w.chain.advance(Params::default().challenge_period_ms * 10);
-    assert_eq!(w.job(job).state, JobState::Disputed);
+    assert!(bids.iter().all(|b| b.state == JobBidState::Returned));
+    // The client is out only its fees, its storage deposit and the audit fee (the job had results).
+    let spent: u128 = w.chain.params().storage_deposit.0 + w.chain.params().audit_fee_for(Amount::tgr(1)).0;
+    let fees = client_start.0 - w.chain.balance(&w.tenant.address()).0 - spent;
+    assert!(fees < 10_000, "only transaction fees beyond that: {fees}");
     w.check();
 }
 
@@ -162,21 +180,27 @@ fn a_single_result_is_paid_after_the_challenge_period_unless_disputed() {
         ok(&confirm(&mut w, 0, job));
         commit(&mut w, 0, job, Hash::of(b"out"));
         ok(&reveal(&mut w, 0, job, Hash::of(b"out")));
+        end_reveals(&mut w, job);
         let j = w.job(job);
         assert_eq!(j.state, JobState::Challenge);
         let deadline = j.challenge_deadline.unwrap();
         if dispute {
             let tenant = w.tenant.clone();
-            ok(&w.chain.exec(&tenant, Msg::DisputeJob { job }));
+            let required = w.chain.params().dispute_deposit_for(Amount(500_000));
+            let low = Msg::DisputeJob { job, deposit: Amount(required.0 - 1) };
+            assert!(matches!(failed_with(&w.chain.exec(&tenant, low)), TxError::DisputeDepositTooLow { .. }));
+            assert_eq!(w.job(job).state, JobState::Challenge, "a refused dispute changes nothing");
+            ok(&w.chain.exec(&tenant, Msg::DisputeJob { job, deposit: required }));
         }
         w.chain.block_at(deadline, &[]);
         let j = w.job(job);
         if dispute {
-            assert_eq!((j.state, j.paid), (JobState::Disputed, Amount::ZERO));
+            // Nobody is eligible to referee: the dispute ends at once with no verdict.
+            assert_eq!((j.state, j.paid), (JobState::Failed { reason: JobFailure::NoVerdict }, Amount::ZERO));
         } else {
             assert_eq!((j.state, j.paid), (JobState::Completed, Amount(500_000)));
             let tenant = w.tenant.clone();
-            let r = w.chain.exec(&tenant, Msg::DisputeJob { job });
+            let r = w.chain.exec(&tenant, Msg::DisputeJob { job, deposit: Amount::tgr(10) });
             assert!(matches!(failed_with(&r), TxError::JobWrongState { .. }));
         }
         w.check();
@@ -191,7 +215,8 @@ fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
     let deadline = w.job(job).slots[0].commit_deadline.expect("confirmed");
     let client_before = w.chain.balance(&w.tenant.address());
     let out = w.chain.block_at(deadline, &[]);
-    let forfeited = Params::default().job_bid_deposit;
+    let forfeited = Params::default().job_bid_deposit_for(Amount(100_000));
+    assert_eq!(forfeited, Amount::tgr(2), "a deposit is the price over the audit rate");
     assert!(out
         .events
         .iter()
@@ -216,6 +241,7 @@ fn a_winner_that_misses_its_commit_deadline_is_replaced_and_pays_the_client() {
     ok(&confirm(&mut w, 1, job));
     ok(&commit(&mut w, 1, job, Hash::of(b"out")));
     ok(&reveal(&mut w, 1, job, Hash::of(b"out")));
+    end_reveals(&mut w, job);
     let deadline = w.job(job).challenge_deadline.unwrap();
     w.chain.block_at(deadline, &[]);
     assert_eq!((w.job(job).state, w.job(job).paid), (JobState::Completed, Amount(200_000)));
@@ -275,7 +301,8 @@ fn the_client_can_cancel_while_bidding_only() {
     assert!(r
         .events
         .iter()
-        .any(|e| matches!(e, Event::JobCancelled { refunded, .. } if *refunded == Amount::tgr(1))));
+        .any(|e| matches!(e, Event::JobCancelled { refunded, .. } if *refunded == Amount::tgr(1).saturating_add(Params::default().audit_fee_for(Amount::tgr(1))))),
+        "the budget and the audit fee come back");
     assert_eq!(w.job(job).state, JobState::Cancelled);
     assert!(matches!(
         failed_with(&w.chain.exec(&tenant, Msg::CancelJob { job })),
@@ -471,7 +498,7 @@ fn a_run_timeout_too_short_for_the_jobs_fuel_is_refused() {
 }
 
 #[test]
-fn a_finished_job_is_removed_after_retention_with_its_bids_and_a_disputed_one_is_kept() {
+fn a_finished_job_is_removed_after_retention_with_its_bids() {
     let retention = 60_000;
     let mut w = world(3, Params { record_retention_ms: retention, ..params() });
     w.register_all();
@@ -484,14 +511,8 @@ fn a_finished_job_is_removed_after_retention_with_its_bids_and_a_disputed_one_is
     for p in 0..2 {
         ok(&reveal(&mut w, p, done, Hash::of(b"out")));
     }
+    end_reveals(&mut w, done);
     assert_eq!(w.job(done).state, JobState::Completed);
-    let disputed = assigned(&mut w, job_spec(2, Amount::tgr(1)), &[(0, Amount(100)), (1, Amount(100))]);
-    ok(&commit(&mut w, 0, disputed, Hash::of(b"honest")));
-    ok(&commit(&mut w, 1, disputed, Hash::of(b"cheat")));
-    ok(&reveal(&mut w, 0, disputed, Hash::of(b"honest")));
-    ok(&reveal(&mut w, 1, disputed, Hash::of(b"cheat")));
-    assert_eq!(w.job(disputed).state, JobState::Disputed);
-
     let client = w.tenant.address();
     let before = w.chain.balance(&client);
     let finished_at = w.job(done).finished_at.expect("a finished job has a finish time");
@@ -504,10 +525,5 @@ fn a_finished_job_is_removed_after_retention_with_its_bids_and_a_disputed_one_is
     assert_eq!(w.chain.query(Query::JobBids { job: done }), QueryResponse::JobBids(Vec::new()));
     assert_eq!(w.chain.balance(&client), before.saturating_add(storage));
 
-    // A disputed job still holds the budget and the deposits: it stays until a referee decides.
-    w.chain.advance(retention * 10);
-    assert_eq!(w.job(disputed).state, JobState::Disputed);
-    let QueryResponse::JobBids(held) = w.chain.query(Query::JobBids { job: disputed }) else { panic!() };
-    assert_eq!(held.len(), 2);
     w.check();
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use common::*;
 use proptest::prelude::*;
 use tensorgrid_ledger::testing::TestChain;
-use tensorgrid_types::job::{result_commitment, JobState};
+use tensorgrid_types::job::result_commitment;
 use tensorgrid_types::market::{BidState, DeploymentState, LeaseState, OrderId, OrderState};
 use tensorgrid_types::query::{Query, QueryResponse};
 use tensorgrid_types::{Amount, Event, Hash, Msg, Params, SecretKey};
@@ -205,7 +205,7 @@ impl Sim {
                 (p(i), Msg::RevealResult { job: job(j), result_hash: Hash::of(&[result]), salt: [7; 32] })
             }
             Action::Cancel { t: i, j } => (t(i), Msg::CancelJob { job: job(j) }),
-            Action::Dispute { t: i, j } => (t(i), Msg::DisputeJob { job: job(j) }),
+            Action::Dispute { t: i, j } => (t(i), Msg::DisputeJob { job: job(j), deposit: Amount::tgr(10) }),
             Action::Garbage { bytes } => return bytes,
         };
         self.chain.tx(&signer, msg)
@@ -254,7 +254,7 @@ impl Sim {
         }
         for job in 1..=self.last_job {
             let QueryResponse::Job(Some(j)) = self.chain.query(Query::Job { job }) else { continue };
-            if j.state.is_final() || j.state == JobState::Disputed {
+            if j.state.is_final() {
                 out.insert(format!("j{job}"), format!("{:?}/{}/{}", j.state, j.held, j.paid));
             }
         }

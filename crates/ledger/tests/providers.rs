@@ -55,6 +55,8 @@ fn registration_rules() {
         host_uri: Some("https://new.example.org".into()),
         attributes: None,
         info: None,
+        runtimes: None,
+        referee: None,
     };
     ok(&w.chain.exec(&p0, update.clone()));
     assert_eq!(provider_record(&w, 0).host_uri, "https://new.example.org");

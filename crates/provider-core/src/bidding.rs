@@ -509,6 +509,7 @@ mod tests {
                 bid_window_ms: 1000,
                 run_timeout_ms: 60_000,
                 reveal_window_ms: 1000,
+                requirements: Default::default(),
             },
             state: tensorgrid_types::job::JobState::Bidding,
             created_at: Timestamp::from_millis(0),
@@ -521,6 +522,9 @@ mod tests {
             paid: Amount::ZERO,
             finished_at: None,
             storage_deposit: Amount::ZERO,
+            audit_fee: Amount::ZERO,
+            checks: Vec::new(),
+            verdict: None,
         }
     }
 

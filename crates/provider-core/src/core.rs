@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tensorgrid_types::job::{result_commitment, Job, JobId, JobState, SlotState, WorkloadKind};
+use tensorgrid_types::committee::{unavailable_vote, CheckSubject, CommitteeId};
+use tensorgrid_types::job::{result_commitment, Job, JobExit, JobId, JobState, SlotState, WorkloadKind};
 use tensorgrid_types::market::{GroupSpec, LeaseId, Order, OrderState};
 use tensorgrid_types::provider::{Provider, ProviderInfo, ProviderStatus};
 use tensorgrid_types::provider_api::{JobRunState, LeaseRunState};
@@ -30,6 +31,8 @@ pub struct Identity {
     pub runtimes: Vec<(WorkloadKind, String)>,
     /// Whether it can run container leases at all.
     pub runs_leases: bool,
+    /// Whether it accepts referee committee seats (registered on chain; provider.toml's `referee`).
+    pub referee: bool,
 }
 
 /// The provider's state. Only [`ProviderCore::handle`] changes it.
@@ -52,6 +55,9 @@ pub struct ProviderCore {
     last_withdrawal: Option<Timestamp>,
     /// Records kept on disk whose jobs are being read after a restart.
     pending_records: BTreeMap<JobId, JobRecord>,
+    /// Committee seats drawn for this provider whose jobs are being read: the committee and the seat's
+    /// commit deadline.
+    seats: BTreeMap<JobId, (CommitteeId, Timestamp)>,
 }
 
 impl ProviderCore {
@@ -70,6 +76,7 @@ impl ProviderCore {
             lease_orders: BTreeSet::new(),
             last_withdrawal: None,
             pending_records: BTreeMap::new(),
+            seats: BTreeMap::new(),
         }
     }
 
@@ -82,22 +89,40 @@ impl ProviderCore {
     pub fn registration(&self, on_chain: Option<&Provider>) -> Option<Msg> {
         let id = &self.identity;
         let attributes = self.attributes();
+        let runtimes = self.job_runtimes();
         match on_chain {
             Some(p) if p.status == ProviderStatus::Active => (p.host_uri != id.host_uri
                 || p.attributes != attributes
-                || p.info != id.info)
+                || p.info != id.info
+                || p.runtimes != runtimes
+                || p.referee != id.referee)
                 .then(|| Msg::UpdateProvider {
                     host_uri: Some(id.host_uri.clone()),
                     attributes: Some(attributes),
                     info: Some(id.info.clone()),
+                    runtimes: Some(runtimes),
+                    referee: Some(id.referee),
                 }),
             _ => Some(Msg::RegisterProvider {
                 host_uri: id.host_uri.clone(),
                 attributes,
                 info: id.info.clone(),
                 stake: id.stake,
+                runtimes,
+                referee: id.referee,
             }),
         }
+    }
+
+    /// The job runtimes registered on chain (what makes it eligible to referee a job), without repeats.
+    pub fn job_runtimes(&self) -> Vec<String> {
+        let mut runtimes: Vec<String> = Vec::new();
+        for (_, runtime) in &self.identity.runtimes {
+            if !runtimes.contains(runtime) {
+                runtimes.push(runtime.clone());
+            }
+        }
+        runtimes
     }
 
     /// The operator's attributes and the inventory's, as registered on chain.
@@ -194,11 +219,7 @@ impl ProviderCore {
             }
             Input::PriceScript { work, answer } => self.after_script(now, work, answer, &mut out),
             Input::ContentArrived { job } => self.content_arrived(now, job, &mut out),
-            Input::ContentMissing { job } => self.fail(
-                job,
-                "the module and inputs did not all arrive in time; the slot lapses at no cost".into(),
-                &mut out,
-            ),
+            Input::ContentMissing { job, salt } => self.content_missing(job, salt, &mut out),
             Input::ModuleChecked { job, result } => match result {
                 Ok(()) => {
                     if let Some(entry) = self.jobs.get_mut(&job).filter(|e| e.phase == Phase::Checking) {
@@ -306,10 +327,29 @@ impl ProviderCore {
                 out.push(Effect::ReadJob(job));
             }
             Event::JobRevealStarted { job, .. } => {
-                if let Some(entry) = self.jobs.get_mut(&job) {
+                if let Some(entry) = self.jobs.get_mut(&job).filter(|e| e.referee.is_none()) {
                     entry.reveal_open = true;
                 }
                 self.reveal_if_due(job, out);
+            }
+            Event::CommitteeDrawn {
+                committee,
+                subject: CheckSubject::Job { job },
+                members,
+                commit_deadline,
+                ..
+            } if members.contains(&me) => {
+                self.seats.insert(job, (committee, commit_deadline));
+                out.push(Effect::ReadJob(job));
+            }
+            Event::CommitteeRevealStarted { committee, .. } => {
+                let seat = self.jobs.iter().find(|(_, e)| e.referee == Some(committee)).map(|(id, _)| *id);
+                if let Some(id) = seat {
+                    if let Some(entry) = self.jobs.get_mut(&id) {
+                        entry.reveal_open = true;
+                    }
+                    self.reveal_if_due(id, out);
+                }
             }
             Event::OrderCreated { order, .. } if !self.decided.contains(&WorkRef::Order(order)) => {
                 out.push(Effect::ReadOrder(order));
@@ -334,8 +374,17 @@ impl ProviderCore {
             self.recover(job, record, out);
             return;
         }
+        if let Some((committee, commit_deadline)) = self.seats.remove(&id) {
+            if job.state == JobState::Refereeing
+                && job.checks.last() == Some(&committee)
+                && !self.jobs.contains_key(&id)
+            {
+                self.start_referee(now, job, committee, commit_deadline, out);
+            }
+            return;
+        }
         if let Some(entry) = self.jobs.get_mut(&id) {
-            entry.reveal_open |= job.state == JobState::Revealing;
+            entry.reveal_open |= entry.referee.is_none() && job.state == JobState::Revealing;
             entry.job = job;
             self.reveal_if_due(id, out);
             return;
@@ -430,6 +479,7 @@ impl ProviderCore {
                 reveal_open: false,
                 sending: false,
                 holds: true,
+                referee: None,
             },
         );
         out.push(Effect::Log {
@@ -439,12 +489,97 @@ impl ProviderCore {
         out.push(Effect::AwaitContent { job: id, hashes, until });
     }
 
+    /// This provider was drawn for a committee on the job: get the content (from the client, or from the
+    /// job's workers), run it and commit by the seat's deadline. No confirmation: a member that cannot get
+    /// the content commits to "content unavailable" instead.
+    fn start_referee(
+        &mut self,
+        now: Timestamp,
+        job: Job,
+        committee: CommitteeId,
+        commit_deadline: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = job.id;
+        let hashes = job.spec.content();
+        // Leave room to run and to commit: the content may take at most half of the seat's time.
+        let half = commit_deadline.since(now) / 2;
+        let until = now.plus(self.policy.content_timeout_ms.min(half));
+        self.jobs.insert(
+            id,
+            JobEntry {
+                job,
+                state: JobRunState::WaitingForContent,
+                record: None,
+                phase: Phase::AwaitingContent,
+                commit_deadline: Some(commit_deadline),
+                reveal_open: false,
+                sending: false,
+                holds: true,
+                referee: Some(committee),
+            },
+        );
+        out.push(Effect::Log {
+            warn: false,
+            message: format!("drawn for referee committee {committee} on job {id}; fetching its content"),
+        });
+        out.push(Effect::AwaitContent { job: id, hashes, until });
+    }
+
+    /// The content did not arrive: a worker's slot lapses at no cost; a referee commits to "content
+    /// unavailable from the client", who had to serve it.
+    fn content_missing(&mut self, id: JobId, salt: [u8; 32], out: &mut Vec<Effect>) {
+        let Some(entry) = self.jobs.get_mut(&id).filter(|e| e.phase == Phase::AwaitingContent) else {
+            return;
+        };
+        let Some(committee) = entry.referee else {
+            return self.fail(
+                id,
+                "the module and inputs did not all arrive in time; the slot lapses at no cost".into(),
+                out,
+            );
+        };
+        let record = JobRecord {
+            job: id,
+            result_hash: unavailable_vote(&entry.job.client),
+            salt: hex::encode(salt),
+            exit: JobExit::Trapped,
+            fuel_used: 0,
+            committed: false,
+            revealed: false,
+            referee: Some(committee),
+        };
+        entry.state = JobRunState::Failed { reason: "the client did not serve the content".into() };
+        entry.phase = Phase::Finished;
+        entry.holds = false;
+        entry.record = Some(record.clone());
+        out.push(Effect::Log {
+            warn: true,
+            message: format!(
+                "job {id}'s content never arrived: voting \"content unavailable\" on committee {committee}"
+            ),
+        });
+        out.push(Effect::Persist(record));
+        self.commit(id, out);
+    }
+
     /// A restart with a record on disk: finish what is left (commit, then reveal).
     fn recover(&mut self, job: Job, record: JobRecord, out: &mut Vec<Effect>) {
         let id = job.id;
-        let reveal_open = job.state == JobState::Revealing;
-        let live = job.slots.iter().any(|s| s.provider == self.address() && s.state.is_live());
+        let (reveal_open, live) = match record.referee {
+            // The committee's phase is not on the job: try the reveal; the chain refuses it until it opens,
+            // and the reveal event tries again.
+            Some(committee) => {
+                let seated = job.state == JobState::Refereeing && job.checks.last() == Some(&committee);
+                (seated, seated)
+            }
+            None => (
+                job.state == JobState::Revealing,
+                job.slots.iter().any(|s| s.provider == self.address() && s.state.is_live()),
+            ),
+        };
         let entry = JobEntry {
+            referee: record.referee,
             state: record.finished(),
             job,
             record: Some(record.clone()),
@@ -527,6 +662,7 @@ impl ProviderCore {
             fuel_used: summary.fuel_used,
             committed: false,
             revealed: false,
+            referee: entry.referee,
         };
         entry.state = record.finished();
         entry.phase = Phase::Finished;
@@ -618,9 +754,12 @@ impl ProviderCore {
                 entry.sending = false;
                 match result {
                     Ok(events) => {
-                        entry.reveal_open |= events
-                            .iter()
-                            .any(|e| matches!(e, Event::JobRevealStarted { job, .. } if *job == id));
+                        let referee = entry.referee;
+                        entry.reveal_open |= events.iter().any(|e| match e {
+                            Event::JobRevealStarted { job, .. } => *job == id && referee.is_none(),
+                            Event::CommitteeRevealStarted { committee, .. } => Some(*committee) == referee,
+                            _ => false,
+                        });
                         if let Some(record) = entry.record.as_mut() {
                             record.committed = true;
                             out.push(Effect::Persist(record.clone()));

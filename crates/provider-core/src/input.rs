@@ -35,8 +35,9 @@ pub enum Input {
     PriceScript { work: WorkRef, answer: Result<Amount, String> },
     /// Every content hash the job needs is stored here, each checked against its hash.
     ContentArrived { job: JobId },
-    /// The content did not all arrive by the time asked.
-    ContentMissing { job: JobId },
+    /// The content did not all arrive by the time asked. `salt` is fresh randomness: a referee that cannot
+    /// get the content commits to "content unavailable" instead of a result.
+    ContentMissing { job: JobId, salt: [u8; 32] },
     /// The runner's check of the module: it compiles and links, or why not.
     ModuleChecked { job: JobId, result: Result<(), String> },
     /// A run ended (a result, deterministic limits included) or could not run at all. `salt` is fresh

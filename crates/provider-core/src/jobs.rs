@@ -1,7 +1,12 @@
-//! The book of jobs this provider won: where each one is in its life, and the record that must survive a
-//! restart (the salt behind a commitment, the result) — persisted before the commitment is sent.
+//! The book of jobs this provider won or referees: where each one is in its life, and the record that must
+//! survive a restart (the salt behind a commitment, the result) — persisted before the commitment is sent.
+//!
+//! A committee seat is a job entry too: the member receives the same content, runs it with the same runner
+//! and commits and reveals with the same messages (the chain routes them to its seat). It has no
+//! confirmation step; its commit deadline comes with the draw.
 
 use serde::{Deserialize, Serialize};
+use tensorgrid_types::committee::CommitteeId;
 use tensorgrid_types::job::{Job, JobExit, JobId};
 use tensorgrid_types::provider_api::JobRunState;
 use tensorgrid_types::{Address, Hash, Timestamp};
@@ -17,6 +22,9 @@ pub struct JobRecord {
     pub fuel_used: u64,
     pub committed: bool,
     pub revealed: bool,
+    /// Set when this provider ran the job as a member of this committee rather than as a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referee: Option<CommitteeId>,
 }
 
 impl JobRecord {
@@ -64,6 +72,8 @@ pub struct JobEntry {
     pub(crate) sending: bool,
     /// Whether the job's resources are counted as held.
     pub(crate) holds: bool,
+    /// The committee this provider sits on for the job, when it referees rather than works.
+    pub referee: Option<CommitteeId>,
 }
 
 impl JobEntry {

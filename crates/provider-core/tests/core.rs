@@ -30,6 +30,7 @@ fn core(policy: Policy) -> ProviderCore {
         attributes: vec![],
         runtimes: vec![(WorkloadKind::Wasm, "wasi-p1".into())],
         runs_leases: false,
+        referee: true,
     };
     let mut core = ProviderCore::new(identity, policy);
     let capacity =
@@ -58,6 +59,7 @@ fn job(state: JobState, slot: Option<SlotState>) -> Job {
             bid_window_ms: 5_000,
             run_timeout_ms: 60_000,
             reveal_window_ms: 10_000,
+            requirements: Default::default(),
         },
         state,
         created_at: at(0),
@@ -82,6 +84,9 @@ fn job(state: JobState, slot: Option<SlotState>) -> Job {
         paid: Amount::ZERO,
         finished_at: None,
         storage_deposit: Amount::ZERO,
+        audit_fee: Amount::ZERO,
+        checks: Vec::new(),
+        verdict: None,
     }
 }
 
@@ -179,7 +184,7 @@ fn a_won_job_is_confirmed_run_persisted_committed_and_revealed_in_that_order() {
 fn content_that_never_arrives_is_given_up_before_any_confirmation() {
     let mut c = core(Policy::default());
     c.handle(at(6_000), Input::JobRead(9, Some(job(JobState::Running, Some(SlotState::AwaitingContent)))));
-    let effects = c.handle(at(126_000), Input::ContentMissing { job: 9 });
+    let effects = c.handle(at(126_000), Input::ContentMissing { job: 9, salt: [0; 32] });
     assert!(sends(&effects).is_empty(), "nothing is confirmed, so the slot lapses at no cost: {effects:?}");
     assert!(matches!(c.job(9).map(|e| e.state.clone()), Some(JobRunState::Failed { .. })));
     assert_eq!(c.reserved().cpu_millis, 0);
@@ -201,6 +206,7 @@ fn a_restart_finishes_what_the_record_says_was_left() {
         fuel_used: 1,
         committed: true,
         revealed: false,
+        referee: None,
     };
     let mut c = ProviderCore::new(
         Identity {
@@ -211,6 +217,7 @@ fn a_restart_finishes_what_the_record_says_was_left() {
             attributes: vec![],
             runtimes: vec![],
             runs_leases: false,
+            referee: true,
         },
         Policy::default(),
     );

@@ -72,6 +72,15 @@ pub struct ProviderConfig {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub inference: InferenceSettings,
+    /// Whether to accept referee committee seats for the job runtimes this daemon runs (registered on chain).
+    /// A member re-runs a disputed or audited job and is paid a fee; it locks `referee_deposit` of its stake
+    /// while it sits. On unless the operator opts out.
+    #[serde(default = "default_referee")]
+    pub referee: bool,
+}
+
+fn default_referee() -> bool {
+    true
 }
 
 /// One served model and what it costs.

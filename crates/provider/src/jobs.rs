@@ -65,7 +65,9 @@ pub async fn await_content(shared: Arc<Shared>, job: JobId, hashes: Vec<Hash>, u
             return dispatch(&shared, Input::ContentArrived { job });
         }
         if crate::now() >= until {
-            return dispatch(&shared, Input::ContentMissing { job });
+            let mut salt = [0u8; 32];
+            OsRng.fill_bytes(&mut salt);
+            return dispatch(&shared, Input::ContentMissing { job, salt });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

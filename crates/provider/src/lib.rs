@@ -153,6 +153,7 @@ pub fn core_for(
             .flat_map(|r| r.runtimes().iter().map(move |rt| (r.kind(), rt.to_string())))
             .collect(),
         runs_leases,
+        referee: config.referee,
     };
     ProviderCore::new(identity, bidding::policy(&config.pricing, &config.limits))
 }

@@ -35,6 +35,7 @@ fn shared(dir: &std::path::Path, client: &SecretKey, module: Hash) -> Arc<Shared
         limits: Default::default(),
         models: Vec::new(),
         inference: Default::default(),
+        referee: false,
     };
     let provider = SecretKey::from_label("provider");
     let core = tensorgrid_provider::core_for(&config, provider.address(), &[], false);
@@ -77,6 +78,7 @@ fn assigned_job(id: u64, client: Address, provider: Address, module: Hash, now: 
             bid_window_ms: 1_000,
             run_timeout_ms: 60_000,
             reveal_window_ms: 1_000,
+            requirements: Default::default(),
         },
         state: JobState::Running,
         created_at: now,
@@ -98,6 +100,9 @@ fn assigned_job(id: u64, client: Address, provider: Address, module: Hash, now: 
         paid: Amount::ZERO,
         finished_at: None,
         storage_deposit: Amount::ZERO,
+        audit_fee: Amount::ZERO,
+        checks: Vec::new(),
+        verdict: None,
     }
 }
 

@@ -100,8 +100,16 @@ pub enum TxError {
     JobBidTooHigh { price: Amount, max: Amount },
     #[error("this provider already bid on job {job}")]
     DuplicateJobBid { job: JobId },
-    #[error("{provider} holds no live slot in job {job}")]
+    #[error("{provider} holds no live slot nor committee seat in job {job}")]
     NotAssigned { job: JobId, provider: Address },
+    #[error("the dispute deposit {deposit} is below {required}, the fees of every seat of every round")]
+    DisputeDepositTooLow { deposit: Amount, required: Amount },
+    #[error("provider {address} is jailed: slashed below the minimum stake, it must bond more first")]
+    ProviderJailed { address: Address },
+    #[error("job {job} requires {requirement}; this provider's record has {actual}")]
+    RequirementNotMet { job: JobId, requirement: String, actual: u64 },
+    #[error("committee {committee} is not taking reveals yet: every member must commit first")]
+    CommitteeNotRevealing { committee: u64 },
     #[error(
         "run_timeout_ms of {run_timeout_ms} is too short for max_fuel {max_fuel}: at least {needed_ms} ms \
          (the overhead plus the fuel at the reference speed)"

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
 use crate::channel::ChannelId;
+use crate::committee::{CheckKind, CheckSubject, CommitteeId};
 use crate::crypto::{Address, Hash};
 use crate::job::{JobFailure, JobId};
 use crate::market::{BidId, CloseReason, Dseq, LeaseId, OrderId};
@@ -212,6 +213,75 @@ pub enum Event {
         provider: Address,
     },
 
+    /// A referee committee drew its members for a round (an audit's first round has one).
+    CommitteeDrawn {
+        committee: CommitteeId,
+        subject: CheckSubject,
+        check: CheckKind,
+        round: u8,
+        members: Vec<Address>,
+        commit_deadline: Timestamp,
+    },
+    /// Every seated member committed; reveals are due by `deadline`.
+    CommitteeRevealStarted {
+        committee: CommitteeId,
+        deadline: Timestamp,
+    },
+    RefereeCommitted {
+        committee: CommitteeId,
+        provider: Address,
+    },
+    RefereeRevealed {
+        committee: CommitteeId,
+        provider: Address,
+        vote: Hash,
+    },
+    /// A member stayed silent past a deadline (its deposit is forfeited) or voted against the verdict.
+    RefereeForfeited {
+        committee: CommitteeId,
+        provider: Address,
+        deposit: Amount,
+    },
+    /// A member whose reveal counted was paid its fee and its share of forfeited deposits; its deposit
+    /// went back to its stake.
+    RefereePaid {
+        committee: CommitteeId,
+        provider: Address,
+        fee: Amount,
+        reward: Amount,
+    },
+    CommitteeConcluded {
+        committee: CommitteeId,
+        subject: CheckSubject,
+        verdict: Option<Hash>,
+        fees_paid: Amount,
+    },
+    /// Results were revealed and the audit draw chose this job: a referee re-runs it before it is paid.
+    JobAudited {
+        job: JobId,
+        committee: CommitteeId,
+    },
+    /// A check of the job ended; `verdict` is the result it stands on, none when no committee decided.
+    JobVerdict {
+        job: JobId,
+        verdict: Option<Hash>,
+    },
+    /// A verdict went against the provider's result: it lost `stake` of its bonded and unbonding stake
+    /// and its bid `deposit`.
+    ProviderSlashed {
+        provider: Address,
+        job: JobId,
+        stake: Amount,
+        deposit: Amount,
+    },
+    /// Slashed below the minimum stake: no new bids or committee seats until it bonds enough again.
+    ProviderJailed {
+        provider: Address,
+    },
+    ProviderUnjailed {
+        provider: Address,
+    },
+
     /// A closed record reached the end of its retention period and was deleted from the state (its events
     /// stay in the block index); its storage deposit went back to `owner`.
     RecordRemoved {
@@ -263,7 +333,15 @@ impl Event {
             | Event::JobCommitted { provider, .. }
             | Event::JobRevealed { provider, .. }
             | Event::JobDeadlineMissed { provider, .. }
-            | Event::JobPaid { provider, .. } => vec![*provider],
+            | Event::JobPaid { provider, .. }
+            | Event::RefereeCommitted { provider, .. }
+            | Event::RefereeRevealed { provider, .. }
+            | Event::RefereeForfeited { provider, .. }
+            | Event::RefereePaid { provider, .. }
+            | Event::ProviderSlashed { provider, .. }
+            | Event::ProviderJailed { provider }
+            | Event::ProviderUnjailed { provider } => vec![*provider],
+            Event::CommitteeDrawn { members, .. } => members.clone(),
             Event::DeploymentCreated { owner, .. } | Event::DeploymentClosed { owner, .. } => vec![*owner],
             Event::JobSubmitted { client, .. } => vec![*client],
             Event::BidCreated { bid, .. } | Event::BidClosed { bid, .. } => vec![bid.provider],
@@ -288,7 +366,11 @@ impl Event {
             | Event::JobFailed { .. }
             | Event::JobCancelled { .. }
             | Event::ChannelToppedUp { .. }
-            | Event::ChannelClosing { .. } => Vec::new(),
+            | Event::ChannelClosing { .. }
+            | Event::CommitteeRevealStarted { .. }
+            | Event::CommitteeConcluded { .. }
+            | Event::JobAudited { .. }
+            | Event::JobVerdict { .. } => Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
+use crate::committee::CommitteeId;
 use crate::crypto::{Address, Hash};
 use crate::limits::{self, Malformed};
 use crate::market::LiveBid;
@@ -59,6 +60,22 @@ pub struct JobSpec {
     pub run_timeout_ms: u64,
     /// How long winners have to reveal once every winner has committed.
     pub reveal_window_ms: u64,
+    /// Whom the client trusts: bids from providers whose on-chain record falls short are refused.
+    #[serde(default)]
+    pub requirements: JobRequirements,
+}
+
+/// The least record a provider needs to bid on a job.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct JobRequirements {
+    /// Jobs it completed and was paid for.
+    #[serde(default)]
+    pub min_completed: u64,
+    /// The most times it may have been slashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_slashes: Option<u64>,
 }
 
 impl JobSpec {
@@ -201,6 +218,9 @@ pub enum JobFailure {
     /// No assigned provider confirmed that it received the module and inputs: the client, who must serve
     /// them, did not (or could not reach anyone). Nobody's deposit is taken.
     ContentUnavailable,
+    /// The referee committees found no majority in any round (or nobody was eligible to referee): the
+    /// budget went back to the client and every deposit to its owner; nobody was slashed.
+    NoVerdict,
 }
 
 impl fmt::Display for JobFailure {
@@ -212,6 +232,9 @@ impl fmt::Display for JobFailure {
             JobFailure::NoResults => f.write_str("no assigned provider revealed a result"),
             JobFailure::ContentUnavailable => f.write_str(
                 "no assigned provider confirmed receiving the module and inputs; the client must upload them",
+            ),
+            JobFailure::NoVerdict => f.write_str(
+                "the referees reached no verdict; the budget and every deposit went back to their owners",
             ),
         }
     }
@@ -230,8 +253,9 @@ pub enum JobState {
     Challenge,
     /// Results agreed (or went unchallenged) and providers were paid.
     Completed,
-    /// Results disagreed or the client disputed: funds are held until a referee decides.
-    Disputed,
+    /// A referee committee is checking the results (an audit, a disagreement or the client's dispute):
+    /// funds are held until its verdict, which always comes (or "no verdict" after the last round).
+    Refereeing,
     Failed {
         reason: JobFailure,
     },
@@ -261,6 +285,8 @@ pub enum SlotState {
     /// Never confirmed the content by its deadline: replaced by the next-cheapest bid, deposit returned
     /// (the chain cannot tell a provider that did not fetch from a client that did not serve).
     ContentUnavailable,
+    /// A referee verdict went against its result: unpaid, its stake slashed and its deposit taken.
+    Slashed,
 }
 
 impl SlotState {
@@ -315,6 +341,38 @@ pub struct Job {
     /// retention period after the job finished.
     #[serde(default)]
     pub storage_deposit: Amount,
+    /// Paid at submission for the audit pool (`audit_rate × budget`): moved into the pool once results are
+    /// revealed, refunded if the job ends before any.
+    #[serde(default)]
+    pub audit_fee: Amount,
+    /// The referee committees that checked it, oldest first.
+    #[serde(default)]
+    pub checks: Vec<CommitteeId>,
+    /// The result a committee decided on, when one did: the output the client should take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Hash>,
+}
+
+impl Job {
+    /// The result the job stands on: the verdict when a committee gave one, else the revealed results'
+    /// common value.
+    pub fn accepted_result(&self) -> Option<Hash> {
+        if self.verdict.is_some() {
+            return self.verdict;
+        }
+        let mut paid = self.slots.iter().filter(|s| s.state == SlotState::Paid).filter_map(|s| s.result);
+        paid.next()
+    }
+
+    /// The highest price among the revealed or paid slots: what a referee's fee is reckoned from.
+    pub fn work_price(&self) -> Amount {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Revealed | SlotState::Paid))
+            .map(|s| s.price)
+            .max()
+            .unwrap_or_else(|| self.spec.max_bid())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -327,8 +385,10 @@ pub enum JobBidState {
     Returned,
     /// Its slot missed a deadline: deposit paid to the client.
     Forfeited,
-    /// Its slot is in a disputed job: the deposit is held with the funds.
+    /// Its slot is being refereed: the deposit is held until the verdict.
     Held,
+    /// The verdict went against its result: the deposit went with the slash.
+    Slashed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod block;
 pub mod channel;
 pub mod channel_book;
 pub mod codec;
+pub mod committee;
 pub mod crypto;
 pub mod error;
 pub mod event;

@@ -24,6 +24,7 @@ pub const MAX_UNIT_COUNT: u32 = 1_000;
 pub const MAX_JOB_INPUTS: usize = 64;
 pub const MAX_JOB_ARGS: usize = 32;
 pub const MAX_JOB_ARG_LEN: usize = 256;
+pub const MAX_RUNTIMES: usize = 8;
 
 /// A field that breaks the wire rules: which field, and why.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

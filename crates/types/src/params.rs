@@ -60,6 +60,34 @@ pub struct Params {
     #[serde(default = "default_model_price_notice_ms")]
     pub model_price_notice_ms: u64,
 
+    // --- verification
+    /// Members of a full referee committee.
+    #[serde(default = "default_referee_count")]
+    pub referee_count: u8,
+    /// A member's fee, in basis points of the job's highest slot price: a member runs the same work as a
+    /// worker, so it is paid what the work is worth (at least 1 utgr).
+    #[serde(default = "default_referee_fee_bps")]
+    pub referee_fee_bps: u32,
+    /// Locked out of a member's stake while it sits on a committee; forfeited when it stays silent or votes
+    /// against the verdict.
+    #[serde(default = "default_referee_deposit")]
+    pub referee_deposit: Amount,
+    /// Committee rounds without a majority before a check ends with no verdict.
+    #[serde(default = "default_max_referee_rounds")]
+    pub max_referee_rounds: u8,
+    /// What a provider whose result differs from a verdict loses of its stake (bonded and unbonding), in
+    /// basis points; its bid deposit goes too.
+    #[serde(default = "default_slash_fraction_bps")]
+    pub slash_fraction_bps: u32,
+    /// The chance, in basis points, that agreeing or single results are audited before they are paid; each
+    /// job pays this fraction of its budget into the audit pool at submission.
+    #[serde(default = "default_audit_rate_bps")]
+    pub audit_rate_bps: u32,
+    /// The most a job bid's deposit can be. A bid's deposit is `price / audit_rate` (so skipping the work
+    /// loses in expectation what the job is worth), at least `job_bid_deposit` and at most this.
+    #[serde(default = "default_max_job_bid_deposit")]
+    pub max_job_bid_deposit: Amount,
+
     // --- state
     /// Locked from whoever creates a deployment, a job or a channel, and refunded when the record is removed:
     /// what bounds the state by capital rather than by fees alone.
@@ -75,6 +103,34 @@ fn default_channel_challenge_ms() -> u64 {
 
 fn default_model_price_notice_ms() -> u64 {
     60 * 60 * 1_000
+}
+
+fn default_referee_count() -> u8 {
+    3
+}
+
+fn default_referee_fee_bps() -> u32 {
+    10_000
+}
+
+fn default_referee_deposit() -> Amount {
+    Amount::tgr(1)
+}
+
+fn default_max_referee_rounds() -> u8 {
+    2
+}
+
+fn default_slash_fraction_bps() -> u32 {
+    1_000
+}
+
+fn default_audit_rate_bps() -> u32 {
+    500
+}
+
+fn default_max_job_bid_deposit() -> Amount {
+    Amount::tgr(1_000_000)
 }
 
 impl Default for Params {
@@ -112,6 +168,14 @@ impl Default for Params {
             channel_challenge_ms: default_channel_challenge_ms(),
             model_price_notice_ms: default_model_price_notice_ms(),
 
+            referee_count: default_referee_count(),
+            referee_fee_bps: default_referee_fee_bps(),
+            referee_deposit: default_referee_deposit(),
+            max_referee_rounds: default_max_referee_rounds(),
+            slash_fraction_bps: default_slash_fraction_bps(),
+            audit_rate_bps: default_audit_rate_bps(),
+            max_job_bid_deposit: default_max_job_bid_deposit(),
+
             storage_deposit: Amount::utgr(100_000),
             record_retention_ms: 7 * DAY,
         }
@@ -137,6 +201,8 @@ impl Params {
             ("job_reference_fuel_per_sec", self.job_reference_fuel_per_sec),
             ("channel_challenge_ms", self.channel_challenge_ms),
             ("record_retention_ms", self.record_retention_ms),
+            ("referee_count", u64::from(self.referee_count)),
+            ("max_referee_rounds", u64::from(self.max_referee_rounds)),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -148,6 +214,25 @@ impl Params {
         }
         if self.max_bids_per_job < u32::from(self.max_redundancy) {
             return Err(Malformed::new("params.max_bids_per_job", "is below max_redundancy"));
+        }
+        for (name, bps) in
+            [("slash_fraction_bps", self.slash_fraction_bps), ("audit_rate_bps", self.audit_rate_bps)]
+        {
+            if bps > 10_000 {
+                return Err(Malformed::new(format!("params.{name}"), "is above 10000 (100 %)"));
+            }
+        }
+        if self.referee_fee_bps > 100_000 {
+            return Err(Malformed::new("params.referee_fee_bps", "is above 100000 (10× the job's price)"));
+        }
+        if self.referee_count > 32 || self.max_referee_rounds > 8 {
+            return Err(Malformed::new(
+                "params.referee_count",
+                "committees are at most 32 seats and 8 rounds",
+            ));
+        }
+        if self.max_job_bid_deposit < self.job_bid_deposit {
+            return Err(Malformed::new("params.max_job_bid_deposit", "is below job_bid_deposit"));
         }
         if self.model_price_notice_ms > 30 * 24 * 60 * 60 * 1_000 {
             return Err(Malformed::new("params.model_price_notice_ms", "is longer than 30 days"));
@@ -165,6 +250,33 @@ impl Params {
             .saturating_mul(1_000)
             .div_ceil(u128::from(self.job_reference_fuel_per_sec.max(1)));
         u64::try_from(fuel_ms).unwrap_or(u64::MAX).saturating_add(self.job_run_overhead_ms)
+    }
+
+    /// The deposit a job bid at `price` locks: `⌈price × 10⁴ / audit_rate_bps⌉`, so that a provider that
+    /// skips the work and is audited with probability `audit_rate` loses in expectation at least what it
+    /// would have been paid; never below `job_bid_deposit` nor above `max_job_bid_deposit`.
+    pub fn job_bid_deposit_for(&self, price: Amount) -> Amount {
+        let scaled = match self.audit_rate_bps {
+            0 => 0,
+            rate => price.0.saturating_mul(10_000).div_ceil(u128::from(rate)),
+        };
+        Amount(scaled.clamp(self.job_bid_deposit.0, self.max_job_bid_deposit.0.max(self.job_bid_deposit.0)))
+    }
+
+    /// The audit fee a job with `budget` pays at submission: `⌈budget × audit_rate_bps / 10⁴⌉`.
+    pub fn audit_fee_for(&self, budget: Amount) -> Amount {
+        Amount(budget.0.saturating_mul(u128::from(self.audit_rate_bps)).div_ceil(10_000))
+    }
+
+    /// A committee member's fee for work whose slot price is `price`.
+    pub fn referee_fee_for(&self, price: Amount) -> Amount {
+        Amount((price.0.saturating_mul(u128::from(self.referee_fee_bps)) / 10_000).max(1))
+    }
+
+    /// The least deposit a client's dispute of work priced `price` needs: every seat of every round's fee.
+    pub fn dispute_deposit_for(&self, price: Amount) -> Amount {
+        let seats = u128::from(self.referee_count) * u128::from(self.max_referee_rounds);
+        Amount(self.referee_fee_for(price).0.saturating_mul(seats))
     }
 
     /// The minimum fee for a transaction of `size` encoded bytes, `None` on overflow.

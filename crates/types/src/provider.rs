@@ -52,6 +52,59 @@ pub struct Provider {
     pub active_job_slots: u32,
     pub jobs_completed: u64,
     pub jobs_missed: u64,
+    /// Job runtimes it can run (`wasi-p1`, ...): what makes it eligible for a job's referee committee.
+    #[serde(default)]
+    pub runtimes: Vec<String>,
+    /// Whether it accepts committee seats. A provider that opted out is never drawn.
+    #[serde(default)]
+    pub referee: bool,
+    /// Slashed below `min_provider_stake`: no new bids and no committee seats until it bonds enough again.
+    /// Its open work continues.
+    #[serde(default)]
+    pub jailed: bool,
+    #[serde(default)]
+    pub record: ProviderRecord,
+}
+
+impl Provider {
+    /// Whether the provider accepts committee seats for work needing `runtime`.
+    pub fn referees(&self, runtime: &str) -> bool {
+        self.referee && self.runtimes.iter().any(|r| r == runtime)
+    }
+}
+
+/// What the chain knows of a provider's conduct, for clients choosing whom to trust
+/// (`JobRequirements`) and for anyone reading its page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ProviderRecord {
+    /// Random audits its results passed.
+    pub audits_passed: u64,
+    /// Disputes and disagreements the verdict decided for it.
+    pub disputes_won: u64,
+    /// Verdicts against its result.
+    pub disputes_lost: u64,
+    /// Times it was slashed, and what it lost in all (stake and bid deposits).
+    pub slashes: u64,
+    pub slashed_total: Amount,
+    /// Committee seats it was drawn for, and those whose deposit it forfeited (silent or outvoted).
+    pub referee_seats: u64,
+    pub referee_forfeits: u64,
+}
+
+/// Runtime names are short identifiers such as `wasi-p1`.
+pub(crate) fn validate_runtimes(field: &str, runtimes: &[String]) -> Result<(), Malformed> {
+    limits::check_len(field, runtimes.len(), limits::MAX_RUNTIMES)?;
+    for (i, runtime) in runtimes.iter().enumerate() {
+        let name = format!("{field}[{i}]");
+        limits::check_str(&name, runtime, limits::MAX_NAME_LEN)?;
+        if runtime.is_empty() {
+            return Err(Malformed::new(name, "is empty"));
+        }
+        if runtimes[..i].contains(runtime) {
+            return Err(Malformed::new(name, format!("repeats `{runtime}`")));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn validate_host_uri(field: &str, uri: &str) -> Result<(), Malformed> {

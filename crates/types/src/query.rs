@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::Account;
 use crate::amount::Amount;
 use crate::channel::{Channel, ChannelId};
+use crate::committee::{Committee, CommitteeId};
 use crate::crypto::Address;
 use crate::crypto::Hash;
 use crate::job::{Job, JobBid, JobId};
@@ -97,6 +98,10 @@ pub enum Query {
     Channel {
         channel: ChannelId,
     },
+    /// A referee committee (a job's `checks` name them).
+    Committee {
+        committee: CommitteeId,
+    },
     /// Offers of one model (by hash), or of every model when `model_hash` is absent, by model then provider.
     ModelOffers {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,4 +164,5 @@ pub enum QueryResponse {
     Jobs(Paged<Job>),
     Channel(Option<Channel>),
     ModelOffers(Paged<ListedOffer>),
+    Committee(Option<Committee>),
 }

@@ -45,12 +45,22 @@ pub enum Msg {
         attributes: Vec<Attribute>,
         info: ProviderInfo,
         stake: Amount,
+        /// Job runtimes it runs (`wasi-p1`, ...).
+        #[serde(default)]
+        runtimes: Vec<String>,
+        /// Whether it accepts referee committee seats for those runtimes.
+        #[serde(default)]
+        referee: bool,
     },
     /// Changes any of the given fields.
     UpdateProvider {
         host_uri: Option<String>,
         attributes: Option<Vec<Attribute>>,
         info: Option<ProviderInfo>,
+        #[serde(default)]
+        runtimes: Option<Vec<String>>,
+        #[serde(default)]
+        referee: Option<bool>,
     },
     /// Leaves the market: needs no active leases or job slots; all stake starts unbonding.
     DeregisterProvider,
@@ -113,8 +123,12 @@ pub enum Msg {
     CancelJob {
         job: JobId,
     },
+    /// By the client, within a single result's challenge period: a referee committee re-runs the job.
+    /// `deposit` pays the members (at least `Params::dispute_deposit_for` the job's price); what is left of
+    /// it goes back to the client if the result was wrong, to the accused provider if it was right.
     DisputeJob {
         job: JobId,
+        deposit: Amount,
     },
 
     // --- payment channels (inference)
@@ -204,8 +218,12 @@ impl Msg {
                 deposit.saturating_add(params.storage_deposit)
             }
             Msg::CreateBid { .. } => params.bid_deposit,
-            Msg::SubmitJob { spec } => spec.budget.saturating_add(params.storage_deposit),
-            Msg::BidJob { .. } => params.job_bid_deposit,
+            Msg::SubmitJob { spec } => spec
+                .budget
+                .saturating_add(params.storage_deposit)
+                .saturating_add(params.audit_fee_for(spec.budget)),
+            Msg::BidJob { price, .. } => params.job_bid_deposit_for(*price),
+            Msg::DisputeJob { deposit, .. } => *deposit,
             Msg::UpdateProvider { .. }
             | Msg::DeregisterProvider
             | Msg::Unbond { .. }
@@ -218,7 +236,6 @@ impl Msg {
             | Msg::CommitResult { .. }
             | Msg::RevealResult { .. }
             | Msg::CancelJob { .. }
-            | Msg::DisputeJob { .. }
             | Msg::ConfirmJobContent { .. }
             | Msg::RedeemVoucher { .. }
             | Msg::CloseChannel { .. }
@@ -238,15 +255,24 @@ impl Msg {
         }
         match self {
             Msg::Send { amount, .. } => nonzero("amount", *amount),
-            Msg::RegisterProvider { host_uri, attributes, info, stake } => {
+            Msg::RegisterProvider { host_uri, attributes, info, stake, runtimes, referee: _ } => {
                 provider::validate_host_uri("host_uri", host_uri)?;
                 provider::validate_attributes("attributes", attributes)?;
                 provider::validate_info("info", info)?;
+                provider::validate_runtimes("runtimes", runtimes)?;
                 nonzero("stake", *stake)
             }
-            Msg::UpdateProvider { host_uri, attributes, info } => {
-                if host_uri.is_none() && attributes.is_none() && info.is_none() {
+            Msg::UpdateProvider { host_uri, attributes, info, runtimes, referee } => {
+                if host_uri.is_none()
+                    && attributes.is_none()
+                    && info.is_none()
+                    && runtimes.is_none()
+                    && referee.is_none()
+                {
                     return Err(Malformed::new("update_provider", "changes nothing"));
+                }
+                if let Some(runtimes) = runtimes {
+                    provider::validate_runtimes("runtimes", runtimes)?;
                 }
                 if let Some(uri) = host_uri {
                     provider::validate_host_uri("host_uri", uri)?;
@@ -301,8 +327,8 @@ impl Msg {
             | Msg::CommitResult { .. }
             | Msg::RevealResult { .. }
             | Msg::CancelJob { .. }
-            | Msg::DisputeJob { .. }
             | Msg::ConfirmJobContent { .. } => Ok(()),
+            Msg::DisputeJob { deposit, .. } => nonzero("deposit", *deposit),
         }
     }
 }
@@ -491,10 +517,21 @@ mod tests {
                     attributes: vec![],
                     info: ProviderInfo::default(),
                     stake: Amount(1),
+                    runtimes: vec![],
+                    referee: false,
                 },
                 1,
             ),
-            (Msg::UpdateProvider { host_uri: None, attributes: None, info: None }, 2),
+            (
+                Msg::UpdateProvider {
+                    host_uri: None,
+                    attributes: None,
+                    info: None,
+                    runtimes: None,
+                    referee: None,
+                },
+                2,
+            ),
             (Msg::DeregisterProvider, 3),
             (Msg::Bond { amount: Amount(1) }, 4),
             (Msg::Unbond { amount: Amount(1) }, 5),
@@ -511,7 +548,7 @@ mod tests {
             (Msg::CommitResult { job: 1, commitment: Hash::ZERO }, 17),
             (Msg::RevealResult { job: 1, result_hash: Hash::ZERO, salt: [0; 32] }, 18),
             (Msg::CancelJob { job: 1 }, 19),
-            (Msg::DisputeJob { job: 1 }, 20),
+            (Msg::DisputeJob { job: 1, deposit: Amount(1) }, 20),
             (Msg::OpenChannel { provider: a, deposit: Amount(1) }, 21),
             (Msg::TopUpChannel { channel: 1, amount: Amount(1) }, 22),
             (
@@ -572,6 +609,8 @@ mod tests {
             attributes: vec![],
             info: ProviderInfo::default(),
             stake: Amount(1),
+            runtimes: vec![],
+            referee: false,
         };
         let err = too_long.validate().unwrap_err();
         assert_eq!(err.field, "host_uri");

@@ -43,6 +43,20 @@ pub fn register_msg(region: &str) -> Msg {
         attributes: vec![Attribute::new("region", region)],
         info: ProviderInfo { email: "ops@example.org".into(), website: String::new() },
         stake: Params::default().min_provider_stake,
+        runtimes: vec!["wasi-p1".into()],
+        referee: false,
+    }
+}
+
+/// A provider that runs `wasi-p1` and accepts referee seats, with `stake`.
+pub fn referee_msg(stake: Amount) -> Msg {
+    Msg::RegisterProvider {
+        host_uri: "https://referee.example.org:8443".into(),
+        attributes: vec![Attribute::new("region", "eu-west")],
+        info: ProviderInfo::default(),
+        stake,
+        runtimes: vec!["wasi-p1".into()],
+        referee: true,
     }
 }
 
@@ -178,5 +192,6 @@ pub fn job_spec(redundancy: u8, budget: Amount) -> JobSpec {
         bid_window_ms: 5_000,
         run_timeout_ms: 60_000,
         reveal_window_ms: 10_000,
+        requirements: Default::default(),
     }
 }
