@@ -424,10 +424,16 @@ impl<S: Store + ?Sized> State<'_, S> {
             let reward =
                 if winners > 0 { share.saturating_add(std::mem::take(&mut remainder)) } else { Amount::ZERO };
             self.release_from(Module::Committees, &provider, fee.saturating_add(reward))?;
-            self.move_between(Module::Committees, Module::Bonds, deposit)?;
+            // The deposit goes back into the stake it came from, or to the member's balance if it left the
+            // market while it sat (its stake is unbonding or returned).
             let mut record = self.provider(&provider)?.ok_or_else(|| invariant("member vanished"))?;
-            record.stake = record.stake.checked_add(deposit).ok_or_else(|| overflow("stake"))?;
-            self.put_provider(&record);
+            if record.status == ProviderStatus::Active {
+                self.move_between(Module::Committees, Module::Bonds, deposit)?;
+                record.stake = record.stake.checked_add(deposit).ok_or_else(|| overflow("stake"))?;
+                self.put_provider(&record);
+            } else {
+                self.release_from(Module::Committees, &provider, deposit)?;
+            }
             self.emit(Event::RefereePaid { committee: committee.id, provider, fee, reward });
         }
         if winners == 0 {

@@ -222,6 +222,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             if self.commit_vote(*committee, signer, commitment)? {
                 return Ok(());
             }
+            return Err(TxError::NotAssigned { job: job_id, provider: signer }.into());
         }
         Self::expect_state(&job, JobState::Running, "running")?;
         let index = Self::live_slot_of(&job, &signer)?;
@@ -254,6 +255,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             if self.reveal_vote(*committee, signer, result_hash, salt, job_id)? {
                 return Ok(());
             }
+            return Err(TxError::NotAssigned { job: job_id, provider: signer }.into());
         }
         Self::expect_state(&job, JobState::Revealing, "revealing")?;
         let index = Self::live_slot_of(&job, &signer)?;

@@ -89,7 +89,7 @@ impl<S: Store + ?Sized> State<'_, S> {
                 p.attributes = attributes;
                 p.info = info;
                 p.status = ProviderStatus::Active;
-                p.stake = stake;
+                p.stake = p.stake.checked_add(stake).ok_or_else(|| overflow("stake"))?;
                 p.registered_at = now;
                 p.last_heartbeat = now;
                 p.runtimes = referee.runtimes;

@@ -147,8 +147,10 @@ impl Sim {
             }
             Action::Register { p: i } => {
                 let mut msg = register_msg(if i % 2 == 0 { "eu" } else { "us" });
-                if let Msg::RegisterProvider { stake, .. } = &mut msg {
-                    *stake = Amount::tgr(10);
+                // Every other provider accepts referee seats, with room above the minimum for the deposit.
+                if let Msg::RegisterProvider { stake, referee, .. } = &mut msg {
+                    *stake = Amount::tgr(12);
+                    *referee = i % 2 == 1;
                 }
                 (p(i), msg)
             }
@@ -215,11 +217,25 @@ impl Sim {
     /// and reveals mostly come from providers that can make them.
     fn slot_holder(&self, job: u64, pick: usize) -> usize {
         let QueryResponse::Job(Some(j)) = self.chain.query(Query::Job { job }) else { return pick };
-        let holders: Vec<usize> = j
+        let mut holders: Vec<usize> = j
             .slots
             .iter()
             .filter_map(|s| self.providers.iter().position(|k| k.address() == s.provider))
             .collect();
+        // While a committee sits, its members are the ones who can commit and reveal.
+        if let Some(committee) =
+            j.checks.last().filter(|_| j.state == tensorgrid_types::job::JobState::Refereeing)
+        {
+            if let QueryResponse::Committee(Some(c)) =
+                self.chain.query(Query::Committee { committee: *committee })
+            {
+                holders = c
+                    .seats
+                    .iter()
+                    .filter_map(|s| self.providers.iter().position(|k| k.address() == s.provider))
+                    .collect();
+            }
+        }
         if holders.is_empty() {
             pick
         } else {
