@@ -34,16 +34,38 @@ pub trait Actor: std::fmt::Debug {
     fn settled(&mut self, _chain: &TestChain, _receipts: &[Receipt], _rng: &mut ChaCha20Rng) {}
 }
 
-/// How a provider deviates from the protocol.
+/// How a provider deviates from the protocol. Unless a variant says otherwise it sits on committees
+/// honestly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
     Honest,
     /// Reveals a made-up result instead of running the job.
     Cheater,
+    /// Reveals a made-up result for this many jobs in a thousand, the honest one otherwise.
+    WrongSometimes {
+        per_mille: u32,
+    },
+    /// Skips the work and reveals a guess, right for this many jobs in a thousand (a job whose output is
+    /// predictable).
+    Guesser {
+        right_per_mille: u32,
+    },
+    /// Reveals the result every colluder invents for the job (the same for all of them), so colluding
+    /// identities in one job agree without running it.
+    Colluder,
+    /// Runs its own jobs honestly; on a committee it votes a made-up result.
+    LyingReferee,
+    /// Runs its own jobs honestly; on a committee it never runs anything, so it never commits.
+    SilentReferee,
     /// Stops sending heartbeats (and everything else) at this time: a crash or a disconnect.
     GoesSilentAt(Timestamp),
     /// Bids on jobs but never runs them, so it misses every commit deadline.
     Lazy,
+}
+
+/// The result colluders agree on for a job without running it.
+pub fn colluded_result(module: &Hash) -> Hash {
+    Hash::of_parts(&[b"colluded", module.as_bytes()])
 }
 
 /// What an honest provider gets by running a job. The ledger only sees hashes; running real workloads is the
@@ -68,6 +90,11 @@ pub struct Provider {
     /// What its price script answers for the n-th job it is asked about (`None`: decline), so a scenario can
     /// script who wins.
     pub job_prices: Vec<Option<Amount>>,
+    /// What its price script answers once `job_prices` is used up (`None`: decline every later job).
+    pub job_price: Option<Amount>,
+    /// Bonds back up to the minimum whenever a slash jails it, to go on bidding (a persistent attacker, or
+    /// an operator who pays for a mistake).
+    pub rebond_when_jailed: bool,
     pub behaviour: Behaviour,
     core: ProviderCore,
     started: bool,
@@ -112,6 +139,8 @@ impl Provider {
             region: region.into(),
             lease_price,
             job_prices,
+            job_price: None,
+            rebond_when_jailed: false,
             behaviour,
             core: ProviderCore::new(identity, policy),
             started: false,
@@ -152,7 +181,10 @@ impl Provider {
                         let (reference, answer) = match *work {
                             QuotedWork::Order { order } => (WorkRef::Order(order.id), Ok(self.lease_price)),
                             QuotedWork::Job { job } => {
-                                let price = self.job_prices.get(self.jobs_quoted).copied().flatten();
+                                let price = match self.job_prices.get(self.jobs_quoted) {
+                                    Some(scripted) => *scripted,
+                                    None => self.job_price,
+                                };
                                 self.jobs_quoted += 1;
                                 (WorkRef::Job(job.id), price.ok_or_else(|| "not this one".to_string()))
                             }
@@ -165,11 +197,20 @@ impl Provider {
                         inputs.push_back(Input::ModuleChecked { job, result: Ok(()) })
                     }
                     Effect::Run(spec) => {
-                        let result_hash = match self.behaviour {
+                        let refereeing = self.core.job(spec.job).is_some_and(|e| e.referee.is_some());
+                        let honest = honest_result(&spec.module, &spec.inputs);
+                        let made_up = Hash::of_parts(&[b"made up", spec.module.as_bytes()]);
+                        let draw = rng.next_u32() % 1_000;
+                        let result_hash = match (self.behaviour, refereeing) {
                             // Bids, wins and confirms, then never runs anything: it misses its commit deadline.
-                            Behaviour::Lazy => continue,
-                            Behaviour::Cheater => Hash::of(b"made up without running anything"),
-                            _ => honest_result(&spec.module, &spec.inputs),
+                            (Behaviour::Lazy, _) | (Behaviour::SilentReferee, true) => continue,
+                            (Behaviour::Cheater, false) | (Behaviour::LyingReferee, true) => made_up,
+                            (Behaviour::WrongSometimes { per_mille }, false) if draw < per_mille => made_up,
+                            (Behaviour::Guesser { right_per_mille }, false) if draw >= right_per_mille => {
+                                made_up
+                            }
+                            (Behaviour::Colluder, false) => colluded_result(&spec.module),
+                            _ => honest,
                         };
                         let mut salt = [0u8; 32];
                         rng.fill_bytes(&mut salt);
@@ -203,6 +244,16 @@ impl Actor for Provider {
             return Vec::new();
         }
         let me = self.key.address();
+        if self.rebond_when_jailed && self.started {
+            if let Ok(QueryResponse::Provider(Some(p))) =
+                view.chain.ledger.query(&Query::Provider { address: me })
+            {
+                let minimum = view.chain.params().min_provider_stake.saturating_add(Amount::tgr(10));
+                if p.jailed && !self.outbox.iter().any(|(m, _)| matches!(m, Msg::Bond { .. })) {
+                    self.outbox.push((Msg::Bond { amount: minimum.saturating_sub(p.stake) }, None));
+                }
+            }
+        }
         if !self.started {
             self.started = true;
             let capacity = sim_capacity();
@@ -363,5 +414,76 @@ impl Actor for JobClient {
             return vec![Msg::SubmitJob { spec: self.spec.clone() }];
         }
         vec![]
+    }
+}
+
+/// A client that submits `count` jobs, one every `every_ms` from `start`, each with its own module (so each
+/// has its own result). A griefing client disputes every single result in its challenge period, with the
+/// least deposit the chain takes, whatever the result.
+#[derive(Debug)]
+pub struct JobStream {
+    pub name: String,
+    pub key: SecretKey,
+    pub template: JobSpec,
+    pub start: Timestamp,
+    pub every_ms: u64,
+    pub count: usize,
+    pub griefing: bool,
+    submitted: usize,
+    /// The jobs it submitted, in order.
+    pub jobs: Vec<u64>,
+}
+
+impl JobStream {
+    pub fn new(name: &str, template: JobSpec, start: Timestamp, every_ms: u64, count: usize) -> Self {
+        JobStream {
+            name: name.into(),
+            key: SecretKey::from_label(name),
+            template,
+            start,
+            every_ms,
+            count,
+            griefing: false,
+            submitted: 0,
+            jobs: Vec::new(),
+        }
+    }
+}
+
+impl Actor for JobStream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    fn act(&mut self, view: &View<'_>, _rng: &mut ChaCha20Rng) -> Vec<Msg> {
+        let me = self.key.address();
+        let mut out = Vec::new();
+        for event in view.events {
+            match event {
+                Event::JobSubmitted { job, client, .. } if *client == me => self.jobs.push(*job),
+                Event::JobChallengeStarted { job, .. } if self.griefing && self.jobs.contains(job) => {
+                    if let Ok(QueryResponse::Job(Some(j))) =
+                        view.chain.ledger.query(&Query::Job { job: *job })
+                    {
+                        let deposit = view.chain.params().dispute_deposit_for(j.work_price());
+                        out.push(Msg::DisputeJob { job: *job, deposit });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let due = self.start.plus(self.every_ms.saturating_mul(self.submitted as u64));
+        if self.submitted < self.count && view.now >= due {
+            let mut spec = self.template.clone();
+            spec.workload.hash =
+                Hash::of_parts(&[self.name.as_bytes(), &(self.submitted as u64).to_le_bytes()]);
+            self.submitted += 1;
+            out.push(Msg::SubmitJob { spec });
+        }
+        out
     }
 }

@@ -5,6 +5,7 @@
 //! ledger invariant after every block. The same seed always gives the same history.
 
 pub mod actors;
+pub mod detection;
 pub mod narrate;
 pub mod report;
 pub mod scenario;

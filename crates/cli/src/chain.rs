@@ -177,7 +177,12 @@ fn provider_config(dir: &Path, api: &str, port: u16, key_name: &str) -> tensorgr
         website: String::new(),
         pricing: Default::default(),
         // Tenants reach this provider on loopback (its host URI), so its containers publish there too.
-        limits: tensorgrid_provider::config::Limits { publish_ip: "127.0.0.1".into(), ..Default::default() },
+        // Its peers are on loopback too, so a referee may fetch a job's content from them.
+        limits: tensorgrid_provider::config::Limits {
+            publish_ip: "127.0.0.1".into(),
+            private_peers: true,
+            ..Default::default()
+        },
         models: Vec::new(),
         inference: Default::default(),
         referee: true,

@@ -104,6 +104,14 @@ enum Command {
         /// Seed for block timing, randomness and salts; the same seed prints the same story.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Print the detection table instead: for each way of cheating, at job prices of 1 %, 10 % and
+        /// 100 % of the minimum stake, how soon it is caught, what it earns against an honest actor, what
+        /// checking costs, and that every job settles and the supply is conserved.
+        #[arg(long)]
+        detection: bool,
+        /// With --detection: jobs per row.
+        #[arg(long, default_value_t = 1_000)]
+        jobs: usize,
     },
     /// Deployments from Akash SDL manifests.
     #[command(subcommand)]
@@ -172,6 +180,9 @@ enum Command {
         /// How long a job's winners have to confirm they received the module and inputs (genesis).
         #[arg(long, default_value = "2m")]
         job_content_window: humantime::Duration,
+        /// The chance, in basis points, that a job's revealed results are audited by a referee (genesis).
+        #[arg(long, default_value_t = 500)]
+        audit_rate_bps: u32,
         /// Serve this GGUF model from the built-in provider and start the OpenAI-compatible gateway in front
         /// of it, with a funded API key (printed).
         #[arg(long)]
@@ -327,6 +338,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat_interval,
             heartbeat_grace,
             job_content_window,
+            audit_rate_bps,
             model,
             embeddings,
             gateway_port,
@@ -338,6 +350,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 heartbeat_interval_ms: std::time::Duration::from(heartbeat_interval).as_millis() as u64,
                 heartbeat_grace_ms: std::time::Duration::from(heartbeat_grace).as_millis() as u64,
                 job_content_window_ms: std::time::Duration::from(job_content_window).as_millis() as u64,
+                audit_rate_bps,
                 ..tensorgrid_types::Params::default()
             };
             return chain::devnet(settings.home, p2p_port, rpc_port, provider, inference, params, output);
@@ -353,7 +366,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("`tgrid node` needs --home DIR (a validator home)"))?;
             return chain::node(&home);
         }
-        Command::Sim { seed } => return sim(seed, output),
+        Command::Sim { seed, detection: true, jobs } => return detection(seed, jobs, output),
+        Command::Sim { seed, .. } => return sim(seed, output),
         Command::Deploy(Deploy::Check { file }) => return deploy_check(&file, output),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -484,6 +498,23 @@ fn sim(seed: u64, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Text => emit(&report.to_text())?,
         Output::Json => print_json(&report)?,
+    }
+    Ok(())
+}
+
+fn detection(seed: u64, jobs: usize, output: Output) -> anyhow::Result<()> {
+    anyhow::ensure!(jobs > 0, "--jobs must be at least 1");
+    let started = std::time::Instant::now();
+    let rows = tensorgrid_sim::detection::table(jobs, seed)?;
+    match output {
+        Output::Text => {
+            emit(&tensorgrid_sim::detection::render(&rows))?;
+            emit(&format!(
+                "seed {seed}, {jobs} jobs per row, each row beside an honest baseline on the same seed; {:.0} s\n",
+                started.elapsed().as_secs_f64()
+            ))?;
+        }
+        Output::Json => print_json(&rows)?,
     }
     Ok(())
 }

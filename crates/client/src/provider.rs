@@ -276,6 +276,12 @@ impl ProviderClient {
         self.send(reqwest::Method::PUT, &format!("/v1/jobs/{job}/content/{hash}"), bytes).await.map(|_| ())
     }
 
+    /// One of a job's module or input files, from a worker of the job, for a member of its referee committee.
+    /// The caller checks the bytes against `hash`.
+    pub async fn job_content(&self, job: JobId, hash: &Hash) -> Result<Vec<u8>, RpcError> {
+        self.send(reqwest::Method::GET, &format!("/v1/jobs/{job}/content/{hash}"), Vec::new()).await
+    }
+
     pub async fn job_status(&self, job: JobId) -> Result<JobStatus, RpcError> {
         self.json(&format!("/v1/jobs/{job}/status"), "job status").await
     }

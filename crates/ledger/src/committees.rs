@@ -73,6 +73,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             forfeited: Amount::ZERO,
             confirms: spec.confirms,
             size: self.params.referee_count,
+            round_seats: 0,
             round: 1,
             max_rounds,
             commit_window_ms: spec.commit_window_ms,
@@ -239,7 +240,7 @@ impl<S: Store + ?Sized> State<'_, S> {
     /// Tallies the round: a verdict concludes the check (an audit's one member only when it confirms),
     /// otherwise the next round is drawn, or the check ends with no verdict.
     fn end_round(&mut self, committee: &mut Committee) -> ExecResult<()> {
-        let needed = usize::from(committee.round_size()) / 2 + 1;
+        let needed = committee.majority();
         let votes: Vec<Hash> = committee
             .seats
             .iter()
@@ -269,9 +270,13 @@ impl<S: Store + ?Sized> State<'_, S> {
         Ok(())
     }
 
+    /// Draws the round's members. With fewer eligible than the round's size the committee is all of them,
+    /// and its majority is counted over those drawn.
     fn draw_round(&mut self, committee: &mut Committee) -> ExecResult<usize> {
         let seats = usize::from(committee.round_size());
-        self.draw(committee, seats)
+        let drawn = self.draw(committee, seats)?;
+        committee.round_seats = u8::try_from(drawn).unwrap_or(u8::MAX);
+        Ok(drawn)
     }
 
     /// Draws up to `count` new members for the current round, weighted by bonded stake, from the providers

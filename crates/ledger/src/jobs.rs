@@ -7,8 +7,9 @@
 //! client → once every winner committed, all reveal by the reveal deadline → at that deadline, with the
 //! randomness of the first block past it (which no revealer could see), a job is audited with probability
 //! `audit_rate`: one referee re-runs it before it is paid. Different results go to a referee committee at
-//! once. Agreeing results that were not audited are paid (each winner its own bid); a single result waits out
-//! a challenge period in which the client may dispute it, with a deposit that pays the committee. Every check
+//! once. Agreeing results that were not audited (or passed their audit) are paid (each winner its own bid); a
+//! single result, audited or not, waits out a challenge period in which the client may dispute it, with a
+//! deposit that pays the committee. Every check
 //! ends in a verdict or, after the last round, in "no verdict" (see `committees`): a job never stays held.
 //!
 //! A verdict pays the results that match it and slashes the ones that differ (`slash_fraction` of the
@@ -559,12 +560,7 @@ impl<S: Store + ?Sized> State<'_, S> {
             }
         }
         if results.len() == 1 {
-            let deadline = self.now.plus(self.params.challenge_period_ms);
-            job.state = JobState::Challenge;
-            job.challenge_deadline = Some(deadline);
-            self.set_timer(deadline, Timer::JobChallenge(job.id));
-            self.emit(Event::JobChallengeStarted { job: job.id, deadline });
-            Ok(())
+            self.start_challenge(job)
         } else {
             self.pay_job(job)
         }
@@ -728,7 +724,22 @@ impl<S: Store + ?Sized> State<'_, S> {
             self.release_from(Module::Committees, &job.client, pot.saturating_sub(reimburse))?;
         }
         job.verdict = Some(verdict);
+        let single = job.slots.iter().filter(|s| s.state == SlotState::Revealed).count() == 1;
+        if committee.kind == CheckKind::Audit && slashed.is_empty() && single {
+            // A single result the audit confirmed still waits out its challenge period: the audit is the
+            // network's check, the dispute is the client's, and the client keeps it.
+            return self.start_challenge(job);
+        }
         self.pay_job(job)
+    }
+
+    fn start_challenge(&mut self, job: &mut Job) -> ExecResult<()> {
+        let deadline = self.now.plus(self.params.challenge_period_ms);
+        job.state = JobState::Challenge;
+        job.challenge_deadline = Some(deadline);
+        self.set_timer(deadline, Timer::JobChallenge(job.id));
+        self.emit(Event::JobChallengeStarted { job: job.id, deadline });
+        Ok(())
     }
 
     /// A pool short of funds paid members less than their fee: the losers' slash makes up the difference

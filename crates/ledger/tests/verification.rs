@@ -332,7 +332,8 @@ fn a_justified_dispute_slashes_the_provider_and_returns_the_client_everything_pl
 #[test]
 fn an_audit_passes_with_one_referee_and_a_mismatch_escalates_to_a_full_committee() {
     let always = Params { audit_rate_bps: 10_000, ..params() };
-    // Passed: one member confirms the single result, which is paid without a challenge period.
+    // Passed: one member confirms the single result, which then waits out its challenge period as any
+    // single result does (the client may still dispute it) and is paid.
     let mut b = Bench::new(1, 4, always.clone());
     let price = Amount(500_000);
     let job = b.job(Amount::tgr(1), &[(0, price, HONEST)]);
@@ -342,8 +343,11 @@ fn an_audit_passes_with_one_referee_and_a_mismatch_escalates_to_a_full_committee
     assert_eq!((c.kind, c.seats.len(), c.confirms), (CheckKind::Audit, 1, Some(Hash::of(HONEST))));
     b.referee_round(job, &[]);
     let j = b.w.job(job);
-    assert_eq!((j.state, j.paid), (JobState::Completed, price));
+    assert_eq!(j.state, JobState::Challenge);
     assert_eq!(b.provider(0).record.audits_passed, 1);
+    b.w.chain.block_at(j.challenge_deadline.unwrap(), &[]);
+    let j = b.w.job(job);
+    assert_eq!((j.state, j.paid), (JobState::Completed, price));
     b.check();
 
     // Escalated: a lying auditor's mismatch draws a full committee, which confirms the result; the liar's
@@ -362,6 +366,9 @@ fn an_audit_passes_with_one_referee_and_a_mismatch_escalates_to_a_full_committee
     let before: Vec<Amount> = members.iter().map(|m| b.net(&b.address(*m))).collect();
     let c = b.referee_round(job, &[]);
     assert_eq!(c.phase, CommitteePhase::Concluded { verdict: Some(Hash::of(HONEST)) });
+    let j = b.w.job(job);
+    assert_eq!(j.state, JobState::Challenge);
+    b.w.chain.block_at(j.challenge_deadline.unwrap(), &[]);
     let j = b.w.job(job);
     assert_eq!((j.state, j.paid), (JobState::Completed, price));
     assert_eq!(b.provider(0).record.disputes_won, 1);
@@ -439,6 +446,18 @@ fn a_split_committee_goes_to_a_second_round_and_a_second_split_ends_with_no_verd
         assert!(b.net(&b.address(m)) >= before);
         assert_eq!(b.provider(m).stake, REFEREE_STAKE);
     }
+    b.check();
+}
+
+#[test]
+fn with_fewer_eligible_than_the_committee_size_all_of_them_sit_and_their_majority_decides() {
+    let mut b = Bench::new(2, 1, params());
+    let job = b.job(Amount::tgr(1), &[(0, Amount(300_000), HONEST), (1, Amount(300_000), WRONG)]);
+    let c = b.committee(b.w.job(job).checks[0]);
+    assert_eq!((c.seats.len(), c.round_seats, c.majority()), (1, 1, 1));
+    let c = b.referee_round(job, &[]);
+    assert_eq!(c.phase, CommitteePhase::Concluded { verdict: Some(Hash::of(HONEST)) });
+    assert_eq!(b.w.job(job).slots[1].state, SlotState::Slashed);
     b.check();
 }
 

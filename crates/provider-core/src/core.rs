@@ -375,6 +375,15 @@ impl ProviderCore {
             return;
         }
         if let Some((committee, commit_deadline)) = self.seats.remove(&id) {
+            // A member of an earlier check of the same job (an audit, then the client's dispute) may be drawn
+            // again: what it did for the earlier committee is finished, and the new seat replaces it.
+            let earlier = self.jobs.get(&id).is_some_and(|e| {
+                e.referee.is_some_and(|c| c != committee)
+                    && matches!(e.phase, Phase::Finished | Phase::Failed)
+            });
+            if earlier {
+                self.jobs.remove(&id);
+            }
             if job.state == JobState::Refereeing
                 && job.checks.last() == Some(&committee)
                 && !self.jobs.contains_key(&id)

@@ -339,3 +339,76 @@ fn a_running_lease_is_paid_by_periodic_withdrawals() {
     c.handle(at(interval + 2), Input::LeaseDeployed { lease, result: Err("no such image".into()) });
     assert!(matches!(c.lease(&lease).map(|e| e.state.clone()), Some(LeaseRunState::Failed { .. })));
 }
+
+/// The job as the chain has it while committee `committee` referees it (this provider is not a worker).
+fn refereed(committee: u64) -> Job {
+    let mut j = job(JobState::Refereeing, None);
+    j.checks = (1..=committee).collect();
+    j
+}
+
+fn drawn(committee: u64, deadline: Timestamp) -> Event {
+    Event::CommitteeDrawn {
+        committee,
+        subject: tensorgrid_types::committee::CheckSubject::Job { job: 9 },
+        check: tensorgrid_types::committee::CheckKind::Audit,
+        round: 1,
+        members: vec![me().address()],
+        commit_deadline: deadline,
+    }
+}
+
+#[test]
+fn a_referee_seat_fetches_runs_commits_and_reveals_without_a_confirmation() {
+    let mut c = core(Policy::default());
+    assert_eq!(c.handle(at(1_000), Input::Event(drawn(1, at(181_000)))), vec![Effect::ReadJob(9)]);
+    let effects = c.handle(at(1_100), Input::JobRead(9, Some(refereed(1))));
+    let until = effects.iter().find_map(|e| match e {
+        Effect::AwaitContent { job: 9, until, .. } => Some(*until),
+        _ => None,
+    });
+    // At most half of the seat's time goes to waiting for the content.
+    assert_eq!(until, Some(at(1_100 + (181_000 - 1_100) / 2)));
+    assert_eq!(c.job(9).and_then(|e| e.referee), Some(1));
+    // The content arrives: it runs at once against the seat's deadline, no confirmation sent.
+    let effects = c.handle(at(2_000), Input::ContentArrived { job: 9 });
+    assert!(sends(&effects).is_empty());
+    let Some(Effect::Run(spec)) = effects.first() else { panic!("{effects:?}") };
+    assert_eq!(spec.module, Hash::of(b"module"));
+    let result =
+        RunSummary { result_hash: Hash::of(b"out"), exit: JobExit::Exited { code: 0 }, fuel_used: 7 };
+    let effects = c.handle(at(3_000), Input::RunFinished { job: 9, result: Ok(result), salt: [4; 32] });
+    assert!(effects.iter().any(|e| matches!(e, Effect::Persist(r) if r.referee == Some(1))));
+    assert!(matches!(sends(&effects)[..], [(Msg::CommitResult { job: 9, .. }, TxPurpose::Commit(9))]));
+    let effects = c.handle(at(4_000), Input::TxDone { purpose: TxPurpose::Commit(9), result: Ok(vec![]) });
+    assert!(sends(&effects).is_empty(), "a worker's reveal phase is not the committee's");
+    let effects = c.handle(
+        at(5_000),
+        Input::Event(Event::CommitteeRevealStarted { committee: 1, deadline: at(35_000) }),
+    );
+    assert!(matches!(
+        sends(&effects)[..],
+        [(Msg::RevealResult { job: 9, salt: [4, ..], .. }, TxPurpose::Reveal(9))]
+    ));
+}
+
+#[test]
+fn a_referee_without_the_content_votes_content_unavailable_and_a_later_check_of_the_job_seats_it_again() {
+    let mut c = core(Policy::default());
+    c.handle(at(1_000), Input::Event(drawn(1, at(181_000))));
+    c.handle(at(1_100), Input::JobRead(9, Some(refereed(1))));
+    let effects = c.handle(at(91_100), Input::ContentMissing { job: 9, salt: [6; 32] });
+    let client = job(JobState::Bidding, None).client;
+    let vote = tensorgrid_types::committee::unavailable_vote(&client);
+    let expected = result_commitment(&vote, &me().address(), &[6; 32]);
+    assert!(
+        matches!(sends(&effects)[..], [(Msg::CommitResult { job: 9, commitment }, _)] if commitment == expected),
+        "{effects:?}"
+    );
+    c.handle(at(92_000), Input::TxDone { purpose: TxPurpose::Commit(9), result: Ok(vec![]) });
+    // The client's later dispute of the same job draws it again: the new seat starts afresh.
+    c.handle(at(200_000), Input::Event(drawn(2, at(380_000))));
+    let effects = c.handle(at(200_100), Input::JobRead(9, Some(refereed(2))));
+    assert!(effects.iter().any(|e| matches!(e, Effect::AwaitContent { job: 9, .. })), "{effects:?}");
+    assert_eq!(c.job(9).and_then(|e| e.referee), Some(2));
+}

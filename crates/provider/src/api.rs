@@ -39,7 +39,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let limit = usize::try_from(shared.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
     Router::new()
         .route("/v1/provider", get(info))
-        .route("/v1/jobs/{id}/content/{hash}", put(upload))
+        .route("/v1/jobs/{id}/content/{hash}", put(upload).get(serve_content))
         .route("/v1/jobs/{id}/status", get(job_status))
         .route("/v1/jobs/{id}/outputs", get(job_outputs))
         .route("/v1/jobs/{id}/files/{*path}", get(job_file))
@@ -150,6 +150,46 @@ async fn upload(
             Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
         }
     }
+}
+
+/// A job's module or input, served to a member of the job's referee committee: the client must serve its
+/// content to referees, and workers that hold it serve it too, so a referee can re-run the job even when the
+/// client is slow. Only a member of the job's current committee is served, only content the job names.
+async fn serve_content(
+    State(shared): State<Arc<Shared>>,
+    Path((id, hash)): Path<(JobId, String)>,
+    signed: Signed,
+) -> Result<Vec<u8>, ApiError> {
+    let signer = signed.signer;
+    let hash: Hash = hash.parse().map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_hash", format!("`{hash}` is not a content hash"))
+    })?;
+    let forbidden = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only a member of job {id}'s referee committee is served its content"),
+        )
+    };
+    let job = shared.chain.client.job(id).await.map_err(chain_unavailable)?.ok_or_else(forbidden)?;
+    let committee = match (job.state, job.checks.last()) {
+        (tensorgrid_types::job::JobState::Refereeing, Some(committee)) => *committee,
+        _ => return Err(forbidden()),
+    };
+    let committee =
+        shared.chain.client.committee(committee).await.map_err(chain_unavailable)?.ok_or_else(forbidden)?;
+    if !committee.seats.iter().any(|s| s.provider == signer) {
+        return Err(forbidden());
+    }
+    if !job.spec.content().contains(&hash) || !shared.content.has(&hash) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_content",
+            format!("this provider holds no content {hash} of job {id}"),
+        ));
+    }
+    std::fs::read(shared.content.path(&hash))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
 }
 
 async fn job_status(

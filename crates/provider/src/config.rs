@@ -27,6 +27,7 @@
 //! content_timeout = "2m"
 //! requests_per_sec = 100                # signed API requests a second per signer (bursts of twice that)
 //! read_only_root = false                # lease containers with a read-only root (in-memory /tmp, /run)
+//! private_peers = false                 # may fetch a job's content from providers at private addresses
 //! ```
 
 use std::collections::BTreeMap;
@@ -189,6 +190,10 @@ pub struct Limits {
     /// Run lease containers with a read-only root file system (writable in-memory `/tmp`, `/run`,
     /// `/var/tmp`). Safer, but images that write elsewhere fail; off by default.
     pub read_only_root: bool,
+    /// Whether this daemon may connect to other providers at loopback or private addresses (a referee
+    /// fetching a job's content from its workers). Off by default, so no registration can point the daemon
+    /// inside its own network; a local devnet turns it on.
+    pub private_peers: bool,
 }
 
 impl Default for Limits {
@@ -205,6 +210,7 @@ impl Default for Limits {
             publish_ip: "0.0.0.0".into(),
             requests_per_sec: 100,
             read_only_root: false,
+            private_peers: false,
         }
     }
 }

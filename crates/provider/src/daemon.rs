@@ -63,10 +63,19 @@ async fn lease_runner(
 
 /// Starts the provider on the current tokio runtime and returns once it is registered and serving.
 pub async fn start(config: ProviderConfig, key: SecretKey) -> Result<Provider, ProviderError> {
+    start_with_runners(config, key, runners()?).await
+}
+
+/// [`start`] with the given job runners instead of the build's own: what a test uses to run a provider
+/// whose runner misbehaves (a test double never built into the binary).
+pub async fn start_with_runners(
+    config: ProviderConfig,
+    key: SecretKey,
+    runners: Vec<Arc<dyn JobRunner>>,
+) -> Result<Provider, ProviderError> {
     std::fs::create_dir_all(&config.work_dir).map_err(|e| ProviderError::io(&config.work_dir, e))?;
     let content = ContentStore::open(config.work_dir.join("content"))?;
     let capacity = crate::inventory::detect(&config.work_dir);
-    let runners = runners()?;
     let client = RpcClient::new(&config.node);
     let lease_runner = lease_runner(&key.address(), &config.limits).await;
     #[cfg(feature = "llm")]

@@ -59,10 +59,17 @@ pub fn save_record(shared: &Shared, record: &JobRecord) -> std::io::Result<()> {
 }
 
 /// Waits until every hash is in the content store (the client uploads them), at the latest until `until`.
+/// A referee also asks the job's workers for what is missing, every few seconds.
 pub async fn await_content(shared: Arc<Shared>, job: JobId, hashes: Vec<Hash>, until: Timestamp) {
+    let mut asked = std::time::Instant::now();
     loop {
         if hashes.iter().all(|h| shared.content.has(h)) {
             return dispatch(&shared, Input::ContentArrived { job });
+        }
+        if asked.elapsed() >= Duration::from_secs(3) {
+            asked = std::time::Instant::now();
+            fetch_from_workers(&shared, job, &hashes).await;
+            continue;
         }
         if crate::now() >= until {
             let mut salt = [0u8; 32];
@@ -70,6 +77,34 @@ pub async fn await_content(shared: Arc<Shared>, job: JobId, hashes: Vec<Hash>, u
             return dispatch(&shared, Input::ContentMissing { job, salt });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// For a job this provider referees: asks each of its workers for content still missing, keeping what hashes
+/// right. Workers are reached at their registered URIs, which must be public unless `limits.private_peers`.
+async fn fetch_from_workers(shared: &Shared, job: JobId, hashes: &[Hash]) {
+    let workers: Vec<tensorgrid_types::Address> = {
+        let core = shared.core.lock();
+        match core.job(job) {
+            Some(entry) if entry.referee.is_some() => {
+                entry.job.slots.iter().filter(|s| s.result.is_some()).map(|s| s.provider).collect()
+            }
+            _ => return,
+        }
+    };
+    for worker in workers {
+        let Ok(Some(record)) = shared.chain.client.provider(&worker).await else { continue };
+        let client = shared.chain.provider_client(&record.host_uri, shared.config.limits.private_peers);
+        for hash in hashes.iter().filter(|h| !shared.content.has(h)) {
+            match client.job_content(job, hash).await {
+                Ok(bytes) => {
+                    if let Err(e) = shared.content.put(hash, &bytes) {
+                        tracing::warn!(job, %worker, "content {hash} from a worker was refused: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!(job, %worker, "asking a worker for content {hash}: {e}"),
+            }
+        }
     }
 }
 

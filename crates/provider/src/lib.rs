@@ -32,7 +32,7 @@ use tensorgrid_types::provider_api::JobRunState;
 use tensorgrid_types::{Address, Amount, Hash, Msg, SecretKey, Timestamp, TxRecord};
 
 pub use config::ProviderConfig;
-pub use daemon::{run, start, Provider};
+pub use daemon::{run, start, start_with_runners, Provider};
 pub use error::ProviderError;
 /// Where `scripts/fetch-models` puts the open models, for commands that serve them by default.
 #[cfg(feature = "llm")]
@@ -64,6 +64,16 @@ impl Chain {
 
     pub fn address(&self) -> Address {
         self.key.address()
+    }
+
+    /// A client of another provider's API at `host_uri`, signing as this provider. It connects only to
+    /// public addresses unless `private` (a local devnet).
+    pub fn provider_client(&self, host_uri: &str, private: bool) -> tensorgrid_client::ProviderClient {
+        if private {
+            tensorgrid_client::ProviderClient::new(host_uri, self.key.clone())
+        } else {
+            tensorgrid_client::ProviderClient::public_only(host_uri, self.key.clone())
+        }
     }
 
     /// Signs, sends and waits for the commit; a committed-but-failed transaction is an error.

@@ -111,6 +111,10 @@ pub struct Committee {
     pub confirms: Option<Hash>,
     /// Seats per full round.
     pub size: u8,
+    /// Members drawn for the current round (fewer than its size when fewer were eligible): a verdict is a
+    /// vote more than half of them revealed. Replacements of silent members do not change it.
+    #[serde(default)]
+    pub round_seats: u8,
     pub round: u8,
     pub max_rounds: u8,
     pub commit_window_ms: u64,
@@ -138,13 +142,18 @@ impl Committee {
         self.seats.iter().filter(move |s| s.round == self.round && s.state.is_seated())
     }
 
-    /// How many seats the current round has: one for an audit's first round, `size` otherwise.
+    /// How many seats the current round is meant to have: one for an audit's first round, `size` otherwise.
     pub fn round_size(&self) -> u8 {
         if self.confirms.is_some() && self.round == 1 {
             1
         } else {
             self.size
         }
+    }
+
+    /// Votes the current round needs for a verdict: more than half of the members drawn for it.
+    pub fn majority(&self) -> usize {
+        usize::from(self.round_seats.max(1)) / 2 + 1
     }
 
     pub fn verdict(&self) -> Option<Hash> {
