@@ -83,6 +83,11 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// The audit fee a job with this budget pays at submission (5 % by default), in utgr.
+fn audit_fee(budget: u128) -> u128 {
+    (budget * 500).div_ceil(10_000)
+}
+
 /// What each deployment, job and channel locks until its record is removed, a retention period (days) after
 /// it closes: the devnet runs the default params, so every test here sees it held.
 fn storage_deposit() -> u128 {
@@ -442,6 +447,8 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
         "2",
         "--bid-window",
         "3s",
+        "--reveal-window",
+        "4s",
         "--wait",
         "--timeout",
         "120s",
@@ -458,8 +465,8 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let submit_fee = fee_of_latest(&home, n, "tenant", "job_submitted", &pass);
     assert_eq!(
         balance(&home, n, &tenant),
-        before - submit_fee - prices - storage_deposit(),
-        "paid the bids, got the rest back"
+        before - submit_fee - prices - storage_deposit() - audit_fee(2_000_000),
+        "paid the bids and the audit fee, got the rest back"
     );
     let outputs = dir.path().join("outputs");
     let result =
@@ -482,6 +489,8 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
         "5000000",
         "--bid-window",
         "3s",
+        "--reveal-window",
+        "4s",
         "--wait",
         "--timeout",
         "120s",
@@ -590,7 +599,7 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let second_job = submitted["job"].as_u64().unwrap().to_string();
     assert_eq!(json(&t(&["job", "status", &second_job]))["state"]["state"], "bidding");
     let cancelled = json(&t(&["job", "cancel", &second_job, "--from", "tenant"]));
-    assert_eq!(event_amount(&cancelled, "job_cancelled", "refunded"), 1_000_000);
+    assert_eq!(event_amount(&cancelled, "job_cancelled", "refunded"), 1_000_000 + audit_fee(1_000_000));
     assert_eq!(
         balance(&home, n, &tenant),
         before - utgr(&submitted["fee"]) - fee(&cancelled) - storage_deposit()
@@ -1212,4 +1221,216 @@ fn a_provider_killed_mid_answer_is_paid_only_for_what_arrived_and_the_next_reque
     eventually("the abandoned answer paid", Duration::from_secs(30), || {
         signed(first_channel) == 2 * one_answer
     });
+}
+
+/// A provider that runs every job and then reveals a made-up result instead of the real one: the test double
+/// of a cheater, wrapping the real WASM runner. It exists only in this test.
+struct CheatingRunner(tensorgrid_runner_wasm::WasmRunner);
+
+impl tensorgrid_runner::JobRunner for CheatingRunner {
+    fn kind(&self) -> tensorgrid_types::job::WorkloadKind {
+        self.0.kind()
+    }
+
+    fn runtimes(&self) -> &[&str] {
+        self.0.runtimes()
+    }
+
+    fn check(&self, module: &std::path::Path) -> Result<(), tensorgrid_runner::RunnerError> {
+        self.0.check(module)
+    }
+
+    fn run(
+        &self,
+        run: &tensorgrid_runner::JobRun,
+    ) -> Result<tensorgrid_runner::RunOutput, tensorgrid_runner::RunnerError> {
+        let mut output = self.0.run(run)?;
+        output.result_hash = tensorgrid_types::Hash::of(b"a result made up instead of the real one");
+        Ok(output)
+    }
+}
+
+/// One devnet, five provider daemons (the built-in one, three `tgrid provider run` processes and an
+/// in-process cheater), every job audited: a k = 2 job the cheater disagrees on goes to a committee of the
+/// other three, which slashes it exactly and pays the honest worker, and the client downloads the verified
+/// output; a k = 1 job is audited and passed; the client's dispute of that honest result costs it its deposit.
+#[test]
+fn referee_committees_slash_a_cheater_pass_an_audit_and_make_a_griefing_client_pay() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("devnet");
+    let base = ports(5);
+    let (_devnet, node, _) = start_devnet_with(
+        &home,
+        base,
+        &[
+            "--provider-port",
+            &(base + 2).to_string(),
+            "--audit-rate-bps",
+            "10000",
+            "--job-content-window",
+            "30s",
+            // No heartbeat falls due during the test, so balances move only by what the jobs move.
+            "--heartbeat-interval",
+            "10m",
+            "--heartbeat-grace",
+            "30m",
+        ],
+    );
+    let n = node.as_str();
+    let t = |args: &[&str]| tgrid(&home, n, args);
+
+    // Three operators' daemons, each bonding 110 TGR (room above the minimum for referee deposits).
+    let mut daemons = Vec::new();
+    for (i, name) in ["op-a", "op-b", "op-c"].iter().enumerate() {
+        json(&t(&["keys", "add", name, "--keyring-backend", "test"]));
+        json(&t(&["account", "send", "--from", "alice", name, "1000tgr"]));
+        let port = ports(6) + i as u16;
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "key = \"{name}\"\nnode = \"{n}\"\nlisten = \"127.0.0.1:{port}\"\nhost_uri = \"http://127.0.0.1:{port}\"\n\
+                 stake = \"110tgr\"\nwork_dir = \"{}\"\n[limits]\nprivate_peers = true\n",
+                dir.path().join(format!("{name}-work")).display()
+            ),
+        )
+        .unwrap();
+        daemons.push(provider_daemon(&home, &config, &dir.path().join(format!("{name}.log"))));
+    }
+    // The cheater: the same daemon code with the cheating runner, bidding far below everyone else.
+    let cheater = tensorgrid_types::SecretKey::from_label("devnet-cheater");
+    let cheater_address = cheater.address().to_string();
+    json(&t(&["account", "send", "--from", "alice", &cheater_address, "1000tgr"]));
+    let cheater_port = ports(6) + 3;
+    let mut config: tensorgrid_provider::ProviderConfig = toml_config(&format!(
+        "key = \"unused\"\nnode = \"{n}\"\nlisten = \"127.0.0.1:{cheater_port}\"\n\
+         host_uri = \"http://127.0.0.1:{cheater_port}\"\nstake = \"110tgr\"\nwork_dir = \"{}\"\n\
+         [pricing]\njob_floor = \"1utgr\"\njob_gfuel = \"1utgr\"\n[limits]\nprivate_peers = true\n",
+        dir.path().join("cheater-work").display()
+    ));
+    config.referee = false;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let runner = CheatingRunner(tensorgrid_runner_wasm::WasmRunner::new().unwrap());
+    let _cheating = runtime
+        .block_on(tensorgrid_provider::start_with_runners(config, cheater, vec![std::sync::Arc::new(runner)]))
+        .expect("the cheating daemon starts");
+    for name in ["op-a", "op-b", "op-c", cheater_address.as_str()] {
+        eventually("a provider's registration", Duration::from_secs(60), || {
+            json(&t(&["provider", "status", name]))["provider"]["stake"] == "110000000"
+        });
+    }
+
+    // Stage 1: k = 2, the cheater and an honest provider win, their results differ, the other three
+    // providers referee: the honest result stands, the cheater loses 10 % of its stake and its deposit.
+    let module = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/wasm/copy.wat");
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, b"refereed input").unwrap();
+    let job_args = |k: &str, budget: &str| -> Vec<String> {
+        [
+            "job",
+            "submit",
+            module,
+            "--input",
+            input.to_str().unwrap(),
+            "--budget",
+            budget,
+            "-k",
+            k,
+            "--fuel",
+            "100000000",
+            "--bid-window",
+            "3s",
+            "--run-timeout",
+            "30s",
+            "--reveal-window",
+            "4s",
+            "--wait",
+            "--timeout",
+            "240s",
+            "--from",
+            "alice",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args = job_args("2", "2tgr");
+    let done = json(&t(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(done["state"]["state"], "completed", "{done}");
+    let slots = done["slots"].as_array().unwrap();
+    let cheat_slot =
+        slots.iter().find(|s| s["provider"] == cheater_address.as_str()).expect("the cheater won a slot");
+    let honest_slot = slots.iter().find(|s| s["provider"] != cheater_address.as_str()).unwrap();
+    assert_eq!(cheat_slot["state"], "slashed", "{done}");
+    assert_eq!(honest_slot["state"], "paid", "{done}");
+    assert_eq!(done["verdict"], honest_slot["result"], "{done}");
+    let committee = &done["checks_detail"][0];
+    assert_eq!(committee["kind"], "disagreement", "{done}");
+    let members: Vec<&str> =
+        committee["seats"].as_array().unwrap().iter().map(|s| s["provider"].as_str().unwrap()).collect();
+    assert_eq!(members.len(), 3, "{committee}");
+    assert!(
+        !members.contains(&cheater_address.as_str())
+            && !members.contains(&honest_slot["provider"].as_str().unwrap())
+    );
+    let status = json(&t(&["provider", "status", &cheater_address]));
+    // 10 % of 110 TGR; the 1 TGR bid deposit went with it.
+    assert_eq!(status["provider"]["stake"], "99000000", "{status}");
+    assert_eq!(status["provider"]["jailed"], true);
+    assert_eq!(status["provider"]["record"]["slashed_total"], "12000000");
+    // The client downloads the output the verdict names, from the honest worker.
+    let out = dir.path().join("verified");
+    let job_id = done["id"].as_u64().unwrap().to_string();
+    let result =
+        json(&t(&["job", "result", &job_id, "--download", out.to_str().unwrap(), "--from", "alice"]));
+    assert_eq!(result["verdict"], done["verdict"]);
+    assert_eq!(std::fs::read(out.join("out/result.txt")).unwrap(), b"refereed input");
+
+    // Stage 2: k = 1, audited (every job is, here) by one referee and passed; the jailed cheater no longer
+    // bids. The result then waits out its challenge period.
+    let args = job_args("1", "1tgr");
+    let single = json(&t(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(single["state"]["state"], "challenge", "{single}");
+    let audit = &single["checks_detail"][0];
+    assert_eq!(audit["kind"], "audit", "{single}");
+    assert_eq!(audit["phase"]["verdict"], single["slots"][0]["result"], "{single}");
+    let worker = single["slots"][0]["provider"].as_str().unwrap().to_string();
+    assert_ne!(worker, cheater_address);
+    assert_eq!(json(&t(&["provider", "status", &worker]))["provider"]["record"]["audits_passed"], 1);
+
+    // Stage 3: alice disputes that honest result anyway. The committee re-runs it, the result stands, and
+    // alice's deposit pays the three referees and then goes to the worker she accused.
+    let single_id = single["id"].as_u64().unwrap().to_string();
+    let price = utgr(&single["slots"][0]["price"]);
+    let alice_before = balance(&home, n, "alice");
+    let worker_before = balance(&home, n, &worker);
+    let disputed = json(&t(&["job", "dispute", &single_id, "--from", "alice"]));
+    let deposit = 6 * price;
+    let settled = json(&t(&["job", "status", &single_id, "--wait", "--timeout", "240s", "--from", "alice"]));
+    assert_eq!(settled["state"]["state"], "completed", "{settled}");
+    let dispute = &settled["checks_detail"][1];
+    assert_eq!(dispute["kind"], "dispute", "{settled}");
+    assert_eq!(settled["verdict"], settled["slots"][0]["result"]);
+    let fees = utgr(&dispute["fees_paid"]);
+    assert_eq!(fees, 3 * price, "three members, each paid the job's price");
+    assert_eq!(
+        balance(&home, n, "alice"),
+        alice_before - fee(&disputed) - deposit + (1_000_000 - price),
+        "alice lost her deposit and got back the unspent budget"
+    );
+    assert_eq!(
+        balance(&home, n, &worker),
+        worker_before + price + (deposit - fees) + 1_000_000,
+        "the accused worker is paid, gets what is left of the deposit and its own 1 TGR bid deposit back"
+    );
+    drop(daemons);
+    drop(runtime);
+}
+
+fn toml_config(text: &str) -> tensorgrid_provider::ProviderConfig {
+    let path = std::env::temp_dir().join(format!("tgrid-cheater-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let config = tensorgrid_provider::ProviderConfig::load(&path).expect("a valid provider config");
+    let _ = std::fs::remove_file(path);
+    config
 }

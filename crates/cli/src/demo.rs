@@ -221,7 +221,8 @@ async fn run_job(
         budget: Amount::tgr(2),
         bid_window_ms: 2_000,
         run_timeout_ms: 60_000,
-        reveal_window_ms: 30_000,
+        // Results are settled at the reveal deadline (where the audit draw happens): keep it short.
+        reveal_window_ms: 3_000,
         requirements: Default::default(),
     };
     let submitted = client.execute(alice, Msg::SubmitJob { spec }, Amount::tgr(1)).await?;
@@ -268,7 +269,7 @@ async fn run_job(
             ))?;
         }
         emit_line(&format!(
-            "   both results agree: {} paid in all; alice spent {} with the fee, the rest of the budget came back",
+            "   both results agree: {} paid in all; alice spent {} with the fee and the audit fee, the rest of the budget came back",
             crate::ctx::tgr(job.paid),
             crate::ctx::tgr(spent)
         ))?;

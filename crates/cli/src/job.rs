@@ -307,9 +307,12 @@ pub(crate) fn run(ctx: &Ctx, command: Job) -> anyhow::Result<()> {
             let record = ctx.execute(Msg::DisputeJob { job: id, deposit })?;
             if !wait {
                 ctx.show_tx(&format!("disputed job {id} with a deposit of {}", tgr(deposit)), &record)?;
-                return emit_line(&format!(
-                    "follow it with `tgrid job status {id} --wait` (it uploads the module and inputs to the referees)"
-                ));
+                if ctx.output == Output::Text {
+                    emit_line(&format!(
+                        "follow it with `tgrid job status {id} --wait` (it uploads the module and inputs to the referees)"
+                    ))?;
+                }
+                return Ok(());
             }
             let job = follow(ctx, id, timeout)?;
             print_job(ctx, &job)

@@ -21,8 +21,16 @@ use crate::interpreter::dispatch;
 use crate::{jobs, leases, Chain, ProviderConfig, Shared};
 
 /// Event kinds the daemon acts on.
-const KINDS: [&str; 6] =
-    ["job_submitted", "job_assigned", "job_reveal_started", "order_created", "lease_created", "lease_closed"];
+const KINDS: [&str; 8] = [
+    "job_submitted",
+    "job_assigned",
+    "job_reveal_started",
+    "order_created",
+    "lease_created",
+    "lease_closed",
+    "committee_drawn",
+    "committee_reveal_started",
+];
 
 /// A running provider: its shared state and where its API listens.
 #[derive(Debug, Clone)]
