@@ -3,21 +3,15 @@
 //! `cargo bench -p tensorgrid-sim --bench detection` or `tgrid sim --detection` print it; CI runs the same
 //! code on tens of jobs per row (sim/tests/detection.rs).
 
-fn main() {
+fn main() -> Result<(), tensorgrid_sim::world::SimError> {
     let jobs = std::env::var("DETECTION_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
     let seed = std::env::var("DETECTION_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let started = std::time::Instant::now();
-    match tensorgrid_sim::detection::table(jobs, seed) {
-        Ok(rows) => {
-            print!("{}", tensorgrid_sim::detection::render(&rows));
-            println!(
-                "\nseed {seed}, {jobs} jobs per row, each beside an honest baseline; {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        Err(e) => {
-            eprintln!("the simulation failed: {e}");
-            std::process::exit(1);
-        }
-    }
+    let rows = tensorgrid_sim::detection::table(jobs, seed)?;
+    print!("{}", tensorgrid_sim::detection::render(&rows));
+    println!(
+        "\nseed {seed}, {jobs} jobs per row, each beside an honest baseline; {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

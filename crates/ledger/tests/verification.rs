@@ -415,8 +415,8 @@ fn silent_referees_are_replaced_and_a_check_with_none_left_ends_with_no_verdict(
     let j = b.w.job(job);
     assert_eq!(j.state, JobState::Failed { reason: JobFailure::NoVerdict });
     assert_eq!((j.held, j.paid), (Amount::ZERO, Amount::ZERO));
-    for p in 0..2 {
-        assert_eq!(b.net(&b.address(p)), workers_before[p], "worker {p}'s deposit came back");
+    for (p, before) in workers_before.iter().enumerate() {
+        assert_eq!(b.net(&b.address(p)), *before, "worker {p}'s deposit came back");
         assert_eq!(b.provider(p).record.slashes, 0);
     }
     let audit_fee = params.audit_fee_for(Amount::tgr(1));
@@ -601,16 +601,15 @@ fn out_of_phase_and_foreign_messages_are_refused_and_change_nothing() {
     let member = b.index_of(c.seats[0].provider);
     let outsider = b.w.outsider.clone();
     let job_before = b.w.job(job);
-    let mut refused = Vec::new();
-    // A reveal before every member committed.
-    refused.push(
+    let refused = [
+        // A reveal before every member committed.
         b.exec_provider(member, Msg::RevealResult { job, result_hash: Hash::of(HONEST), salt: [0; 32] }),
-    );
-    // A commitment from someone with no seat.
-    refused.push(b.exec(&outsider, Msg::CommitResult { job, commitment: Hash::ZERO }));
-    // A dispute of a job that is not in its challenge period, and by someone who is not its client.
-    refused.push(b.exec_client(Msg::DisputeJob { job, deposit: Amount::tgr(10) }));
-    refused.push(b.exec(&outsider, Msg::DisputeJob { job, deposit: Amount::tgr(10) }));
+        // A commitment from someone with no seat.
+        b.exec(&outsider, Msg::CommitResult { job, commitment: Hash::ZERO }),
+        // A dispute of a job that is not in its challenge period, and by someone who is not its client.
+        b.exec_client(Msg::DisputeJob { job, deposit: Amount::tgr(10) }),
+        b.exec(&outsider, Msg::DisputeJob { job, deposit: Amount::tgr(10) }),
+    ];
     let errors: Vec<TxError> = refused.iter().map(failed_with).collect();
     assert!(matches!(errors[0], TxError::CommitteeNotRevealing { .. }), "{errors:?}");
     assert!(matches!(errors[1], TxError::NotAssigned { .. }), "{errors:?}");
