@@ -243,6 +243,48 @@ fn oversized_fields_are_rejected_naming_the_field() {
         (Msg::Send { to: key("x").address(), amount: Amount::ZERO }, "amount"),
         (Msg::SubmitJob { spec: job_spec(0, Amount::tgr(1)) }, "spec.redundancy"),
         (Msg::SubmitJob { spec: job_spec(3, Amount(2)) }, "spec.budget"),
+        (Msg::DisputeJob { job: 1, deposit: Amount::ZERO }, "deposit"),
+        (
+            Msg::RegisterProvider {
+                host_uri: "https://p.example.org".into(),
+                attributes: vec![],
+                info: ProviderInfo::default(),
+                stake: Amount::tgr(100),
+                runtimes: vec!["wasi-p1".into(), "wasi-p1".into()],
+                referee: true,
+            },
+            "runtimes[1]",
+        ),
+        (
+            Msg::UpdateProvider {
+                host_uri: None,
+                attributes: None,
+                info: None,
+                runtimes: Some(vec![String::new()]),
+                referee: None,
+            },
+            "runtimes[0]",
+        ),
+        (
+            Msg::UpdateProvider {
+                host_uri: None,
+                attributes: None,
+                info: None,
+                runtimes: Some((0..9).map(|i| format!("rt-{i}")).collect()),
+                referee: None,
+            },
+            "runtimes",
+        ),
+        (
+            Msg::UpdateProvider {
+                host_uri: None,
+                attributes: None,
+                info: None,
+                runtimes: None,
+                referee: None,
+            },
+            "update_provider",
+        ),
     ];
     for (msg, field) in cases {
         assert_rejected(
