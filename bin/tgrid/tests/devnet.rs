@@ -83,7 +83,8 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
-/// The audit fee a job with this budget pays at submission (5 % by default), in utgr.
+/// The audit fee on an amount (5 % by default, rounded up), in utgr: a job locks it on its budget and pays it
+/// on its results' prices.
 fn audit_fee(budget: u128) -> u128 {
     (budget * 500).div_ceil(10_000)
 }
@@ -465,8 +466,8 @@ fn a_clients_whole_journey_keys_provider_bid_lease_refund_history_jobs() {
     let submit_fee = fee_of_latest(&home, n, "tenant", "job_submitted", &pass);
     assert_eq!(
         balance(&home, n, &tenant),
-        before - submit_fee - prices - storage_deposit() - audit_fee(2_000_000),
-        "paid the bids and the audit fee, got the rest back"
+        before - submit_fee - prices - storage_deposit() - audit_fee(prices),
+        "paid the bids and the audit fee on them, got the rest back"
     );
     let outputs = dir.path().join("outputs");
     let result =

@@ -541,9 +541,19 @@ impl<S: Store + ?Sized> State<'_, S> {
         let Some(first) = results.first().copied() else {
             return self.fail_job(job, JobFailure::NoResults);
         };
-        // There are results, so this job could be audited: its audit fee joins the pool that pays audits.
-        let fee = std::mem::take(&mut job.audit_fee);
+        // There are results, so this job could be audited: its audit fee, `audit_rate` of what its revealed
+        // results are priced at, joins the pool that pays audits; what the client locked beyond that (it was
+        // reckoned on the budget at submission) goes back.
+        let price = job
+            .slots
+            .iter()
+            .filter(|s| s.state == SlotState::Revealed)
+            .try_fold(Amount::ZERO, |sum, s| sum.checked_add(s.price))
+            .ok_or_else(|| overflow("job price"))?;
+        let locked = std::mem::take(&mut job.audit_fee);
+        let fee = self.params.audit_fee_for(price).min(locked);
         self.move_between(Module::Jobs, Module::Audits, fee)?;
+        self.release_from(Module::Jobs, &job.client, locked.saturating_sub(fee))?;
         if results.iter().any(|r| *r != first) {
             self.emit(Event::JobDisputed { job: job.id });
             let reserve = self.reserve_from_pool(job, false)?;

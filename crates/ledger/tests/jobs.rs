@@ -137,7 +137,7 @@ fn agreeing_results_pay_each_winner_its_own_bid_and_refund_the_rest() {
                 - submit_receipt.fee_paid.0
                 - 700_000
                 - w.chain.params().storage_deposit.0
-                - w.chain.params().audit_fee_for(Amount::tgr(1)).0
+                - w.chain.params().audit_fee_for(Amount(700_000)).0
         ),
         "the client paid exactly the two winning bids and the audit fee"
     );
@@ -163,7 +163,7 @@ fn different_results_with_nobody_to_referee_end_with_no_verdict_and_return_every
     let QueryResponse::JobBids(bids) = w.chain.query(Query::JobBids { job }) else { panic!() };
     assert!(bids.iter().all(|b| b.state == JobBidState::Returned));
     // The client is out only its fees, its storage deposit and the audit fee (the job had results).
-    let spent: u128 = w.chain.params().storage_deposit.0 + w.chain.params().audit_fee_for(Amount::tgr(1)).0;
+    let spent: u128 = w.chain.params().storage_deposit.0 + w.chain.params().audit_fee_for(Amount(200)).0;
     let fees = client_start.0 - w.chain.balance(&w.tenant.address()).0 - spent;
     assert!(fees < 10_000, "only transaction fees beyond that: {fees}");
     w.check();

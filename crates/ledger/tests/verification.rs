@@ -251,7 +251,10 @@ fn a_disagreement_goes_to_a_committee_whose_verdict_slashes_the_cheater_exactly(
         assert_eq!(b.net(&b.address(*m)), start[*m].saturating_add(fee), "member {m}");
         assert_eq!(b.provider(*m).stake, REFEREE_STAKE);
     }
-    let audit_fee = params.audit_fee_for(Amount::tgr(1));
+    // The audit fee is 5 % of the revealed results' prices (the rest of what was locked on the budget
+    // came back).
+    let audit_fee = params.audit_fee_for(Amount(honest_price.0 + cheat_price.0));
+    assert_eq!(audit_fee, Amount(35_000));
     let pot = Amount::tgr(18);
     let from_pool = audit_fee.min(Amount(fee.0 * 6));
     let top_up = Amount(fee.0 * 3 - from_pool.0);
@@ -419,7 +422,7 @@ fn silent_referees_are_replaced_and_a_check_with_none_left_ends_with_no_verdict(
         assert_eq!(b.net(&b.address(p)), *before, "worker {p}'s deposit came back");
         assert_eq!(b.provider(p).record.slashes, 0);
     }
-    let audit_fee = params.audit_fee_for(Amount::tgr(1));
+    let audit_fee = params.audit_fee_for(Amount(600_000));
     assert_eq!(b.net(&client), Amount(client_before.0 - audit_fee.0 - params.storage_deposit.0));
     // The job's audit fee went to the pool, which prepaid the committee with it: it comes back unspent,
     // with the three silent members' deposits.

@@ -341,8 +341,9 @@ pub struct Job {
     /// retention period after the job finished.
     #[serde(default)]
     pub storage_deposit: Amount,
-    /// Paid at submission for the audit pool (`audit_rate × budget`): moved into the pool once results are
-    /// revealed, refunded if the job ends before any.
+    /// Locked at submission for the audit pool (`audit_rate × budget`): once results are revealed,
+    /// `audit_rate` of their prices goes to the pool and the rest back to the client; all of it comes back if
+    /// the job ends before any result.
     #[serde(default)]
     pub audit_fee: Amount,
     /// The referee committees that checked it, oldest first.

@@ -263,7 +263,8 @@ impl Params {
         Amount(scaled.clamp(self.job_bid_deposit.0, self.max_job_bid_deposit.0.max(self.job_bid_deposit.0)))
     }
 
-    /// The audit fee a job with `budget` pays at submission: `⌈budget × audit_rate_bps / 10⁴⌉`.
+    /// The audit fee on `amount`: `⌈amount × audit_rate_bps / 10⁴⌉`. A job locks it on its budget at
+    /// submission and pays it on its results' prices once they are revealed.
     pub fn audit_fee_for(&self, budget: Amount) -> Amount {
         Amount(budget.0.saturating_mul(u128::from(self.audit_rate_bps)).div_ceil(10_000))
     }
