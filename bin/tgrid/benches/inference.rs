@@ -55,6 +55,7 @@ fn decode(gguf: &std::path::Path, threads: &str) {
         prompt: prompt.clone(),
         params: SamplingParams { temperature: 0.7, max_tokens: TOKENS, seed, ..Default::default() },
         hidden_states: false,
+        commit: false,
     };
     engine.generate(request(0)).expect("warm").collect_blocking().expect("warm");
     let baseline = candle_reference(gguf, &prompt);

@@ -245,14 +245,36 @@ impl Comparison {
     }
 }
 
+/// What a replayer reports for a chunk: its own top-k entries (positions in the flattened chunk and bf16
+/// bits), never a verdict. The checker compares them with the provider's commitment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopK {
+    pub indices: Vec<u32>,
+    pub values: Vec<u16>,
+}
+
+impl TopK {
+    pub fn of(values: &[f32], k: usize) -> TopK {
+        let indices = top_k(values, k);
+        TopK {
+            values: indices.iter().map(|&i| bf16_bits(values[i])).collect(),
+            indices: indices.into_iter().map(|i| i as u32).collect(),
+        }
+    }
+}
+
 /// Compares a replay of a chunk (its hidden states, flattened the same way) with the commitment.
 pub fn compare(replayed: &[f32], commitment: &ChunkCommitment) -> Comparison {
-    let k = commitment.k().min(replayed.len());
+    compare_top_k(&TopK::of(replayed, commitment.k().min(replayed.len())), commitment)
+}
+
+/// Compares a replayer's top-k entries with the commitment.
+pub fn compare_top_k(replayed: &TopK, commitment: &ChunkCommitment) -> Comparison {
+    let k = replayed.indices.len();
     let mut mismatches = 0;
     let mut diffs = Vec::with_capacity(k);
-    for index in top_k(replayed, k) {
-        let committed = commitment.eval(index);
-        let ours = bf16_bits(replayed[index]);
+    for (&index, &ours) in replayed.indices.iter().zip(&replayed.values) {
+        let committed = commitment.eval(index as usize);
         let exponent = |bits: u16| (bits >> 7) & 0xFF;
         // The sign is part of what was committed: a flipped sign counts as a different exponent.
         if exponent(committed) != exponent(ours) || (committed ^ ours) & 0x8000 != 0 {

@@ -141,6 +141,18 @@ pub struct GenerateRequest {
     pub params: SamplingParams,
     /// Attach to every token the final hidden state it was sampled from (what a verifier commits to).
     pub hidden_states: bool,
+    /// Commit to the hidden states as the answer is made (`tensorgrid_commitment`): one commitment for the
+    /// prompt's prefill, then one per 32 generated tokens, sent with `Done`.
+    pub commit: bool,
+}
+
+/// What a replay of a whole answer found, chunk by chunk as commitments are made: its own top-k hidden-state
+/// entries (never a verdict), and the token the model ranks first at every position of the answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replay {
+    pub chunks: Vec<tensorgrid_commitment::TopK>,
+    /// For each output token, the most likely token at its position in the replay.
+    pub top_tokens: Vec<u32>,
 }
 
 /// Why generation ended, in OpenAI's words.
@@ -179,7 +191,11 @@ pub enum Event {
         reason: FinishReason,
         prompt_tokens: u32,
         completion_tokens: u32,
+        /// The commitments (`ChunkCommitment::to_bytes`), when the request asked for them.
+        commitments: Vec<Vec<u8>>,
     },
+    /// The answer to [`Engine::replay`].
+    Replayed(Box<Replay>),
     Failed(String),
 }
 
@@ -210,13 +226,17 @@ impl Generation {
                     out.text.push_str(&text);
                     out.tokens.push(id);
                 }
-                Event::Done { reason, prompt_tokens, completion_tokens } => {
+                Event::Done { reason, prompt_tokens, completion_tokens, commitments } => {
                     out.reason = Some(reason);
                     out.prompt_tokens = prompt_tokens;
                     out.completion_tokens = completion_tokens;
+                    out.commitments = commitments;
                     return Ok(out);
                 }
                 Event::Failed(e) => return Err(EngineError::Internal(e)),
+                Event::Replayed(_) => {
+                    return Err(EngineError::Internal("a replay answered a generation".into()))
+                }
             }
         }
         Err(EngineError::Stopped)
@@ -231,11 +251,16 @@ pub struct Completion {
     pub reason: Option<FinishReason>,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// The commitments to the hidden states, when the request asked for them.
+    pub commitments: Vec<Vec<u8>>,
 }
 
 struct Job {
     request: GenerateRequest,
     tx: mpsc::UnboundedSender<Event>,
+    /// Set for a replay: the request's prompt is the original prompt and the answer but its last token,
+    /// read as one prefill; this many tokens of it are the original prompt.
+    replay_of: Option<usize>,
 }
 
 /// A loaded model and its scheduler thread. Cheap to clone; the thread ends when the last clone is dropped.
@@ -338,8 +363,42 @@ impl LlmEngine {
         }
         let prompt_tokens = request.prompt.len() as u32;
         let (tx, rx) = mpsc::unbounded_channel();
-        self.jobs.send(Job { request, tx }).map_err(|_| EngineError::Stopped)?;
+        self.jobs.send(Job { request, tx, replay_of: None }).map_err(|_| EngineError::Stopped)?;
         Ok(Generation { prompt_tokens, rx })
+    }
+
+    /// Replays an answer: the exact prompt and output token ids, teacher-forced in one prefill (no sampling),
+    /// returning the replay's own top-k hidden-state entries per commitment chunk and the model's first
+    /// choice at every output position. Much cheaper than generating: one pass over all the tokens.
+    pub fn replay(&self, prompt: Vec<u32>, output: Vec<u32>) -> Result<Replay> {
+        if prompt.is_empty() || output.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let p = prompt.len();
+        let mut tokens = prompt;
+        tokens.extend_from_slice(&output[..output.len() - 1]);
+        let limit = self.info.context_length as usize;
+        if tokens.len() >= limit {
+            return Err(EngineError::ContextExceeded { tokens: tokens.len(), limit });
+        }
+        if let Some(bad) = tokens.iter().chain(output.last()).find(|&&t| t >= self.info.vocab) {
+            return Err(EngineError::BadParameter(format!(
+                "token {bad} is outside the vocabulary of {}",
+                self.info.vocab
+            )));
+        }
+        let params = SamplingParams { max_tokens: 1, ..SamplingParams::default() };
+        let request = GenerateRequest { prompt: tokens, params, hidden_states: false, commit: false };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.jobs.send(Job { request, tx, replay_of: Some(p) }).map_err(|_| EngineError::Stopped)?;
+        loop {
+            match rx.blocking_recv() {
+                Some(Event::Replayed(replay)) => return Ok(*replay),
+                Some(Event::Failed(e)) => return Err(EngineError::Internal(e)),
+                Some(_) => {}
+                None => return Err(EngineError::Stopped),
+            }
+        }
     }
 }
 
@@ -351,6 +410,27 @@ struct Sequence {
     /// The answer so far, as the gateway that pays for it will rebuild it from the ids.
     decoder: StreamDecoder,
     sampler: LogitsProcessor,
+    /// Hidden-state rows waiting for their chunk's commitment (or, for a replay, every row), flattened.
+    rows: Vec<f32>,
+    /// Commitments made so far.
+    commitments: Vec<Vec<u8>>,
+}
+
+impl Sequence {
+    fn commits(&self) -> bool {
+        self.job.request.commit
+    }
+
+    /// Commits to the rows held (a chunk); a chunk too small to commit to is skipped.
+    fn commit_rows(&mut self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.rows);
+        if let Ok(c) = tensorgrid_commitment::ChunkCommitment::build(&rows, tensorgrid_commitment::TOP_K) {
+            self.commitments.push(c.to_bytes());
+        }
+    }
 }
 
 struct Scheduler {
@@ -390,6 +470,8 @@ impl Scheduler {
                     read: 0,
                     decoder,
                     sampler: LogitsProcessor::from_sampling(seed, sampling),
+                    rows: Vec::new(),
+                    commitments: Vec::new(),
                 });
             }
             active.retain(|s| !s.job.tx.is_closed());
@@ -427,7 +509,18 @@ impl Scheduler {
                 plan.push((i, vec![last]));
             }
         }
-        let hidden = {
+        // Prefill rows are kept whole for sequences that commit (and for replays); a decode step's one row
+        // is the hidden state its next token is sampled from.
+        let keep: Vec<bool> = plan
+            .iter()
+            .map(|(i, _)| {
+                let s = &active[*i];
+                (s.commits() || s.job.replay_of.is_some()) && s.read < s.job.request.prompt.len()
+            })
+            .collect();
+        let decoding: Vec<bool> =
+            plan.iter().map(|(i, _)| active[*i].read >= active[*i].job.request.prompt.len()).collect();
+        let (hidden, kept) = {
             let mut segments: Vec<Segment<'_>> = Vec::with_capacity(plan.len());
             let mut rest: &mut [Sequence] = active.as_mut_slice();
             let mut offset = 0;
@@ -440,38 +533,71 @@ impl Scheduler {
                 rest = tail;
                 offset = i + 1;
             }
-            self.model.forward(&mut segments)?
+            self.model.forward_keeping(&mut segments, &keep)?
         };
-        for (i, tokens) in &plan {
+        for (r, (i, tokens)) in plan.iter().enumerate() {
             let s = &mut active[*i];
+            if let Some(rows) = kept.get(r).and_then(Option::as_ref) {
+                s.rows.extend(rows.flatten_all()?.to_vec1::<f32>()?);
+            }
             if s.read < s.job.request.prompt.len() {
                 s.read += tokens.len();
+                if s.read == s.job.request.prompt.len() && s.commits() {
+                    s.commit_rows();
+                }
+            }
+        }
+        // A replay that has read all its tokens is answered and leaves; it samples nothing.
+        let mut done = Vec::new();
+        for (i, _) in &plan {
+            let s = &active[*i];
+            if let Some(p) = s.job.replay_of.filter(|_| s.read == s.job.request.prompt.len()) {
+                let _ = match self.finish_replay(s, p) {
+                    Ok(replay) => s.job.tx.send(Event::Replayed(Box::new(replay))),
+                    Err(e) => s.job.tx.send(Event::Failed(e.to_string())),
+                };
+                done.push(*i);
             }
         }
         // Rows whose sequence has now read its whole prompt get a next token.
         let rows: Vec<usize> = (0..plan.len())
             .filter(|&r| {
                 let s = &active[plan[r].0];
-                s.read == s.job.request.prompt.len()
+                s.read == s.job.request.prompt.len() && s.job.replay_of.is_none()
             })
             .collect();
         if rows.is_empty() {
+            for i in done.into_iter().rev() {
+                active.swap_remove(i);
+            }
             return Ok(());
         }
         let index = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), hidden.device())?;
         let hidden = hidden.index_select(&index, 0)?;
         let logits = self.model.logits(&hidden)?;
-        let mut finished = Vec::new();
+        let mut finished = done;
         for (k, &r) in rows.iter().enumerate() {
             let i = plan[r].0;
             let s = &mut active[i];
             let row = logits.get(k)?;
-            let hidden_row =
-                if s.job.request.hidden_states { Some(hidden.get(k)?.to_vec1::<f32>()?) } else { None };
+            let wants_row = s.job.request.hidden_states || (s.commits() && decoding[r]);
+            let hidden_row = if wants_row { Some(hidden.get(k)?.to_vec1::<f32>()?) } else { None };
+            if s.commits() && decoding[r] {
+                if let Some(row) = &hidden_row {
+                    s.rows.extend_from_slice(row);
+                }
+                let width = self.model.config().hidden;
+                if s.rows.len() >= tensorgrid_commitment::TOKENS_PER_CHUNK * width {
+                    s.commit_rows();
+                }
+            }
+            let hidden_row = if s.job.request.hidden_states { hidden_row } else { None };
             if self.advance(s, &row, hidden_row)? {
                 finished.push(i);
             }
         }
+        finished.sort_unstable();
+        finished.dedup();
         for i in finished.into_iter().rev() {
             active.swap_remove(i);
         }
@@ -500,6 +626,9 @@ impl Scheduler {
         let step = s.decoder.push(&self.codec, id, context_full)?;
         let _ = s.job.tx.send(Event::Token { id, text: step.text, hidden });
         let Some(reason) = step.finish else { return Ok(false) };
+        if s.commits() {
+            s.commit_rows();
+        }
         let reason = match reason {
             tensorgrid_types::inference::FinishReason::Stop => FinishReason::Stop,
             tensorgrid_types::inference::FinishReason::Length => FinishReason::Length,
@@ -508,8 +637,33 @@ impl Scheduler {
             reason,
             prompt_tokens: s.job.request.prompt.len() as u32,
             completion_tokens: s.decoder.generated().len() as u32,
+            commitments: std::mem::take(&mut s.commitments),
         });
         Ok(true)
+    }
+
+    /// A replay read all its tokens: cut its rows into the chunks a generation commits to (the prompt's
+    /// prefill, then 32 answer positions at a time) and rank the model's choices at each answer position.
+    fn finish_replay(&self, s: &Sequence, prompt_len: usize) -> Result<Replay> {
+        let width = self.model.config().hidden;
+        let rows = &s.rows;
+        let total = rows.len() / width.max(1);
+        let k = tensorgrid_commitment::TOP_K;
+        let mut chunks = vec![tensorgrid_commitment::TopK::of(&rows[..prompt_len * width], k)];
+        let mut start = prompt_len;
+        while start < total {
+            let end = (start + tensorgrid_commitment::TOKENS_PER_CHUNK).min(total);
+            chunks.push(tensorgrid_commitment::TopK::of(&rows[start * width..end * width], k));
+            start = end;
+        }
+        // The answer's first token came from the prompt's last position; each later one from the position
+        // before it.
+        let from = prompt_len - 1;
+        let positions =
+            Tensor::from_slice(&rows[from * width..], (total - from, width), self.model.device())?;
+        let logits = self.model.logits(&positions)?;
+        let top_tokens = logits.argmax(1)?.to_vec1::<u32>()?;
+        Ok(Replay { chunks, top_tokens })
     }
 }
 

@@ -190,6 +190,10 @@ impl Llama {
         &self.config
     }
 
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn new_cache(&self) -> KvCache {
         KvCache { layers: (0..self.config.n_layer).map(|_| None).collect(), len: 0, capacity: 0 }
     }
@@ -197,6 +201,19 @@ impl Llama {
     /// Runs the segments through the model and returns, per segment, the final (normed) hidden state of its last
     /// token, as rows of a `[segments, hidden]` tensor. Each segment's cache grows by its tokens.
     pub fn forward(&self, segments: &mut [Segment<'_>]) -> Result<Tensor> {
+        let keep = vec![false; segments.len()];
+        Ok(self.forward_keeping(segments, &keep)?.0)
+    }
+
+    /// [`Llama::forward`], also returning, for each segment whose `keep` is set, the final (normed) hidden
+    /// states of all its tokens (`[tokens, hidden]`): what commitments to a prompt's prefill and replays of
+    /// a whole answer are made of. Every operation is row-independent, so these rows are the ones the same
+    /// tokens give alone or in any batch.
+    pub fn forward_keeping(
+        &self,
+        segments: &mut [Segment<'_>],
+        keep: &[bool],
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
         let c = &self.config;
         let mut all = Vec::new();
         for s in segments.iter() {
@@ -243,13 +260,19 @@ impl Llama {
             x = (&x + layer.w_down.forward(&(gate * up)?)?)?;
         }
         let mut last = Vec::with_capacity(segments.len());
+        let mut kept = Vec::with_capacity(segments.len());
         let mut row = 0;
-        for s in segments.iter_mut() {
-            row += s.tokens.len();
+        for (i, s) in segments.iter_mut().enumerate() {
+            let n = s.tokens.len();
+            kept.push(match keep.get(i) {
+                Some(true) => Some(self.norm.forward(&x.narrow(0, row, n)?)?),
+                _ => None,
+            });
+            row += n;
             last.push(x.narrow(0, row - 1, 1)?);
-            s.cache.len += s.tokens.len();
+            s.cache.len += n;
         }
-        Ok(self.norm.forward(&Tensor::cat(&last, 0)?)?)
+        Ok((self.norm.forward(&Tensor::cat(&last, 0)?)?, kept))
     }
 
     /// Next-token logits, `[rows, vocab]`, from final hidden states.

@@ -28,7 +28,7 @@ fn chat(question: &str) -> Vec<u32> {
 
 fn run(prompt: Vec<u32>, params: SamplingParams) -> tensorgrid_engine_llm::Completion {
     engine()
-        .generate(GenerateRequest { prompt, params, hidden_states: false })
+        .generate(GenerateRequest { prompt, params, hidden_states: false, commit: false })
         .unwrap()
         .collect_blocking()
         .unwrap()
@@ -102,9 +102,16 @@ fn the_batched_model_matches_candles_reference_llama_token_for_token() {
     let engine = LlmEngine::load(&gguf(), LoadOptions { prefill_chunk: 256, ..Default::default() }).unwrap();
     let greedy = SamplingParams { temperature: 0.0, max_tokens: 24, ..Default::default() };
     let other = engine
-        .generate(GenerateRequest { prompt: chat("Hi"), params: greedy.clone(), hidden_states: false })
+        .generate(GenerateRequest {
+            prompt: chat("Hi"),
+            params: greedy.clone(),
+            hidden_states: false,
+            commit: false,
+        })
         .unwrap();
-    let ours = engine.generate(GenerateRequest { prompt, params: greedy, hidden_states: false }).unwrap();
+    let ours = engine
+        .generate(GenerateRequest { prompt, params: greedy, hidden_states: false, commit: false })
+        .unwrap();
     assert_eq!(ours.collect_blocking().unwrap().tokens, expected);
     other.collect_blocking().unwrap();
 }
@@ -126,7 +133,12 @@ fn the_seed_makes_sampling_repeatable_even_inside_a_batch() {
         .map(|i| {
             let p = if i % 2 == 0 { prompt.clone() } else { chat("Name three fruits.") };
             engine()
-                .generate(GenerateRequest { prompt: p, params: params(i + 3), hidden_states: false })
+                .generate(GenerateRequest {
+                    prompt: p,
+                    params: params(i + 3),
+                    hidden_states: false,
+                    commit: false,
+                })
                 .unwrap()
         })
         .collect();
@@ -169,6 +181,7 @@ fn streaming_gives_every_token_with_its_hidden_state() {
             prompt: chat("Say hello."),
             params: SamplingParams { temperature: 0.0, max_tokens: 16, ..Default::default() },
             hidden_states: true,
+            commit: false,
         })
         .unwrap();
     let mut tokens = 0;
@@ -186,6 +199,7 @@ fn streaming_gives_every_token_with_its_hidden_state() {
                 break;
             }
             Event::Failed(e) => panic!("{e}"),
+            Event::Replayed(_) => panic!("a replay answered a generation"),
         }
     }
     assert!(tokens > 0);
@@ -194,7 +208,8 @@ fn streaming_gives_every_token_with_its_hidden_state() {
 #[test]
 fn bad_requests_are_typed_errors() {
     let e = engine();
-    let req = |prompt: Vec<u32>, params| GenerateRequest { prompt, params, hidden_states: false };
+    let req =
+        |prompt: Vec<u32>, params| GenerateRequest { prompt, params, hidden_states: false, commit: false };
     assert!(matches!(e.generate(req(vec![], SamplingParams::default())), Err(EngineError::EmptyPrompt)));
     assert!(matches!(
         e.generate(req(vec![5; 9000], SamplingParams::default())),
@@ -255,7 +270,12 @@ fn sentence_embeddings_are_normalized_and_meaningful() {
 fn long_prompts_read_in_chunks_give_the_same_answer_whoever_else_is_served() {
     let engine = LlmEngine::load(&gguf(), LoadOptions { prefill_chunk: 16, ..Default::default() }).unwrap();
     let params = SamplingParams { temperature: 0.8, max_tokens: 16, seed: 11, ..Default::default() };
-    let ask = |q: &str| GenerateRequest { prompt: chat(q), params: params.clone(), hidden_states: false };
+    let ask = |q: &str| GenerateRequest {
+        prompt: chat(q),
+        params: params.clone(),
+        hidden_states: false,
+        commit: false,
+    };
     let alone = engine.generate(ask("What is the capital of France?")).unwrap().collect_blocking().unwrap();
     // Now behind a 40-token prompt that takes most of the first steps' prefill budget.
     let other =
@@ -263,4 +283,77 @@ fn long_prompts_read_in_chunks_give_the_same_answer_whoever_else_is_served() {
     let crowded = engine.generate(ask("What is the capital of France?")).unwrap();
     assert_eq!(crowded.collect_blocking().unwrap(), alone);
     other.collect_blocking().unwrap();
+}
+
+/// The verification commitments: the same request commits to the same bytes alone and in a batch, a replay of
+/// the exact prompt and answer token ids passes the default tolerance chunk by chunk and ranks the greedy
+/// answer first, and a replay under another prompt does not pass.
+#[test]
+fn commitments_are_batch_independent_and_a_replay_passes_only_for_the_real_prompt() {
+    use tensorgrid_commitment::{compare_top_k, ChunkCommitment, Tolerance};
+    let e = engine();
+    let params = SamplingParams { temperature: 0.0, max_tokens: 80, ..Default::default() };
+    let ask = |q: &str| GenerateRequest {
+        prompt: chat(q),
+        params: params.clone(),
+        hidden_states: false,
+        commit: true,
+    };
+    let started = std::time::Instant::now();
+    let alone =
+        e.generate(ask("Name three colors and say why you like them.")).unwrap().collect_blocking().unwrap();
+    let generate_ms = started.elapsed().as_millis();
+    let n = alone.tokens.len();
+    assert!(n > 33, "a long enough answer for two decode chunks: {n}");
+    // The prefill, then one chunk per 32 answer positions (the last token is never fed back).
+    assert_eq!(alone.commitments.len(), 1 + (n - 1).div_ceil(32));
+    assert!(alone.commitments.iter().all(|c| c.len() == 258));
+    let others: Vec<_> =
+        ["Tell me a joke.", "Name three colors and say why you like them.", "What is 2 + 2?"]
+            .iter()
+            .map(|q| e.generate(ask(q)).unwrap())
+            .collect();
+    let batched: Vec<_> = others.into_iter().map(|g| g.collect_blocking().unwrap()).collect();
+    assert_eq!(batched[1].tokens, alone.tokens);
+    assert_eq!(batched[1].commitments, alone.commitments, "commitments do not depend on the batch");
+
+    // TOPLOC's reference tolerance at k = 128. An honest replay passes it with a wide margin here; it is
+    // too loose to tell a slightly different prompt apart on this model (see below), which is why the
+    // detection table calibrates it on this engine instead of copying it.
+    let tolerance = Tolerance::default();
+    let prompt = chat("Name three colors and say why you like them.");
+    let started = std::time::Instant::now();
+    let replay = e.replay(prompt, alone.tokens.clone()).unwrap();
+    let replay_ms = started.elapsed().as_millis();
+    assert_eq!(replay.chunks.len(), alone.commitments.len());
+    let mut honest_worst = 0.0f64;
+    for (i, (bytes, chunk)) in alone.commitments.iter().zip(&replay.chunks).enumerate() {
+        let c = compare_top_k(chunk, &ChunkCommitment::from_bytes(bytes).unwrap());
+        println!("chunk {i}: {c:?}");
+        assert!(c.passes(&tolerance), "chunk {i} of an honest answer: {c:?}");
+        honest_worst = honest_worst.max(c.mean_mantissa_diff);
+    }
+    let agree = replay.top_tokens.iter().zip(&alone.tokens).filter(|(a, b)| a == b).count();
+    println!("generation {generate_ms} ms, replay {replay_ms} ms; greedy tokens ranked first: {agree}/{n}");
+    // A one-pass prefill rounds differently from token-by-token decoding, so near-ties can flip: the
+    // sampling check has to allow for that (the replayer will report the logit gap), not demand equality.
+    assert!(
+        agree * 20 >= n * 19,
+        "a greedy answer is the replay's first choice almost everywhere: {agree}/{n}"
+    );
+
+    // The same answer under another prompt (a changed system prompt would do the same): the prefill fails
+    // and so does what was computed from it.
+    let other = chat("Name three colours and say why you like them!");
+    let replay = e.replay(other, alone.tokens.clone()).unwrap();
+    let mut altered_worst = 0.0f64;
+    for (i, (bytes, chunk)) in alone.commitments.iter().zip(&replay.chunks).enumerate() {
+        let c = compare_top_k(chunk, &ChunkCommitment::from_bytes(bytes).unwrap());
+        println!("another prompt, chunk {i}: {c:?}");
+        altered_worst = altered_worst.max(c.mean_mantissa_diff);
+    }
+    assert!(
+        altered_worst > 2.0 * honest_worst,
+        "another prompt moves the answer's hidden states further than an honest replay: {altered_worst} vs {honest_worst}"
+    );
 }

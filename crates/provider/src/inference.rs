@@ -414,6 +414,7 @@ pub async fn generate(
         prompt,
         params,
         hidden_states: false,
+        commit: false,
     }) {
         Ok(g) => g,
         Err(e) => {
@@ -503,6 +504,8 @@ async fn stream(
                     tx.send(Ok(line(&InferenceEvent::Error { code: "engine_failed".into(), message }))).await;
                 return;
             }
+            // Only `Engine::replay` is answered with a replay.
+            Event::Replayed(_) => {}
         }
     }
 }
