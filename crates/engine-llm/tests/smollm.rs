@@ -357,3 +357,33 @@ fn commitments_are_batch_independent_and_a_replay_passes_only_for_the_real_promp
         "another prompt moves the answer's hidden states further than an honest replay: {altered_worst} vs {honest_worst}"
     );
 }
+
+#[path = "verify_table/mod.rs"]
+mod verify_table;
+
+/// The inference detection table's code on a few answers per row (the benchmark runs 500): no honest answer
+/// is flagged, whatever the batch and prefill chunking, and every derived cheat is.
+#[test]
+fn the_detection_table_flags_every_cheat_and_no_honest_answer() {
+    use tensorgrid_commitment::Tolerance;
+    let scratch = tempfile::tempdir().unwrap();
+    let engines = verify_table::Engines::load(&gguf(), scratch.path());
+    let rows = verify_table::table(&engines, 3, 40);
+    let reference = Tolerance::default();
+    // Calibrated on this engine by the benchmark (its worst honest answers in a 16-per-row run: 11
+    // exponent mismatches of 128, mean mantissa difference 2.78, median 2), with a margin of half again.
+    let calibrated =
+        Tolerance { max_exponent_mismatches: 18, max_mean_mantissa_diff: 4.2, max_median_mantissa_diff: 3.0 };
+    println!("{}", verify_table::render(&rows, &calibrated, 3));
+    for row in &rows {
+        let flagged = row.checks.iter().filter(|c| c.fails(&calibrated, 3)).count();
+        if row.honest {
+            assert_eq!(flagged, 0, "{}: {:?}", row.name, row.checks);
+            assert!(row.checks.iter().all(|c| !c.fails(&reference, 3)), "{}", row.name);
+        } else if row.name.starts_with("temperature") {
+            assert!(flagged > 0, "{}: {:?}", row.name, row.checks);
+        } else {
+            assert_eq!(flagged, row.checks.len(), "{}: {:?}", row.name, row.checks);
+        }
+    }
+}
