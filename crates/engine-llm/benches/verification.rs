@@ -15,7 +15,7 @@ fn main() {
     let (tolerance, misses) = verify_table::calibrate(&rows);
     print!("{}", verify_table::render(&rows, &tolerance, misses));
     println!(
-        "{n} answers per row of up to 64 tokens; commitments are 258 bytes per chunk (the prefill, then 32 tokens); {:.0} s",
+        "{n} answers per row of up to 64 tokens; commitments are 258 bytes per 32 positions of the prompt and of the answer; {:.0} s",
         started.elapsed().as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(scratch);

@@ -141,8 +141,8 @@ pub struct GenerateRequest {
     pub params: SamplingParams,
     /// Attach to every token the final hidden state it was sampled from (what a verifier commits to).
     pub hidden_states: bool,
-    /// Commit to the hidden states as the answer is made (`tensorgrid_commitment`): one commitment for the
-    /// prompt's prefill, then one per 32 generated tokens, sent with `Done`.
+    /// Commit to the hidden states as the answer is made (`tensorgrid_commitment`): one commitment per 32
+    /// positions of the prompt, then one per 32 generated tokens, sent with `Done`.
     pub commit: bool,
 }
 
@@ -536,14 +536,24 @@ impl Scheduler {
             self.model.forward_keeping(&mut segments, &keep)?
         };
         for (r, (i, tokens)) in plan.iter().enumerate() {
+            let width = self.model.config().hidden;
             let s = &mut active[*i];
             if let Some(rows) = kept.get(r).and_then(Option::as_ref) {
                 s.rows.extend(rows.flatten_all()?.to_vec1::<f32>()?);
             }
             if s.read < s.job.request.prompt.len() {
                 s.read += tokens.len();
-                if s.read == s.job.request.prompt.len() && s.commits() {
-                    s.commit_rows();
+                if s.commits() {
+                    // The prompt is committed to 32 positions at a time too, so that a change anywhere in it
+                    // (its end included) moves the chunk it falls in, whatever dominates the rest.
+                    while s.rows.len() >= tensorgrid_commitment::TOKENS_PER_CHUNK * width {
+                        let rest = s.rows.split_off(tensorgrid_commitment::TOKENS_PER_CHUNK * width);
+                        s.commit_rows();
+                        s.rows = rest;
+                    }
+                    if s.read == s.job.request.prompt.len() {
+                        s.commit_rows();
+                    }
                 }
             }
         }
@@ -649,8 +659,13 @@ impl Scheduler {
         let rows = &s.rows;
         let total = rows.len() / width.max(1);
         let k = tensorgrid_commitment::TOP_K;
-        let mut chunks = vec![tensorgrid_commitment::TopK::of(&rows[..prompt_len * width], k)];
-        let mut start = prompt_len;
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < prompt_len {
+            let end = (start + tensorgrid_commitment::TOKENS_PER_CHUNK).min(prompt_len);
+            chunks.push(tensorgrid_commitment::TopK::of(&rows[start * width..end * width], k));
+            start = end;
+        }
         while start < total {
             let end = (start + tensorgrid_commitment::TOKENS_PER_CHUNK).min(total);
             chunks.push(tensorgrid_commitment::TopK::of(&rows[start * width..end * width], k));

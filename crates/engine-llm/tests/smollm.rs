@@ -305,8 +305,9 @@ fn commitments_are_batch_independent_and_a_replay_passes_only_for_the_real_promp
     let generate_ms = started.elapsed().as_millis();
     let n = alone.tokens.len();
     assert!(n > 33, "a long enough answer for two decode chunks: {n}");
-    // The prefill, then one chunk per 32 answer positions (the last token is never fed back).
-    assert_eq!(alone.commitments.len(), 1 + (n - 1).div_ceil(32));
+    // One chunk per 32 prompt positions, then one per 32 answer positions (the last token is never fed back).
+    let prompt_chunks = chat("Name three colors and say why you like them.").len().div_ceil(32);
+    assert_eq!(alone.commitments.len(), prompt_chunks + (n - 1).div_ceil(32));
     assert!(alone.commitments.iter().all(|c| c.len() == 258));
     let others: Vec<_> =
         ["Tell me a joke.", "Name three colors and say why you like them.", "What is 2 + 2?"]
@@ -347,11 +348,18 @@ fn commitments_are_batch_independent_and_a_replay_passes_only_for_the_real_promp
     let other = chat("Name three colours and say why you like them!");
     let replay = e.replay(other, alone.tokens.clone()).unwrap();
     let mut altered_worst = 0.0f64;
+    let mut failed = 0;
+    // The tolerance the detection table calibrates on this engine (see the test below).
+    let calibrated =
+        Tolerance { max_exponent_mismatches: 18, max_mean_mantissa_diff: 4.2, max_median_mantissa_diff: 3.0 };
     for (i, (bytes, chunk)) in alone.commitments.iter().zip(&replay.chunks).enumerate() {
         let c = compare_top_k(chunk, &ChunkCommitment::from_bytes(bytes).unwrap());
         println!("another prompt, chunk {i}: {c:?}");
         altered_worst = altered_worst.max(c.mean_mantissa_diff);
+        failed += usize::from(!c.passes(&calibrated));
     }
+    // The prompt's last chunk holds the changed words: it and what follows it fail the calibrated tolerance.
+    assert!(failed >= 2, "another prompt failed {failed} chunks");
     assert!(
         altered_worst > 2.0 * honest_worst,
         "another prompt moves the answer's hidden states further than an honest replay: {altered_worst} vs {honest_worst}"
