@@ -339,13 +339,18 @@ pub fn render(rows: &[Row], tolerance: &Tolerance, max_misses: usize) -> String 
         exps.sort_unstable();
         let mut means: Vec<f64> = r.checks.iter().map(|c| c.worst.mean_mantissa_diff).collect();
         means.sort_by(f64::total_cmp);
+        let median_exp = exps.get(exps.len() / 2).copied().unwrap_or(0);
+        // An answer whose claimed prompt or output has another length than what was committed to has chunks
+        // with nothing to compare against.
+        let shown_exp =
+            if median_exp == usize::MAX { "chunk count differs".to_string() } else { median_exp.to_string() };
         out.push_str(&format!(
             "| {} | {} | {:.1} % | {:.1} % | {} | {:.2} | {:.2} |\n",
             r.name,
             r.checks.len(),
             100.0 * flagged as f64 / n as f64,
             100.0 * flagged_ref as f64 / n as f64,
-            exps.get(exps.len() / 2).copied().unwrap_or(0),
+            shown_exp,
             means.get(means.len() / 2).copied().unwrap_or(0.0),
             r.checks.iter().map(|c| c.replay.as_secs_f64()).sum::<f64>()
                 / (r.generate.as_secs_f64() * n as f64).max(1e-9),
