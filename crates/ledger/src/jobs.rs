@@ -692,31 +692,33 @@ impl<S: Store + ?Sized> State<'_, S> {
         let mut pot = Amount::ZERO;
         let mut slashed = Vec::new();
         for (index, provider, result) in revealed {
+            let mut stake = Amount::ZERO;
+            let mut deposit = Amount::ZERO;
+            if result != verdict {
+                Self::slot_mut(job, index)?.state = SlotState::Slashed;
+                deposit = self.set_job_bid_state(job.id, &provider, JobBidState::Slashed)?.deposit;
+                self.move_between(Module::BidDeposits, Module::Committees, deposit)?;
+                stake = self.slash(&provider, self.params.slash_fraction_bps, Module::Committees)?;
+            }
+            // Read after the slash, which updates the same record (stake, jail, slashes).
             let mut record = self.provider(&provider)?.ok_or_else(|| invariant("job provider vanished"))?;
-            if result == verdict {
-                if committee.kind == CheckKind::Audit && committee.round == 1 {
-                    record.record.audits_passed = record.record.audits_passed.saturating_add(1);
-                } else {
-                    record.record.disputes_won = record.record.disputes_won.saturating_add(1);
+            let r = &mut record.record;
+            match (result == verdict, committee.kind == CheckKind::Audit && committee.round == 1) {
+                (true, true) => r.audits_passed = r.audits_passed.saturating_add(1),
+                (true, false) => r.disputes_won = r.disputes_won.saturating_add(1),
+                (false, _) => {
+                    r.disputes_lost = r.disputes_lost.saturating_add(1);
+                    r.slashed_total = r.slashed_total.saturating_add(deposit);
                 }
-                self.put_provider(&record);
+            }
+            self.put_provider(&record);
+            if result == verdict {
                 continue;
             }
-            record.record.disputes_lost = record.record.disputes_lost.saturating_add(1);
-            self.put_provider(&record);
-            Self::slot_mut(job, index)?.state = SlotState::Slashed;
-            let bid = self.set_job_bid_state(job.id, &provider, JobBidState::Slashed)?;
-            self.move_between(Module::BidDeposits, Module::Committees, bid.deposit)?;
-            let stake = self.slash(&provider, self.params.slash_fraction_bps, Module::Committees)?;
-            let mut record = self.provider(&provider)?.ok_or_else(|| invariant("job provider vanished"))?;
-            record.record.slashed_total = record.record.slashed_total.saturating_add(bid.deposit);
-            self.put_provider(&record);
-            pot = pot
-                .checked_add(stake)
-                .and_then(|p| p.checked_add(bid.deposit))
-                .ok_or_else(|| overflow("pot"))?;
+            pot =
+                pot.checked_add(stake).and_then(|p| p.checked_add(deposit)).ok_or_else(|| overflow("pot"))?;
             slashed.push(provider);
-            self.emit(Event::ProviderSlashed { provider, job: job.id, stake, deposit: bid.deposit });
+            self.emit(Event::ProviderSlashed { provider, job: job.id, stake, deposit });
         }
         if !slashed.is_empty() {
             pot = self.top_up_member_fees(committee, verdict, pot)?;

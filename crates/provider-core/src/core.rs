@@ -477,20 +477,7 @@ impl ProviderCore {
             SlotState::AwaitingContent => now.plus(self.policy.content_timeout_ms).min(content_deadline),
             _ => now.plus(self.policy.content_timeout_ms),
         };
-        self.jobs.insert(
-            id,
-            JobEntry {
-                job,
-                state: JobRunState::WaitingForContent,
-                record: None,
-                phase: Phase::AwaitingContent,
-                commit_deadline,
-                reveal_open: false,
-                sending: false,
-                holds: true,
-                referee: None,
-            },
-        );
+        self.jobs.insert(id, JobEntry::awaiting_content(job, commit_deadline, None));
         out.push(Effect::Log {
             warn: false,
             message: format!("assigned job {id}; waiting for the client's upload"),
@@ -514,20 +501,7 @@ impl ProviderCore {
         // Leave room to run and to commit: the content may take at most half of the seat's time.
         let half = commit_deadline.since(now) / 2;
         let until = now.plus(self.policy.content_timeout_ms.min(half));
-        self.jobs.insert(
-            id,
-            JobEntry {
-                job,
-                state: JobRunState::WaitingForContent,
-                record: None,
-                phase: Phase::AwaitingContent,
-                commit_deadline: Some(commit_deadline),
-                reveal_open: false,
-                sending: false,
-                holds: true,
-                referee: Some(committee),
-            },
-        );
+        self.jobs.insert(id, JobEntry::awaiting_content(job, Some(commit_deadline), Some(committee)));
         out.push(Effect::Log {
             warn: false,
             message: format!("drawn for referee committee {committee} on job {id}; fetching its content"),

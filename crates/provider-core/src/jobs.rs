@@ -77,6 +77,25 @@ pub struct JobEntry {
 }
 
 impl JobEntry {
+    /// A job just won (or a committee seat just drawn), holding its resources while the content comes.
+    pub(crate) fn awaiting_content(
+        job: Job,
+        commit_deadline: Option<Timestamp>,
+        referee: Option<CommitteeId>,
+    ) -> JobEntry {
+        JobEntry {
+            job,
+            state: JobRunState::WaitingForContent,
+            record: None,
+            phase: Phase::AwaitingContent,
+            commit_deadline,
+            reveal_open: false,
+            sending: false,
+            holds: true,
+            referee,
+        }
+    }
+
     pub fn client(&self) -> Address {
         self.job.client
     }
